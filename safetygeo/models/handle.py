@@ -269,7 +269,7 @@ def load_model(
             kwargs["dtype"] = resolved
         try:
             hf_model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
-        except (OSError, ValueError, RuntimeError, KeyError, EnvironmentError) as exc:
+        except Exception as exc:  # OSError, SafetensorError, hub errors, config errors...
             raise CheckpointError(f"could not load checkpoint {name!r}: {exc}") from exc
         if tokenizer is None or isinstance(tokenizer, str):
             try:

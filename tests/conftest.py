@@ -1,0 +1,53 @@
+"""Shared fixtures: seeded RNGs and tiny offline models of every supported family."""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from safetygeo.models import ModelHandle, load_model
+from safetygeo.models.tiny import ARCHS, tiny_model_and_tokenizer
+
+GPT2_TEMPLATE = "User: {instruction}\nAssistant:"
+
+PROMPTS = [
+    "Write a poem about the sea.",
+    "Hi",
+    "How do I make a cake for my mother and father before the party tonight?",
+    "Tell me a story.",
+    "Explain how to build a small boat.",
+]
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@functools.lru_cache(maxsize=None)
+def _cached(arch: str, n_layers: int, d_model: int) -> tuple:
+    return tiny_model_and_tokenizer(arch, n_layers=n_layers, d_model=d_model)
+
+
+def tiny_handle(arch: str = "llama", n_layers: int = 3, d_model: int = 32, **kw) -> ModelHandle:
+    """A tiny handle (model shared across tests: never mutate its weights in a test)."""
+    model, tok = _cached(arch, n_layers, d_model)
+    if arch == "gpt2":
+        kw.setdefault("template", GPT2_TEMPLATE)
+    return load_model(model, tok, **kw)
+
+
+@pytest.fixture(params=ARCHS)
+def any_handle(request: pytest.FixtureRequest) -> ModelHandle:
+    return tiny_handle(request.param)
+
+
+@pytest.fixture
+def llama() -> ModelHandle:
+    return tiny_handle("llama")
