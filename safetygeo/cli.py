@@ -1,0 +1,219 @@
+"""The ``safetygeo`` command line.
+
+Example (shell)::
+
+    safetygeo tiny-model artifacts/tiny-llama
+    safetygeo extract artifacts/tiny-llama --prompts example:harmful --prompts example:harmless \\
+        --out artifacts/extract
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from safetygeo.errors import SafetyGeoError
+
+app = typer.Typer(
+    name="safetygeo",
+    help="Measure the geometry of safety (refusal / harmfulness carriers) inside LLM checkpoints.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+ModelArg = Annotated[str, typer.Argument(help="Hub id or local checkpoint folder.")]
+Revision = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag, commit).")]
+Dtype = Annotated[str, typer.Option(help="auto, float32, bf16, fp16.")]
+Device = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1, ...")]
+Template = Annotated[
+    Optional[str],
+    typer.Option(help="Chat-template override with one '{instruction}' field."),
+]
+System = Annotated[Optional[str], typer.Option(help="System prompt for the chat template.")]
+TrustRemote = Annotated[bool, typer.Option(help="Allow custom modelling code from the hub.")]
+AllowPickle = Annotated[bool, typer.Option(help="Accept pickle (*.bin) weights.")]
+LayersPath = Annotated[Optional[str], typer.Option(help="Dotted path of the block list.")]
+NormPath = Annotated[Optional[str], typer.Option(help="Dotted path of the final norm.")]
+
+
+def parse_layers(text: str) -> str | list[int]:
+    """Parse ``all``, ``3``, ``0,2,4``, ``0-3`` or ``-1`` into a layer selection.
+
+    Example:
+        >>> parse_layers("0-2,5"), parse_layers("all"), parse_layers("-1")
+        ([0, 1, 2, 5], 'all', [-1])
+    """
+    text = text.strip()
+    if text == "all":
+        return "all"
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                a, b = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
+                out.extend(range(int(a), int(b) + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise typer.BadParameter(f"cannot parse layers {text!r}; use all, 3, 0,2,4 or 0-3") from None
+    return out
+
+
+def _load(model: str, revision, dtype, device, template, system, trust_remote_code,
+          allow_pickle, layers_path, final_norm_path):
+    from safetygeo.models import load_model
+
+    with console.status(f"loading {model}"):
+        handle = load_model(
+            model, revision=revision, dtype=dtype, device=device,
+            trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+            layers_path=layers_path, final_norm_path=final_norm_path,
+        )
+    if template is not None or system is not None:
+        handle = handle.with_template(template, system=system)
+    return handle
+
+
+def _fail(exc: SafetyGeoError) -> None:
+    console.print(f"[bold red]error[/]: {type(exc).__name__}: {exc}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def version() -> None:
+    """Print the safetygeo version."""
+    from safetygeo import __version__
+
+    typer.echo(__version__)
+
+
+@app.command("tiny-model")
+def tiny_model_cmd(
+    out: Annotated[Path, typer.Argument(help="Folder to write the checkpoint to.")],
+    arch: Annotated[str, typer.Option(help="llama, mistral, qwen2, gemma or gpt2.")] = "llama",
+    n_layers: Annotated[int, typer.Option(help="Number of blocks.")] = 4,
+    d_model: Annotated[int, typer.Option(help="Model width.")] = 64,
+    seed: Annotated[int, typer.Option(help="Init seed.")] = 0,
+) -> None:
+    """Write a tiny random-init checkpoint with an offline tokenizer (no network needed)."""
+    from safetygeo.models.tiny import tiny_model_and_tokenizer
+
+    try:
+        model, tok = tiny_model_and_tokenizer(arch, n_layers=n_layers, d_model=d_model, seed=seed)
+    except SafetyGeoError as exc:
+        _fail(exc)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    console.print(f"wrote tiny {arch} ({n_layers} layers, d={d_model}) to {out}")
+
+
+@app.command()
+def info(
+    model: ModelArg,
+    revision: Revision = None,
+    dtype: Dtype = "auto",
+    template: Template = None,
+    system: System = None,
+    trust_remote_code: TrustRemote = False,
+    allow_pickle: AllowPickle = False,
+    layers_path: LayersPath = None,
+    final_norm_path: NormPath = None,
+) -> None:
+    """Show where the residual stream is and how prompts are formatted."""
+    try:
+        h = _load(model, revision, dtype, None, template, system, trust_remote_code,
+                  allow_pickle, layers_path, final_norm_path)
+        desc = h.describe()
+        tmpl = h.chat_template()
+        desc["template"] = {"prefix": tmpl.prefix, "suffix": tmpl.suffix, "source": tmpl.source,
+                            "n_eoi": len(tmpl.suffix_ids(h.tokenizer))}
+    except SafetyGeoError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(desc, indent=2))
+
+
+@app.command()
+def extract(
+    model: ModelArg,
+    prompts: Annotated[
+        list[str],
+        typer.Option(
+            "--prompts", "-p",
+            help="Prompt set: PATH, FORMAT=PATH (advbench, harmbench, jailbreakbench, "
+            "strongreject, xstest, xstest-safe, xstest-unsafe, alpaca, json, lines, csv) or "
+            "example:harmful / example:harmless. Repeat for several sets.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("artifacts/extract"),
+    layers: Annotated[str, typer.Option(help="all, 3, 0,2,4 or 0-3 (L = final-norm input).")] = "all",
+    positions: Annotated[
+        str, typer.Option(help="post_instruction, t_inst, last, t_inst+post_instruction, or -1,-2")
+    ] = "post_instruction",
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    second_moment: Annotated[Optional[str], typer.Option(help="diag or full.")] = None,
+    keep_vectors: Annotated[bool, typer.Option(help="Also save per-prompt vectors.")] = False,
+    backend: Annotated[str, typer.Option(help="native, nnsight or transformer_lens.")] = "native",
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N prompts per set.")] = None,
+    revision: Revision = None,
+    dtype: Dtype = "auto",
+    device: Device = None,
+    template: Template = None,
+    system: System = None,
+    trust_remote_code: TrustRemote = False,
+    allow_pickle: AllowPickle = False,
+    layers_path: LayersPath = None,
+    final_norm_path: NormPath = None,
+) -> None:
+    """Extract per-layer × per-position activation means (float64) for prompt sets.
+
+    Writes OUT/<set>.safetensors (+ .json provenance) per prompt set.
+    """
+    from safetygeo.activations import extract_activations
+    from safetygeo.data import load_prompt_set
+
+    pos: str | list[int] = positions
+    if positions.lstrip().startswith("-"):
+        try:
+            pos = [int(p) for p in positions.split(",")]
+        except ValueError:
+            raise typer.BadParameter(f"cannot parse positions {positions!r}") from None
+    try:
+        sets = [load_prompt_set(spec) for spec in prompts]
+        if limit is not None:
+            sets = [s.subset(range(min(limit, len(s)))) for s in sets]
+        h = _load(model, revision, dtype, device, template, system, trust_remote_code,
+                  allow_pickle, layers_path, final_norm_path)
+        table = Table(title=f"activations of {h.model_id}")
+        for col in ("set", "prompts", "layers", "positions", "file"):
+            table.add_column(col)
+        names: dict[str, int] = {}
+        for ps in sets:
+            stats = extract_activations(
+                h, ps, layers=parse_layers(layers), positions=pos, batch_size=batch_size,
+                second_moment=second_moment, keep_vectors=keep_vectors, backend=backend,
+            )
+            stem = ps.name or "prompts"
+            names[stem] = names.get(stem, 0) + 1
+            if names[stem] > 1:
+                stem = f"{stem}-{names[stem]}"
+            stats.save(str(out / f"{stem}.safetensors"))
+            table.add_row(stem, str(stats.count), str(len(stats.layers)),
+                          ",".join(stats.positions.labels), str(out / f"{stem}.safetensors"))
+    except SafetyGeoError as exc:
+        _fail(exc)
+    console.print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
