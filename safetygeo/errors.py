@@ -49,6 +49,14 @@ class PromptSetFormatError(SafetyGeoError):
     """A prompt file cannot be parsed in the requested format."""
 
 
+class PromptIndexError(SafetyGeoError, IndexError):
+    """A prompt index is outside ``[-len(prompt_set), len(prompt_set))``."""
+
+
+class PromptFileNotFoundError(SafetyGeoError, FileNotFoundError):
+    """A prompt file does not exist (or is not a regular file)."""
+
+
 class ArtifactError(SafetyGeoError):
     """A saved artifact is missing, corrupt or inconsistent with its metadata."""
 

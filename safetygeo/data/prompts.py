@@ -31,7 +31,13 @@ from typing import Any, overload
 import numpy as np
 
 from safetygeo._io import atomic_write_json
-from safetygeo.errors import EmptyPromptSetError, PromptSetFormatError, SafetyGeoError
+from safetygeo.errors import (
+    EmptyPromptSetError,
+    PromptFileNotFoundError,
+    PromptIndexError,
+    PromptSetFormatError,
+    SafetyGeoError,
+)
 
 __all__ = [
     "PER_PROMPT_META_KEYS",
@@ -54,14 +60,6 @@ _DEFAULT_SPLIT_NAMES: dict[int, tuple[str, ...]] = {
     2: ("train", "test"),
     3: ("train", "val", "test"),
 }
-
-
-class PromptIndexError(SafetyGeoError, IndexError):
-    """A prompt index is outside ``[-len(prompt_set), len(prompt_set))``."""
-
-
-class PromptFileNotFoundError(SafetyGeoError, FileNotFoundError):
-    """A prompt file does not exist (or is not a regular file)."""
 
 
 def _as_optional_str_tuple(
