@@ -1,5 +1,7 @@
 """safetygeo: the geometry of safety inside LLM checkpoints.
 
+Top-level names are imported lazily, so ``import safetygeo.data`` does not pull in torch.
+
 Example:
     >>> import safetygeo
     >>> from safetygeo.models.tiny import tiny_model_and_tokenizer
@@ -9,13 +11,42 @@ Example:
     (0, 1, 2)
 """
 
-from safetygeo.activations import ActivationStats, extract_activations, load_stats, save_stats
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from safetygeo.errors import SafetyGeoError
-from safetygeo.models import ChatTemplate, ModelHandle, load_model
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ActivationStats", "ChatTemplate", "ModelHandle", "SafetyGeoError", "__version__",
-    "extract_activations", "load_model", "load_stats", "save_stats",
-]
+_LAZY = {
+    "ActivationStats": "safetygeo.activations",
+    "extract_activations": "safetygeo.activations",
+    "load_stats": "safetygeo.activations",
+    "save_stats": "safetygeo.activations",
+    "ChatTemplate": "safetygeo.models",
+    "ModelHandle": "safetygeo.models",
+    "load_model": "safetygeo.models",
+    "PromptSet": "safetygeo.data",
+    "load_prompt_set": "safetygeo.data",
+}
+
+__all__ = ["SafetyGeoError", "__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from safetygeo.activations import ActivationStats, extract_activations, load_stats, save_stats
+    from safetygeo.data import PromptSet, load_prompt_set
+    from safetygeo.models import ChatTemplate, ModelHandle, load_model
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'safetygeo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
