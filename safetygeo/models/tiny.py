@@ -102,7 +102,10 @@ def _corpus(n_lines: int = 400, seed: int = 0) -> list[str]:
 
 
 def build_tokenizer(
-    template: str | None = "llama", vocab_size: int = 512, seed: int = 0
+    template: str | None = "llama",
+    vocab_size: int = 512,
+    seed: int = 0,
+    extra_tokens: tuple[str, ...] = (),
 ) -> PreTrainedTokenizerFast:
     """Train a small byte-level BPE tokenizer offline and wrap it for transformers.
 
@@ -111,6 +114,7 @@ def build_tokenizer(
             ``None`` for a tokenizer without one (like GPT-2).
         vocab_size: target vocabulary size (special tokens included).
         seed: seed of the synthetic training corpus (same seed → same tokenizer).
+        extra_tokens: whole words added as single (non-special) tokens.
 
     Example:
         >>> tok = build_tokenizer("qwen2")
@@ -136,6 +140,8 @@ def build_tokenizer(
         pad_token="<|pad|>",
         clean_up_tokenization_spaces=False,
     )
+    if extra_tokens:
+        tok.add_tokens(list(extra_tokens))
     if template is not None:
         tok.chat_template = CHAT_TEMPLATES[template]
     tok.init_kwargs["name_or_path"] = f"safetygeo-tiny-{template or 'plain'}"
