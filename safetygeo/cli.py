@@ -211,6 +211,80 @@ def extract(
     console.print(table)
 
 
+@app.command()
+def carriers(
+    model: ModelArg,
+    harmful: Annotated[str, typer.Option(help="Harmful prompt set spec (see extract --prompts).")],
+    harmless: Annotated[str, typer.Option(help="Harmless prompt set spec.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("artifacts/carriers"),
+    splits: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.5,0.25,0.25",
+    seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
+    max_layer_frac: Annotated[float, typer.Option(help="Discard layers >= floor(frac*L).")] = 0.8,
+    max_kl: Annotated[float, typer.Option(help="Discard KL above this.")] = 0.1,
+    min_induce: Annotated[float, typer.Option(help="Discard induce below this.")] = 0.0,
+    refusal_phrase: Annotated[
+        Optional[list[str]], typer.Option(help="Refusal phrases (repeat); default GCG/XSTest openings.")
+    ] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N prompts per set.")] = None,
+    test_top_k: Annotated[int, typer.Option(help="Re-score this many best candidates on test.")] = 5,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    max_variants: Annotated[int, typer.Option(min=1, help="Directions per forward pass.")] = 8,
+    revision: Revision = None,
+    dtype: Dtype = "auto",
+    device: Device = None,
+    template: Template = None,
+    system: System = None,
+    trust_remote_code: TrustRemote = False,
+    allow_pickle: AllowPickle = False,
+    layers_path: LayersPath = None,
+    final_norm_path: NormPath = None,
+) -> None:
+    """Select the admissible refusal carrier; write every candidate's scores.
+
+    Writes OUT/candidates.parquet, OUT/carriers.json (all candidates, the chosen carrier,
+    baselines, split sizes, provenance) and OUT/directions.safetensors.
+    """
+    from safetygeo.behavior.refusal import DEFAULT_REFUSAL_PHRASES
+    from safetygeo.data import load_prompt_set
+    from safetygeo.geometry.carriers import CarrierThresholds, select_refusal_carrier
+
+    try:
+        fractions = [float(x) for x in splits.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"cannot parse splits {splits!r}") from None
+    if len(fractions) != 3:
+        raise typer.BadParameter("splits needs three fractions: train,val,test")
+    try:
+        sets = [load_prompt_set(harmful, label="harmful"), load_prompt_set(harmless, label="harmless")]
+        if limit is not None:
+            sets = [s.subset(range(min(limit, len(s)))) for s in sets]
+        h = _load(model, revision, dtype, device, template, system, trust_remote_code,
+                  allow_pickle, layers_path, final_norm_path)
+        sel = select_refusal_carrier(
+            h, sets[0], sets[1], splits=fractions, seed=seed,
+            thresholds=CarrierThresholds(max_layer_frac, max_kl, min_induce),
+            refusal_phrases=tuple(refusal_phrase or DEFAULT_REFUSAL_PHRASES),
+            batch_size=batch_size, max_variants=max_variants, test_top_k=test_top_k,
+        )
+        sel.save(out)
+    except SafetyGeoError as exc:
+        _fail(exc)
+    summary = sel.summary()
+    table = Table(title=f"refusal carrier of {h.model_id}")
+    for col in ("layer", "position", "bypass", "induce", "kl", "test_bypass", "test_induce"):
+        table.add_column(col)
+    c = summary["chosen"]
+    if c is not None:
+        table.add_row(*(str(c[k]) if not isinstance(c[k], float) else f"{c[k]:.3f}"
+                        for k in ("layer", "position", "bypass", "induce", "kl", "test_bypass",
+                                  "test_induce")))
+        console.print(table)
+    console.print(f"baseline: {summary['baseline']}")
+    for note in summary["notes"]:
+        console.print(f"[yellow]note[/]: {note}")
+    console.print(f"{summary['n_admissible']}/{summary['n_candidates']} admissible; wrote {out}")
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
 
