@@ -62,3 +62,27 @@ def test_parse_layers() -> None:
     assert parse_layers(" all ") == "all"
     with pytest.raises(Exception, match="cannot parse"):
         parse_layers("a-b")
+
+
+def test_carriers_command_on_a_planted_checkpoint(tmp_path: Path) -> None:
+    from safetygeo.toy.planted import planted_refusal_model
+
+    pm = planted_refusal_model()
+    ckpt = tmp_path / "planted"
+    pm.handle.model.save_pretrained(ckpt)
+    pm.handle.tokenizer.save_pretrained(ckpt)
+    (tmp_path / "harmful.txt").write_text("\n".join(pm.harmful))
+    (tmp_path / "harmless.txt").write_text("\n".join(pm.harmless))
+    out = tmp_path / "carriers"
+    res = runner.invoke(app, ["carriers", str(ckpt), "--harmful", str(tmp_path / "harmful.txt"),
+                              "--harmless", str(tmp_path / "harmless.txt"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    info = json.loads((out / "carriers.json").read_text())
+    assert info["chosen"][0] in range(*pm.layer_band)
+    assert len(info["candidates"]) == 5 * 8 and "admissible" in info["candidates"][0]
+    import pandas as pd
+
+    assert len(pd.read_parquet(out / "candidates.parquet")) == 40
+    res = runner.invoke(app, ["carriers", str(ckpt), "--harmful", str(tmp_path / "harmful.txt"),
+                              "--harmless", str(tmp_path / "harmless.txt"), "--splits", "1,0"])
+    assert res.exit_code != 0 and "three fractions" in res.output

@@ -1,0 +1,106 @@
+"""Weight orthogonalization: a permanently edited copy equivalent to directional ablation.
+
+Every matrix that writes to the residual stream is projected off ``r̂``: the token (and
+learned position) embeddings, each attention output projection and each MLP output
+projection (and their biases): ``W_out ← W_out − r̂ r̂ᵀ W_out``. Then no write has a
+component along ``r̂`` and the model computes exactly what activation-space ablation
+(:func:`safetygeo.interventions.hooks.ablate`) computes, up to floating-point rounding.
+
+Architectures that normalize a block's output before adding it (Gemma-2/3 post-norms)
+cannot be orthogonalized this way and raise.
+
+Example:
+    >>> import torch
+    >>> from safetygeo.models import load_model
+    >>> from safetygeo.models.tiny import tiny_model_and_tokenizer
+    >>> h = load_model(tiny_model_and_tokenizer("llama", n_layers=2, d_model=32))
+    >>> edited = orthogonalized_copy(h, torch.randn(32))
+    >>> edited.model is not h.model
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from safetygeo.errors import UnknownArchitectureError
+from safetygeo.interventions.hooks import as_directions, residual_writers
+from safetygeo.models.handle import ModelHandle
+
+_OUT_NAMES = ("o_proj", "c_proj", "out_proj", "dense", "down_proj", "fc_out", "fc2",
+              "dense_4h_to_h", "w2")
+
+
+def _output_projection(module: nn.Module) -> nn.Module:
+    children = dict(module.named_children())
+    for name in _OUT_NAMES:
+        if name in children:
+            return children[name]
+    raise UnknownArchitectureError(
+        f"cannot find the output projection of {type(module).__name__} "
+        f"(children: {sorted(children)})"
+    )
+
+
+@torch.no_grad()
+def _orthogonalize_output(layer: nn.Module, unit: Tensor) -> None:
+    w = layer.weight
+    u = unit.to(w.dtype)
+    if isinstance(layer, nn.Linear):  # weight [out=d, in]
+        w -= torch.outer(u, u @ w)
+    elif type(layer).__name__ == "Conv1D":  # GPT-2 style, weight [in, out=d]
+        w -= torch.outer(w @ u, u)
+    else:
+        raise UnknownArchitectureError(f"cannot orthogonalize {type(layer).__name__}")
+    bias = getattr(layer, "bias", None)
+    if bias is not None:
+        bias -= (bias @ u) * u
+
+
+@torch.no_grad()
+def orthogonalize_(handle: ModelHandle, direction: Float[Tensor, " d"]) -> ModelHandle:
+    """Orthogonalize ``handle``'s weights in place against ``direction``; returns the handle."""
+    unit = as_directions(direction, handle.d_model, normalize=True)[0]
+    blocks = list(handle.blocks)
+    for block in blocks:
+        children = dict(block.named_children())
+        if "post_attention_layernorm" in children and "post_feedforward_layernorm" in children:
+            raise UnknownArchitectureError(
+                f"{type(block).__name__} normalizes its outputs before the residual add; "
+                "weight orthogonalization is not equivalent there — use ablate() instead"
+            )
+    inp = handle.model.get_input_embeddings()
+    out = handle.model.get_output_embeddings()
+    if out is not None and out.weight is inp.weight:
+        # untie: activation ablation leaves the unembedding alone, so must we
+        out.weight = nn.Parameter(inp.weight.detach().clone())
+        handle.model.config.tie_word_embeddings = False
+    embeddings = [inp]
+    for name in ("wpe", "embed_positions"):
+        trunk_child = getattr(handle.trunk, name, None)
+        if isinstance(trunk_child, nn.Embedding):
+            embeddings.append(trunk_child)
+    for emb in embeddings:
+        u = unit.to(emb.weight.dtype)
+        emb.weight -= torch.outer(emb.weight @ u, u)
+    for block in blocks:
+        for writer in residual_writers(block):
+            _orthogonalize_output(_output_projection(writer), unit)
+    return handle
+
+
+def orthogonalized_copy(handle: ModelHandle, direction: Float[Tensor, " d"]) -> ModelHandle:
+    """A deep copy of ``handle`` with weights orthogonalized against ``direction``.
+
+    Tied input/output embeddings are untied in the copy (only the input side is edited),
+    so the copy matches activation ablation exactly; the original model is never modified.
+    """
+    model = copy.deepcopy(handle.model)
+    edited = ModelHandle(model, handle.tokenizer, handle.arch,
+                         model_id=f"{handle.model_id}+orthogonalized", revision=handle.revision,
+                         template=handle.template)
+    return orthogonalize_(edited, direction)
