@@ -285,6 +285,95 @@ def carriers(
     console.print(f"{summary['n_admissible']}/{summary['n_candidates']} admissible; wrote {out}")
 
 
+@app.command("sweep")
+def sweep_cmd(
+    carriers_dir: Annotated[Path, typer.Argument(help="Folder written by `safetygeo carriers`.")],
+    model: ModelArg,
+    harmful: Annotated[str, typer.Option(help="Harmful prompt set spec (evaluation prompts).")],
+    harmless: Annotated[str, typer.Option(help="Harmless prompt set spec.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("artifacts/sweep"),
+    candidate: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Extra candidates LAYER:POSITION (e.g. 3:eoi-1); default: the chosen carrier."),
+    ] = None,
+    ops: Annotated[str, typer.Option(help="Comma list of ablate, add.")] = "ablate,add",
+    layers: Annotated[str, typer.Option(help="Layers for addition: all, 0-3, 1,2.")] = "all",
+    alphas: Annotated[str, typer.Option(help="Comma list of addition strengths.")] = "1.0",
+    n_null: Annotated[int, typer.Option(help="Matched random directions per cell (K).")] = 64,
+    seed: Annotated[int, typer.Option(help="Null seed.")] = 0,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N prompts per set.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    max_variants: Annotated[int, typer.Option(min=1, help="Directions per forward pass.")] = 16,
+    revision: Revision = None,
+    dtype: Dtype = "auto",
+    device: Device = None,
+    template: Template = None,
+    system: System = None,
+    trust_remote_code: TrustRemote = False,
+    allow_pickle: AllowPickle = False,
+    layers_path: LayersPath = None,
+    final_norm_path: NormPath = None,
+) -> None:
+    """Sweep ablation / addition of saved carriers against matched random-direction nulls.
+
+    Writes OUT/sweep.parquet (resumable: rerun the same command to finish a killed sweep)
+    and OUT/sweep.html (effect vs layer with the null band).
+    """
+    from safetygeo._io import atomic_write_text
+    from safetygeo.data import load_prompt_set
+    from safetygeo.geometry.carriers import CarrierSelection
+    from safetygeo.interventions.sweep import sweep, sweep_figure
+
+    if n_null < 1:
+        raise typer.BadParameter(f"--n-null must be >= 1, got {n_null}")
+    try:
+        alpha_list = [float(a) for a in alphas.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"cannot parse alphas {alphas!r}") from None
+    try:
+        sel = CarrierSelection.load(carriers_dir)
+        directions = {}
+        if sel.chosen is not None:
+            directions[f"carrier {sel.chosen[0]}:{sel.chosen[1]}"] = sel.vector
+        for spec in candidate or []:
+            layer_s, _, pos = spec.partition(":")
+            try:
+                directions[f"candidate {spec}"] = sel.directions.vector(int(layer_s), pos or "eoi-1")
+            except ValueError:
+                raise typer.BadParameter(f"cannot parse candidate {spec!r}; use LAYER:POSITION") from None
+        if not directions:
+            raise SafetyGeoError("the carrier selection has no chosen carrier; pass --candidate")
+        sets = [load_prompt_set(harmful, label="harmful"), load_prompt_set(harmless, label="harmless")]
+        if limit is not None:
+            sets = [s.subset(range(min(limit, len(s)))) for s in sets]
+        h = _load(model, revision, dtype, device, template, system, trust_remote_code,
+                  allow_pickle, layers_path, final_norm_path)
+        if h.d_model != sel.directions.vectors.shape[-1]:
+            raise SafetyGeoError(
+                f"carriers have d_model={sel.directions.vectors.shape[-1]} but {model} has "
+                f"d_model={h.d_model}"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        table = sweep(h, directions, harmful=list(sets[0].prompts), harmless=list(sets[1].prompts),
+                      ops=tuple(o.strip() for o in ops.split(",")), layers=parse_layers(layers),
+                      alphas=alpha_list, n_null=n_null, seed=seed, out=out / "sweep.parquet",
+                      batch_size=batch_size, max_variants=max_variants)
+    except SafetyGeoError as exc:
+        _fail(exc)
+    fig = sweep_figure(table)
+    atomic_write_text(out / "sweep.html", fig.to_html(include_plotlyjs=True, full_html=True))
+    summary = Table(title="strongest effects (|z|)")
+    for col in ("direction", "op", "layer", "metric", "real", "null 95%", "p", "q"):
+        summary.add_column(col)
+    top = table.reindex(table.z.abs().sort_values(ascending=False).index).head(8)
+    for r in top.itertuples():
+        summary.add_row(r.direction, r.op, "all" if r.layer != r.layer else str(int(r.layer)),
+                        r.metric, f"{r.real:.3f}", f"[{r.null_q025:.3f}, {r.null_q975:.3f}]",
+                        f"{r.p_value:.3g}", f"{r.q_value:.3g}")
+    console.print(summary)
+    console.print(f"wrote {out / 'sweep.parquet'} and {out / 'sweep.html'}")
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
 

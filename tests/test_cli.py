@@ -86,3 +86,32 @@ def test_carriers_command_on_a_planted_checkpoint(tmp_path: Path) -> None:
     res = runner.invoke(app, ["carriers", str(ckpt), "--harmful", str(tmp_path / "harmful.txt"),
                               "--harmless", str(tmp_path / "harmless.txt"), "--splits", "1,0"])
     assert res.exit_code != 0 and "three fractions" in res.output
+
+
+def test_sweep_command_over_saved_carriers(tmp_path: Path) -> None:
+    from safetygeo.toy.planted import planted_refusal_model
+
+    pm = planted_refusal_model()
+    ckpt = tmp_path / "planted"
+    pm.handle.model.save_pretrained(ckpt)
+    pm.handle.tokenizer.save_pretrained(ckpt)
+    (tmp_path / "harmful.txt").write_text("\n".join(pm.harmful))
+    (tmp_path / "harmless.txt").write_text("\n".join(pm.harmless))
+    sets = ["--harmful", str(tmp_path / "harmful.txt"), "--harmless", str(tmp_path / "harmless.txt")]
+    res = runner.invoke(app, ["carriers", str(ckpt), *sets, "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "s"
+    res = runner.invoke(app, ["sweep", str(tmp_path / "c"), str(ckpt), *sets, "--out", str(out),
+                              "--layers", "1,2", "--n-null", "8", "--limit", "6",
+                              "--candidate", "3:eoi-1"])
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    table = pd.read_parquet(out / "sweep.parquet")
+    names = set(table.direction)
+    assert "candidate 3:eoi-1" in names and len(names) == 2
+    assert any(n.startswith("carrier ") for n in names)
+    assert len(table) == 2 * 3 * 3
+    assert "<html>" in (out / "sweep.html").read_text()[:200].lower()
+    res = runner.invoke(app, ["sweep", str(tmp_path / "c"), str(ckpt), *sets, "--n-null", "0"])
+    assert res.exit_code != 0 and "n-null" in res.output
