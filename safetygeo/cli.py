@@ -322,7 +322,7 @@ def sweep_cmd(
     from safetygeo._io import atomic_write_text
     from safetygeo.data import load_prompt_set
     from safetygeo.geometry.carriers import CarrierSelection
-    from safetygeo.interventions.sweep import sweep, sweep_figure
+    from safetygeo.interventions.sweep import run_sweep, sweep_figure
 
     if n_null < 1:
         raise typer.BadParameter(f"--n-null must be >= 1, got {n_null}")
@@ -354,7 +354,7 @@ def sweep_cmd(
                 f"d_model={h.d_model}"
             )
         out.mkdir(parents=True, exist_ok=True)
-        table = sweep(h, directions, harmful=list(sets[0].prompts), harmless=list(sets[1].prompts),
+        table = run_sweep(h, directions, harmful=list(sets[0].prompts), harmless=list(sets[1].prompts),
                       ops=tuple(o.strip() for o in ops.split(",")), layers=parse_layers(layers),
                       alphas=alpha_list, n_null=n_null, seed=seed, out=out / "sweep.parquet",
                       batch_size=batch_size, max_variants=max_variants)

@@ -9,7 +9,7 @@ distribution summary, an empirical p-value and a z-score:
 * ``d_refusal_harmful`` / ``d_refusal_harmless``: change of the mean logit refusal score;
 * ``kl_harmless``: mean KL(base ‖ intervened) of the next-token distribution.
 
-:func:`sweep` maps that over directions × operations × layers × strengths, appends each
+:func:`run_sweep` maps that over directions × operations × layers × strengths, appends each
 finished cell to a Parquet file (atomically) and skips cells already there, so a killed
 sweep resumes where it stopped; Benjamini–Hochberg q-values are computed across the sweep.
 
@@ -141,7 +141,7 @@ def intervention_effect(
     return out
 
 
-def sweep(
+def run_sweep(
     handle: ModelHandle,
     directions: Mapping[str, Float[Tensor, " d"]],
     *,

@@ -36,7 +36,7 @@ def test_sweep_table_figure_and_resume(tmp_path: Path, monkeypatch) -> None:
     dirs = {"planted": pm.direction * 3, "random": torch.randn(64, dtype=torch.float64)}
     kw = dict(harmful=pm.harmful[:4], harmless=pm.harmless[:4], ops=("ablate", "add"),
               layers=[1, 2], alphas=(1.0,), n_null=8, progress=False)
-    full = sw.sweep(pm.handle, dirs, **kw)
+    full = sw.run_sweep(pm.handle, dirs, **kw)
     assert len(full) == 2 * (1 + 2) * 3  # directions × (ablate + 2 layers) × metrics
     assert full.q_value.between(0, 1).all() and (full.q_value >= full.p_value - 1e-12).all()
     fig = sw.sweep_figure(full)
@@ -54,11 +54,11 @@ def test_sweep_table_figure_and_resume(tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "sweep.parquet"
     monkeypatch.setattr(sw, "intervention_effect", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        sw.sweep(pm.handle, dirs, out=out, **kw)
+        sw.run_sweep(pm.handle, dirs, out=out, **kw)
     assert len(pd.read_parquet(out)) == 2 * 3  # two finished cells survived the crash
     monkeypatch.setattr(sw, "intervention_effect", real)
     calls["n"] = 0
-    resumed = sw.sweep(pm.handle, dirs, out=out, **kw)
+    resumed = sw.run_sweep(pm.handle, dirs, out=out, **kw)
     cols = ["direction", "op", "layer", "alpha", "metric"]
     a = full.sort_values(cols).reset_index(drop=True)
     b = resumed.sort_values(cols).reset_index(drop=True)
@@ -77,4 +77,4 @@ def test_bad_input() -> None:
     with pytest.raises(LayerIndexError):
         sw.intervention_effect(pm.handle, torch.ones(64), "add", layer=12, **kw)
     with pytest.raises(SafetyGeoError, match="unknown op"):
-        sw.sweep(pm.handle, {"x": torch.ones(64)}, ops=("steer",), **kw)
+        sw.run_sweep(pm.handle, {"x": torch.ones(64)}, ops=("steer",), **kw)
