@@ -151,6 +151,8 @@ def run_sweep(
     layers: Sequence[int] | str = "all",
     alphas: Sequence[float] = (1.0,),
     n_null: int = 64,
+    null: Literal["sphere", "covariance"] = "sphere",
+    covariance: Float[Tensor, "d d"] | None = None,
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
     batch_size: int = 16,
@@ -162,7 +164,8 @@ def run_sweep(
     Ablation acts on every layer at once, so it yields one row per direction (``layer``
     and ``alpha`` are NaN there). Rows: ``direction, op, layer, alpha, metric, real,
     null_mean, null_std, null_q025, null_q975, p_value, z, q_value`` (BH across the
-    sweep, per metric).
+    sweep, per metric). ``null="covariance"`` draws the nulls from ``covariance`` (e.g.
+    ``ActivationStats.covariance()`` of harmless prompts at the carrier's layer).
     """
     from tqdm.auto import tqdm
 
@@ -192,7 +195,8 @@ def run_sweep(
         eff = intervention_effect(
             handle, directions[name], op, harmful=harmful, harmless=harmless,
             layer=None if np.isnan(layer) else int(layer), alpha=1.0 if np.isnan(alpha) else alpha,
-            n_null=n_null, seed=seed, refusal_tokens=ids, batch_size=batch_size,
+            n_null=n_null, null=null, covariance=covariance, seed=seed, refusal_tokens=ids,
+            batch_size=batch_size,
             max_variants=max_variants, _base=base)
         cell = pd.DataFrame([{"direction": name, "op": op, "layer": layer, "alpha": alpha,
                               "metric": m, **v} for m, v in eff.items()])

@@ -78,3 +78,20 @@ def test_bad_input() -> None:
         sw.intervention_effect(pm.handle, torch.ones(64), "add", layer=12, **kw)
     with pytest.raises(SafetyGeoError, match="unknown op"):
         sw.run_sweep(pm.handle, {"x": torch.ones(64)}, ops=("steer",), **kw)
+
+
+def test_covariance_matched_nulls_are_used() -> None:
+    pm = planted()
+    cov = torch.eye(64, dtype=torch.float64) * 1e-6
+    cov[5, 5] = 1.0  # nulls lie (almost) along e5, which the model never reads as refusal
+    kw = dict(harmful=pm.harmful[:4], harmless=pm.harmless[:4], n_null=8)
+    eff = sw.intervention_effect(pm.handle, pm.direction * 3, "add", layer=2, null="covariance",
+                                 covariance=cov, **kw)
+    sphere = sw.intervention_effect(pm.handle, pm.direction * 3, "add", layer=2, **kw)
+    assert eff["d_refusal_harmless"]["null_mean"] != sphere["d_refusal_harmless"]["null_mean"]
+    with pytest.raises(SafetyGeoError, match="needs the activation covariance"):
+        sw.intervention_effect(pm.handle, pm.direction, "add", layer=2, null="covariance", **kw)
+    table = sw.run_sweep(pm.handle, {"p": pm.direction * 3}, ops=("add",), layers=[2],
+                         null="covariance", covariance=cov, progress=False, **kw)
+    assert table[table.metric == "d_refusal_harmless"].null_mean.iloc[0] == pytest.approx(
+        eff["d_refusal_harmless"]["null_mean"])
