@@ -7,7 +7,13 @@ principal angles and drift (:mod:`.angles`, :mod:`.subspaces`), harmfulness–re
 coupling (:mod:`.coupling`), and bootstrap CIs (:mod:`.stats`).
 """
 
-from safetygeo.geometry.angles import cosine, direction_angle, drift, orthonormal_basis, principal_angles
+from safetygeo.geometry.angles import (
+    cosine,
+    direction_angle,
+    drift,
+    orthonormal_basis,
+    principal_angles,
+)
 from safetygeo.geometry.carriers import CarrierSelection, CarrierThresholds, select_refusal_carrier
 from safetygeo.geometry.coupling import CausalEffect, causal_coupling, geometric_coupling
 from safetygeo.geometry.directions import (

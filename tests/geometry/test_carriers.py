@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from safetygeo.activations import extract_activations
+from safetygeo.behavior.refusal import refusal_score, refusal_token_ids
 from safetygeo.errors import ArtifactError, EmptyPromptSetError, SafetyGeoError
 from safetygeo.geometry.carriers import CarrierSelection, score_candidates, select_refusal_carrier
 from safetygeo.geometry.directions import diff_in_means, harmfulness_directions, refusal_directions
 from safetygeo.interventions.hooks import ablate, add
-from safetygeo.behavior.refusal import refusal_score, refusal_token_ids
 from safetygeo.toy.planted import planted_refusal_model
 
 

@@ -24,7 +24,7 @@ def test_planted_direction_beats_64_nulls_and_a_random_one_does_not() -> None:
     assert real["d_refusal_harmful"]["real"] < -5
     assert real["d_refusal_harmful"]["p_value"] < 0.05
     assert real["d_refusal_harmful"]["z"] < -3
-    rnd = torch.from_numpy(__import__("numpy").random.default_rng(7).standard_normal(64)) 
+    rnd = torch.from_numpy(__import__("numpy").random.default_rng(7).standard_normal(64))
     fake = sw.intervention_effect(pm.handle, rnd / rnd.norm() * 3, "ablate", seed=1, **kw)
     assert fake["d_refusal_harmful"]["p_value"] >= 0.05
     added = sw.intervention_effect(pm.handle, pm.direction * 3, "add", layer=2, **kw)
