@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from safetygeo.errors import SafetyGeoError
+from safetygeo.geometry.rank import as_matrix
 
 __all__ = [
     "cosine",
@@ -44,30 +45,8 @@ __all__ = [
 
 
 def _as_rows(A: Any, *, name: str) -> np.ndarray:
-    """``A`` as a float64 ``k × d`` array (1-D → ``1 × d``); rejects bad shapes/values."""
-    try:
-        import torch
-
-        if isinstance(A, torch.Tensor):
-            A = A.detach().to(device="cpu", dtype=torch.float64).numpy()
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
-    try:
-        arr = np.asarray(A, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise SafetyGeoError(f"{name} cannot be read as a float array: {e}") from e
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise SafetyGeoError(
-            f"{name} must be a k × d matrix whose rows span the subspace, or a 1-D vector; got "
-            f"shape {tuple(arr.shape)}"
-        )
-    if arr.size == 0:
-        raise SafetyGeoError(f"{name} is empty (shape {tuple(arr.shape)})")
-    if not np.isfinite(arr).all():
-        raise SafetyGeoError(f"{name} contains NaN or infinite values (shape {tuple(arr.shape)})")
-    return arr
+    """``A`` as a float64 ``k × d`` array (1-D → ``1 × d``); rows span the subspace."""
+    return as_matrix(A, name=name)
 
 
 def _as_vector(u: Any, *, name: str) -> np.ndarray:

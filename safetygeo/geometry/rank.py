@@ -47,7 +47,7 @@ from safetygeo.errors import SafetyGeoError
 __all__ = ["effective_rank", "participation_ratio", "spectrum", "subspace_rank_report"]
 
 
-def _as_matrix(M: Any, *, name: str = "M") -> np.ndarray:
+def as_matrix(M: Any, *, name: str = "M") -> np.ndarray:
     """``M`` as a float64 ``k × d`` numpy array (1-D → ``1 × d``); rejects bad shapes/values."""
     try:
         import torch
@@ -75,7 +75,7 @@ def _as_matrix(M: Any, *, name: str = "M") -> np.ndarray:
 
 
 def _prepare(M: Any, *, center: bool, normalize: bool, name: str = "M") -> np.ndarray:
-    arr = _as_matrix(M, name=name)
+    arr = as_matrix(M, name=name)
     if normalize:
         norms = np.linalg.norm(arr, axis=1, keepdims=True)
         zero = np.flatnonzero(norms[:, 0] == 0.0)
@@ -238,7 +238,7 @@ def subspace_rank_report(
         >>> r["numerical_rank"], round(r["effective_rank"], 3), r["singular_values"].tolist()
         (2, 1.755, [3.0, 1.0, 0.0])
     """
-    k, d = _as_matrix(directions, name="directions").shape
+    k, d = as_matrix(directions, name="directions").shape
     s, nz = _nonzero_spectrum(directions, center=center, normalize=normalize, name="directions")
     var = s**2
     return {
