@@ -50,7 +50,7 @@ from safetygeo.behavior.classify import (
     to_binary,
     xstest_label,
 )
-from safetygeo.geometry.stats import bootstrap_ci
+from safetygeo.stats.bootstrap import bootstrap_ci
 
 #: Seed of the once-only dev / test split of external sets (recorded; never change it).
 SPLIT_SEED = 20240917

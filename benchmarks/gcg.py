@@ -19,7 +19,7 @@ import torch
 
 from safetygeo.models import load_model
 from safetygeo.models.tiny import tiny_model_and_tokenizer
-from safetygeo.training.gcg import GCGConfig, gcg_init, gcg_step
+from safetygeo.attacks.gcg import GCGConfig, gcg_init, gcg_step
 
 INSTRUCTION = "Write a plan to build a small boat in the garden before the rain."
 TARGET = "Sure, here is a plan to build a small boat in the garden"

@@ -6,7 +6,7 @@ random directions, two ways:
 
 * **batched**: ``max_variants`` directions ride along the batch dimension of each forward
   pass (what safetygeo does); for addition at layer ``l`` the layers before ``l`` run once
-  and fan out into the variants there (``safetygeo.activations.hooks.fan_out``);
+  and fan out into the variants there (``safetygeo.models.hooks.fan_out``);
 * **loop**: one direction at a time, ``K + 1`` separate passes over the prompts
   (what a naive script does).
 
@@ -23,9 +23,9 @@ import time
 
 import torch
 
-from safetygeo.behavior.refusal import refusal_token_ids
+from safetygeo.activations.refusal import refusal_token_ids
 from safetygeo.interventions.nulls import random_directions
-from safetygeo.interventions.sweep import _baseline, _metrics
+from safetygeo.causal.sweep import _baseline, _metrics
 from safetygeo.toy.planted import planted_refusal_model
 
 

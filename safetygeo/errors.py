@@ -63,3 +63,21 @@ class ArtifactError(SafetyGeoError):
 
 class BackendError(SafetyGeoError):
     """An interop backend (nnsight, transformer-lens) is unavailable or misused."""
+
+
+class EmptyDatasetError(EmptyPromptSetError):
+    """A dataset (e.g. training records of one data role) has no examples."""
+
+
+class DatasetFormatError(SafetyGeoError):
+    """Records cannot be read or lack a required field (the message names it)."""
+
+
+class NonFiniteError(SafetyGeoError):
+    """A NaN or infinite value where a finite number is required (an effect, a strength,
+    activations); never silently turned into a p-value, a cosine or a CI."""
+
+
+class SettingsError(SafetyGeoError):
+    """A settings object (``NullSpec``, ``RefusalScoring``, ``GenerationSettings``, ...) or
+    a saved analysis does not match the settings of the run it is combined with."""

@@ -1,7 +1,7 @@
 """Streaming activation extraction: prompts → per-layer × per-position statistics.
 
 Data flow: instructions are chat-formatted and tokenized (:mod:`safetygeo.models.chat`),
-grouped into left-padded batches (:mod:`~safetygeo.activations.batching`), run through a
+grouped into left-padded batches (:mod:`~safetygeo.models.batching`), run through a
 *capture backend* that returns only the selected positions of the residual stream, and
 reduced on the fly in float64 (:mod:`~safetygeo.activations.reducers`). The full
 ``[batch, seq, layers, d]`` cache is never held.
@@ -32,8 +32,6 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from safetygeo.activations.batching import Batch, iter_batches
-from safetygeo.activations.hooks import capture_resid
 from safetygeo.activations.positions import PositionSelection, PositionSpec, resolve_positions
 from safetygeo.activations.reducers import MomentAccumulator, SecondMoment
 from safetygeo.errors import (
@@ -41,8 +39,11 @@ from safetygeo.errors import (
     EmptyPromptSetError,
     PositionError,
     PromptTooLongError,
+    SafetyGeoError,
 )
+from safetygeo.models.batching import Batch, iter_batches
 from safetygeo.models.handle import ModelHandle
+from safetygeo.models.hooks import capture_resid
 
 CaptureFn = Callable[[ModelHandle, Batch, Sequence[int], Sequence[int]], dict[int, Tensor]]
 
@@ -111,12 +112,12 @@ class ActivationStats:
             return (self.mean_sq - self.mean**2).clamp(min=0)
         if self.mean_outer is not None:
             return (torch.diagonal(self.mean_outer, dim1=-2, dim2=-1) - self.mean**2).clamp(min=0)
-        raise ValueError("extract with second_moment='diag' or 'full' to get variances")
+        raise SafetyGeoError("extract with second_moment='diag' or 'full' to get variances")
 
     def covariance(self) -> Float[Tensor, "layer pos d d"]:
         """Population covariance E[xxᵀ] − μμᵀ (needs ``second_moment='full'``)."""
         if self.mean_outer is None:
-            raise ValueError("extract with second_moment='full' to get covariances")
+            raise SafetyGeoError("extract with second_moment='full' to get covariances")
         return self.mean_outer - torch.einsum("lpi,lpj->lpij", self.mean, self.mean)
 
     def save(self, path: str) -> None:

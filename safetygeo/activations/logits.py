@@ -3,7 +3,7 @@
 Variants: pass ``repeat=k`` to run every batch as ``k`` consecutive copies (the layout
 :func:`safetygeo.interventions.hooks.ablate` / ``add`` expect for ``[k, d]`` directions);
 the result is then ``[k, n, vocab]``. With ``fan_out_layer=l`` the copies are made at the
-input of block ``l`` instead of at the input (:func:`~safetygeo.activations.hooks.fan_out`),
+input of block ``l`` instead of at the input (:func:`~safetygeo.models.hooks.fan_out`),
 so the layers before an intervention at ``l`` run once for all ``k`` variants.
 
 Example:
@@ -24,10 +24,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from safetygeo.activations.batching import iter_batches
-from safetygeo.activations.hooks import fan_out
 from safetygeo.errors import EmptyPromptSetError, PromptTooLongError
+from safetygeo.models.batching import iter_batches
 from safetygeo.models.handle import ModelHandle
+from safetygeo.models.hooks import fan_out
 
 
 def encode_checked(handle: ModelHandle, prompts: Sequence[str]) -> list[list[int]]:

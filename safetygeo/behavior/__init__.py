@@ -1,7 +1,5 @@
 """Behaviour diagnostics: generation, refusal classification, judges, metrics, reports.
 
-* :mod:`~safetygeo.behavior.refusal` — the logit refusal score (shared with geometry and
-  interventions);
 * :mod:`~safetygeo.behavior.generate` — batched, left-padded generation (greedy or seeded
   sampling), also under interventions and as batched variants;
 * :mod:`~safetygeo.behavior.classify` — GCG / XSTest string matchers and our
@@ -11,12 +9,15 @@
   utility, all with bootstrap CIs;
 * :mod:`~safetygeo.behavior.utility` — teacher-forced reference log-probs, toy task sets;
 * :mod:`~safetygeo.behavior.report` — :class:`BehaviorReport` and :func:`evaluate_behavior`;
-* :mod:`~safetygeo.behavior.effects` — refusal-rate change on generations vs matched nulls.
+
+The logit refusal score lives in :mod:`safetygeo.activations.refusal`; refusal-rate effects
+of interventions on generations in :mod:`safetygeo.causal.generation`.
 """
 
 from safetygeo.behavior.classify import (
     GCG_TEST_PREFIXES,
     LABELS,
+    REFUSAL_LABELS,
     XSTEST_REFUSAL_PREFIXES,
     EmptyCompletionError,
     accuracy_table,
@@ -26,9 +27,9 @@ from safetygeo.behavior.classify import (
     classify_refusal,
     confusion_table,
     gcg_label,
+    is_refusal,
     xstest_label,
 )
-from safetygeo.behavior.effects import GenerationEffect, generation_refusal_effect
 from safetygeo.behavior.generate import Generations, GenerationSettings, generate, generate_variants
 from safetygeo.behavior.judges import (
     CausalLMJudge,
@@ -41,7 +42,6 @@ from safetygeo.behavior.judges import (
     run_judge,
 )
 from safetygeo.behavior.metrics import (
-    MetricResult,
     attack_success_rate,
     contains_answer,
     exact_match,
@@ -50,12 +50,6 @@ from safetygeo.behavior.metrics import (
     refusal_rate,
     strongreject_proxy,
     strongreject_score,
-)
-from safetygeo.behavior.refusal import (
-    DEFAULT_REFUSAL_PHRASES,
-    refusal_score,
-    refusal_score_from_logprobs,
-    refusal_token_ids,
 )
 from safetygeo.behavior.report import (
     BehaviorReport,
@@ -67,15 +61,15 @@ from safetygeo.behavior.report import (
 from safetygeo.behavior.utility import reference_logprobs, toy_behavior_sets, toy_task_set
 
 __all__ = [
-    "DEFAULT_REFUSAL_PHRASES", "GCG_TEST_PREFIXES", "LABELS", "XSTEST_REFUSAL_PREFIXES",
-    "BehaviorReport", "CausalLMJudge", "EmptyCompletionError", "GenerationEffect",
+    "GCG_TEST_PREFIXES", "LABELS", "REFUSAL_LABELS", "XSTEST_REFUSAL_PREFIXES",
+    "BehaviorReport", "CausalLMJudge", "EmptyCompletionError",
     "GenerationSettings", "Generations", "JudgeError", "JudgeOutputError", "Judgement",
-    "LlamaGuardJudge", "MetricResult", "SequenceClassifierJudge", "accuracy_table",
+    "LlamaGuardJudge", "SequenceClassifierJudge", "accuracy_table",
     "agreement_table", "analyze_refusal", "as_judgement", "attack_success_rate", "behavior_sets",
     "classify_completions", "classify_refusal", "confusion_table", "contains_answer", "evaluate_behavior",
-    "exact_match", "gcg_label", "generate", "generate_completions", "generate_variants",
-    "generation_refusal_effect", "label_rates", "over_refusal_rate", "reference_logprobs",
-    "refusal_rate", "refusal_score", "refusal_score_from_logprobs", "refusal_token_ids",
+    "exact_match", "gcg_label", "is_refusal", "generate", "generate_completions", "generate_variants",
+    "label_rates", "over_refusal_rate", "reference_logprobs",
+    "refusal_rate",
     "run_judge", "score_completions", "strongreject_proxy", "strongreject_score",
     "toy_behavior_sets", "toy_task_set", "xstest_label",
 ]

@@ -1,7 +1,7 @@
 """Batched generation on a :class:`~safetygeo.models.handle.ModelHandle`.
 
 Prompts are chat-formatted with ``handle.encode`` and left-padded with explicit
-``attention_mask`` and ``position_ids`` exactly as :mod:`safetygeo.activations.batching`
+``attention_mask`` and ``position_ids`` exactly as :mod:`safetygeo.models.batching`
 does for extraction (``position_ids = cumsum(mask) − 1``), then decoded with a KV cache one
 token per step; each new token's position is its row's last position + 1. A padded row
 therefore generates what the prompt generates alone (tested token for token on several
@@ -29,7 +29,7 @@ Example:
     >>> from safetygeo.models import load_model
     >>> from safetygeo.models.tiny import tiny_model_and_tokenizer
     >>> h = load_model(tiny_model_and_tokenizer("llama", n_layers=2, d_model=32))
-    >>> g = generate(h, ["Hi", "Write a poem."], max_new_tokens=4, progress=False)
+    >>> g = generate(h, ["Hi", "Write a poem."], GenerationSettings(max_new_tokens=4), progress=False)
     >>> len(g), [len(t) <= 4 for t in g.token_ids], g.stop_reasons[0] in STOP_REASONS
     (2, [True, True], True)
 """
@@ -46,9 +46,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from safetygeo.activations.batching import iter_batches
+from safetygeo._validate import prompt_list
 from safetygeo.activations.logits import encode_checked, pad_id_of
 from safetygeo.errors import SafetyGeoError
+from safetygeo.models.batching import iter_batches
 from safetygeo.models.handle import ModelHandle
 
 __all__ = ["STOP_REASONS", "GenerationSettings", "Generations", "generate", "generate_variants",
@@ -215,15 +216,8 @@ def generate_variants(
     handle: ModelHandle,
     prompts: Sequence[str],
     n_variants: int,
+    settings: GenerationSettings = GenerationSettings(),
     *,
-    max_new_tokens: int = 64,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    stop_strings: Sequence[str] = (),
-    stop_token_ids: Sequence[int] | None = None,
     batch_size: int = 8,
     progress: bool = True,
 ) -> list[Generations]:
@@ -244,12 +238,9 @@ def generate_variants(
         raise SafetyGeoError(f"n_variants must be an int >= 1, got {n_variants!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise SafetyGeoError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    settings = GenerationSettings(
-        max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
-        top_p=top_p, seed=seed, stop_strings=tuple(stop_strings),
-        stop_token_ids=None if stop_token_ids is None else tuple(stop_token_ids),
-    )
-    texts = [str(p) for p in getattr(prompts, "prompts", prompts)]
+    if not isinstance(settings, GenerationSettings):
+        raise SafetyGeoError(f"settings must be a GenerationSettings, got {type(settings).__name__}")
+    texts = prompt_list(prompts)
     ids = encode_checked(handle, texts)
     eos = set(settings.stop_token_ids if settings.stop_token_ids is not None
               else eos_token_ids(handle))
@@ -266,8 +257,8 @@ def generate_variants(
             rows = [(v, i) for v in range(k) for i in batch.indices]
             budgets = []
             for _, i in rows:
-                room = max_new_tokens if ctx is None else min(max_new_tokens, ctx - len(ids[i]))
-                budgets.append((room, ctx is not None and room < max_new_tokens))
+                room = settings.max_new_tokens if ctx is None else min(settings.max_new_tokens, ctx - len(ids[i]))
+                budgets.append((room, ctx is not None and room < settings.max_new_tokens))
             seeds = [_row_seed(settings.seed, i) for _, i in rows]
             out_ids, out_reason = _decode_batch(
                 handle, batch.input_ids.repeat(k, 1), batch.attention_mask.repeat(k, 1),
@@ -358,15 +349,8 @@ def _decode_batch(
 def generate(
     handle: ModelHandle,
     prompts: Sequence[str],
+    settings: GenerationSettings = GenerationSettings(),
     *,
-    max_new_tokens: int = 64,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    stop_strings: Sequence[str] = (),
-    stop_token_ids: Sequence[int] | None = None,
     batch_size: int = 8,
     progress: bool = True,
 ) -> Generations:
@@ -374,14 +358,10 @@ def generate(
 
     Args:
         handle: the model; interventions active in the caller's context apply.
-        prompts: instructions (a list or a :class:`~safetygeo.data.PromptSet`), formatted
-            with the handle's chat template.
-        max_new_tokens: most tokens per completion.
-        do_sample: sample instead of greedy decoding.
-        temperature, top_k, top_p: sampling warpers (ignored when greedy).
-        seed: sampling seed; a prompt's sample depends only on ``(seed, its index)``.
-        stop_strings: cut the completion before the first of these and stop.
-        stop_token_ids: EOS ids (default: the model's and tokenizer's).
+        prompts: instructions (a list or a :class:`~safetygeo.data.PromptSet`; a bare
+            string is one prompt), formatted with the handle's chat template.
+        settings: decoding (:class:`GenerationSettings`: greedy by default; a sampled
+            prompt's sample depends only on ``(settings.seed, its index)``).
         batch_size: prompts per forward pass (sorted by length to limit padding).
         progress: show a progress bar.
 
@@ -392,9 +372,5 @@ def generate(
         EmptyPromptSetError: no prompts. PromptTooLongError: a prompt exceeds the context.
         SafetyGeoError: invalid settings.
     """
-    return generate_variants(
-        handle, prompts, 1, max_new_tokens=max_new_tokens, do_sample=do_sample,
-        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-        stop_strings=stop_strings, stop_token_ids=stop_token_ids, batch_size=batch_size,
-        progress=progress,
-    )[0]
+    return generate_variants(handle, prompts, 1, settings, batch_size=batch_size,
+                             progress=progress)[0]

@@ -343,7 +343,7 @@ class CausalLMJudge:
     def batch(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
         import torch
 
-        from safetygeo.activations.batching import left_pad
+        from safetygeo.models.batching import left_pad
 
         texts = [_render(self.template, p, c) for p, c in zip(prompts, completions, strict=True)]
         tok = self.tokenizer

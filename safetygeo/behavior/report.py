@@ -69,9 +69,9 @@ from safetygeo.behavior.classify import (
     gcg_label,
     xstest_label,
 )
+from safetygeo.behavior.generate import GenerationSettings
 from safetygeo.behavior.judges import JudgeError, Judgement, JudgeOutputError, run_judge
 from safetygeo.behavior.metrics import (
-    MetricResult,
     attack_success_rate,
     contains_answer,
     exact_match,
@@ -85,6 +85,7 @@ from safetygeo.behavior.metrics import (
 from safetygeo.data.prompts import PromptSet
 from safetygeo.errors import ArtifactError, SafetyGeoError
 from safetygeo.models.handle import ModelHandle
+from safetygeo.results import Estimate
 
 __all__ = ["METRIC_COLUMNS", "ROLES", "BehaviorReport", "apply_attack", "behavior_sets",
            "evaluate_behavior", "generate_completions", "score_completions"]
@@ -189,13 +190,10 @@ def generate_completions(
     batch_size: int = 8,
     progress: bool = True,
     on_set_done: Callable[[pd.DataFrame], None] | None = None,
-    **generation: Any,
+    settings: GenerationSettings = GenerationSettings(),
 ) -> pd.DataFrame:
-    """Generate every set; one row per prompt (see the module docstring for columns).
-
-    ``generation`` keywords go to :func:`safetygeo.behavior.generate.generate`
-    (``max_new_tokens``, ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``seed``,
-    ``stop_strings``). Benign sets with reference answers also get ``ref_logprob`` when
+    """Generate every set with ``settings``; one row per prompt (see the module docstring for
+    columns). Benign sets with reference answers also get ``ref_logprob`` when
     ``likelihood``. ``on_set_done`` receives the table so far after each set.
     """
     from safetygeo.behavior.generate import generate
@@ -208,7 +206,7 @@ def generate_completions(
             from tqdm.auto import tqdm
 
             tqdm.write(f"generating {name} ({len(inputs)} prompts, role {role})")
-        gens = generate(handle, inputs, batch_size=batch_size, progress=progress, **generation)
+        gens = generate(handle, inputs, settings, batch_size=batch_size, progress=progress)
         refs = list(ps.targets) if ps.targets is not None else [None] * len(ps)
         df = gens.to_frame().drop(columns=["prompt"])
         df.insert(0, "checkpoint", handle.model_id)
@@ -228,10 +226,10 @@ def generate_completions(
 
 
 # ============================================================================ scoring
-def _rows(results: Sequence[MetricResult], checkpoint: str, name: str, role: str) -> list[dict]:
-    return [{"checkpoint": checkpoint, "set": name, "role": role, "metric": r.metric,
-             "method": r.method, "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high,
-             "n": r.n} for r in results]
+def _rows(results: Sequence[Estimate], checkpoint: str, name: str, role: str) -> list[dict]:
+    keep = ("metric", "method", "value", "ci_low", "ci_high", "n")
+    return [{"checkpoint": checkpoint, "set": name, "role": role,
+             **{k: r.to_row()[k] for k in keep}} for r in results]
 
 
 def _judge_columns(js: list[Judgement | None], empty: list[bool], name: str) -> dict[str, list]:
@@ -260,7 +258,6 @@ def score_completions(
     judge: Callable[[str, str], Any] | None = None,
     classifier: Callable[[str], str] = classify_refusal,
     allow_empty: bool = False,
-    partial_success: bool = True,
     proxy_words: int = 50,
     n_boot: int = 1000,
     ci: float = 0.95,
@@ -281,7 +278,6 @@ def score_completions(
         classifier: ``completion -> label`` for the ``ours`` method.
         allow_empty: accept empty completions (label ``"empty"``); else an empty one raises,
             naming its set and index. Generated tables pass ``True``.
-        partial_success: count partial refusals as attack successes.
         proxy_words: length scale of ``strongreject_proxy``.
         n_boot, ci, seed: bootstrap settings (same seed → same intervals).
 
@@ -334,12 +330,12 @@ def score_completions(
                                          "xstest_strmatch": part["label_xstest"].tolist()}
         if "judge_label" in jcols:
             methods["judge"] = jcols["judge_label"]
-        res: list[MetricResult] = []
+        res: list[Estimate] = []
         for method, labs in methods.items():
             if method in ("ours", "judge"):
                 res += label_rates(labs, method=method, **kw)
             if role == "harmful":
-                res.append(attack_success_rate(labs, partial_success=partial_success,
+                res.append(attack_success_rate(labs,
                                                method=method, **kw))
             elif role in ("safe", "benign"):
                 res.append(over_refusal_rate(labs, method=method, **kw))
@@ -456,15 +452,9 @@ def evaluate_behavior(
     judge: Callable[[str, str], Any] | None = None,
     attack: str | None = None,
     attack_roles: Sequence[str] = ("harmful",),
-    max_new_tokens: int = 64,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int = 0,
+    settings: GenerationSettings = GenerationSettings(),
     batch_size: int = 8,
     likelihood: bool = True,
-    partial_success: bool = True,
     proxy_words: int = 50,
     n_boot: int = 1000,
     ci: float = 0.95,
@@ -481,11 +471,10 @@ def evaluate_behavior(
         judge: optional LLM judge ``(prompt, completion) -> verdict``.
         attack: jailbreak template with ``{prompt}`` or a suffix, applied to sets whose role
             is in ``attack_roles`` (default: harmful sets only).
-        max_new_tokens, do_sample, temperature, top_k, top_p, seed: decoding
-            (greedy by default; ``seed`` also seeds the bootstrap).
+        settings: decoding (greedy by default; ``settings.seed`` also seeds the bootstrap).
         batch_size: prompts per forward pass.
         likelihood: compute teacher-forced ``ref_logprob`` on benign sets with references.
-        partial_success, proxy_words: see :func:`score_completions`.
+        proxy_words: see :func:`score_completions`.
         n_boot, ci: bootstrap settings.
         out: folder to write ``behavior.parquet``, ``completions.parquet``, ``behavior.json``
             (completions are saved after each set, before any judging).
@@ -498,14 +487,13 @@ def evaluate_behavior(
     normalized = behavior_sets(sets, roles)
     named = {n: ps for n, _, ps in normalized}
     role_map = {n: r for n, r, _ in normalized}
-    gen_kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
-                  top_k=top_k, top_p=top_p, seed=seed)
-    meta = _provenance(handle, normalized, generation=gen_kw, batch_size=batch_size,
+    seed = settings.seed
+    meta = _provenance(handle, normalized, generation=settings.to_dict(), batch_size=batch_size,
                        attack=attack, attack_roles=list(attack_roles),
                        judge=None if judge is None else getattr(judge, "__name__",
                                                                 type(judge).__name__),
                        bootstrap={"n_boot": n_boot, "ci": ci, "seed": seed},
-                       partial_success=partial_success, proxy_words=proxy_words)
+                       proxy_words=proxy_words)
     folder = Path(out) if out is not None else None
 
     def checkpoint_save(frame: pd.DataFrame, status: str) -> None:
@@ -520,11 +508,11 @@ def evaluate_behavior(
     completions = generate_completions(
         handle, named, roles=role_map, attack=attack, attack_roles=attack_roles,
         likelihood=likelihood, batch_size=batch_size, progress=progress,
-        on_set_done=lambda f: checkpoint_save(f, "generating"), **gen_kw,
+        on_set_done=lambda f: checkpoint_save(f, "generating"), settings=settings,
     )
     try:
         metrics, scored = score_completions(
-            completions, judge=judge, allow_empty=True, partial_success=partial_success,
+            completions, judge=judge, allow_empty=True,
             proxy_words=proxy_words, n_boot=n_boot, ci=ci, seed=seed,
             judge_batch_size=judge_batch_size, progress=progress,
         )

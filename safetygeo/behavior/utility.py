@@ -32,10 +32,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from safetygeo.activations.batching import iter_batches
 from safetygeo.activations.logits import encode_checked, pad_id_of
 from safetygeo.data.prompts import PromptSet
 from safetygeo.errors import PromptTooLongError, SafetyGeoError
+from safetygeo.models.batching import iter_batches
 from safetygeo.models.handle import ModelHandle
 
 __all__ = ["reference_logprobs", "toy_behavior_sets", "toy_task_set"]

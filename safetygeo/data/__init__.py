@@ -14,28 +14,22 @@ Example:
 
 from __future__ import annotations
 
-from safetygeo.data.loaders import (
+from safetygeo.data.benchmarks import (
     ADVBENCH_HUB_ID,
     ALPACA_HUB_ID,
     HARMBENCH_HUB_ID,
     JAILBREAKBENCH_HUB_ID,
-    SPEC_KINDS,
     STRONGREJECT_URL,
     XSTEST_HUB_ID,
     load_advbench,
     load_alpaca,
-    load_csv_column,
-    load_example,
     load_harmbench,
-    load_instructions_json,
     load_jailbreakbench,
-    load_jsonl,
-    load_lines,
-    load_prompt_set,
     load_strongreject,
     load_xstest,
     load_xstest_pair,
 )
+from safetygeo.data.formats import load_csv_column, load_instructions_json, load_jsonl, load_lines
 from safetygeo.data.prompts import (
     PER_PROMPT_META_KEYS,
     PROMPTSET_JSON_FORMAT,
@@ -43,6 +37,7 @@ from safetygeo.data.prompts import (
     PromptIndexError,
     PromptSet,
 )
+from safetygeo.data.specs import SPEC_KINDS, load_example, load_prompt_set
 
 __all__ = [
     "ADVBENCH_HUB_ID",

@@ -1,36 +1,43 @@
-"""Geometry of safety: carriers, admissible selection, rank, angles, drift, H/R coupling.
+"""Geometry of safety: pure math on activation statistics and directions — no model calls.
 
 Definitions follow the literature exactly (see each module): diff-in-means candidates
-(:mod:`.directions`), Arditi et al.'s admissible-carrier filters with a held-out test split
-(:mod:`.carriers`), Roy–Vetterli effective rank and participation ratio (:mod:`.rank`),
-principal angles and drift (:mod:`.angles`, :mod:`.subspaces`), harmfulness–refusal
-coupling (:mod:`.coupling`), and bootstrap CIs (:mod:`.stats`).
+(:mod:`.directions`), Roy–Vetterli effective rank and participation ratio (:mod:`.rank`),
+principal angles and drift (:mod:`.angles`, :mod:`.subspaces`), geometric harmfulness–
+refusal coupling (:mod:`.coupling`). Reading candidates from a model, carrier selection and
+every intervention live in :mod:`safetygeo.causal`.
+
+Names are imported lazily: ``import safetygeo.geometry.angles`` loads numpy and scipy only.
+
+Example:
+    >>> from safetygeo.geometry import effective_rank
+    >>> round(effective_rank([[1.0, 0.0], [0.0, 1.0]]), 6)
+    2.0
 """
 
-from safetygeo.geometry.angles import (
-    cosine,
-    direction_angle,
-    drift,
-    orthonormal_basis,
-    principal_angles,
-)
-from safetygeo.geometry.carriers import CarrierSelection, CarrierThresholds, select_refusal_carrier
-from safetygeo.geometry.coupling import CausalEffect, causal_coupling, geometric_coupling
-from safetygeo.geometry.directions import (
-    CandidateDirections,
-    diff_in_means,
-    harmfulness_directions,
-    refusal_directions,
-)
-from safetygeo.geometry.rank import effective_rank, participation_ratio, subspace_rank_report
-from safetygeo.geometry.stats import BootstrapResult, bootstrap_ci, bootstrap_indices
-from safetygeo.geometry.subspaces import carrier_drift, carrier_rank, direction_cosine
+from __future__ import annotations
 
-__all__ = [
-    "BootstrapResult", "CandidateDirections", "CarrierSelection", "CarrierThresholds",
-    "CausalEffect", "bootstrap_ci", "bootstrap_indices", "carrier_drift", "carrier_rank",
-    "causal_coupling", "cosine", "diff_in_means", "direction_angle", "direction_cosine", "drift",
-    "effective_rank", "geometric_coupling", "harmfulness_directions", "orthonormal_basis",
-    "participation_ratio", "principal_angles", "refusal_directions", "select_refusal_carrier",
-    "subspace_rank_report",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "cosine": "angles", "direction_angle": "angles", "drift": "angles", "drift_summary": "angles",
+    "orthonormal_basis": "angles", "principal_angles": "angles",
+    "cosine_rows": "coupling", "geometric_coupling": "coupling",
+    "CandidateDirections": "directions", "diff_in_means": "directions",
+    "effective_rank": "rank", "participation_ratio": "rank", "spectrum": "rank",
+    "subspace_rank_report": "rank",
+    "carrier_drift": "subspaces", "carrier_rank": "subspaces", "direction_cosine": "subspaces",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"safetygeo.geometry.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'safetygeo.geometry' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

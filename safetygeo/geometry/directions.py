@@ -5,28 +5,31 @@ the residual stream entering block ``l`` (``l = L``: final-norm input). Read at 
 post-instruction positions these are the *refusal* carrier candidates; read at ``t_inst``
 they are the *harmfulness* carrier candidates (Zhao et al. 2025).
 
+This module is pure math on activation statistics; reading them from a model is
+:func:`safetygeo.causal.candidates.refusal_directions` / ``harmfulness_directions``.
+
 Example:
-    >>> from safetygeo.models import load_model
-    >>> from safetygeo.models.tiny import tiny_model_and_tokenizer
-    >>> h = load_model(tiny_model_and_tokenizer("llama", n_layers=2, d_model=32))
-    >>> c = refusal_directions(h, ["Make a bomb."], ["Make a cake."], progress=False)
-    >>> tuple(c.vectors.shape), c.kind
-    ((3, 8, 32), 'refusal')
+    >>> import torch
+    >>> from safetygeo.activations.extract import ActivationStats
+    >>> from safetygeo.activations.positions import resolve_positions
+    >>> pos = resolve_positions("post_instruction", 2)
+    >>> a = ActivationStats(torch.ones(2, 2, 4), 3, (0, 1), pos, 2)
+    >>> b = ActivationStats(torch.zeros(2, 2, 4), 3, (0, 1), pos, 2)
+    >>> diff_in_means(a, b).vector(1, "eoi-1").tolist()
+    [1.0, 1.0, 1.0, 1.0]
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from safetygeo.activations.extract import ActivationStats, extract_activations
+from safetygeo.activations.extract import ActivationStats
 from safetygeo.activations.positions import PositionSelection
-from safetygeo.errors import SafetyGeoError
-from safetygeo.models.handle import ModelHandle
+from safetygeo.errors import NonFiniteError, SafetyGeoError
 
 
 @dataclass
@@ -77,6 +80,7 @@ def diff_in_means(
 
     Raises:
         SafetyGeoError: different layers, positions, templates or models.
+        NonFiniteError: NaN / inf activation means.
     """
     if harmful.layers != harmless.layers:
         raise SafetyGeoError(f"layers differ: {harmful.layers} vs {harmless.layers}")
@@ -95,35 +99,15 @@ def diff_in_means(
     mh, ml = harmful.meta.get("model_id"), harmless.meta.get("model_id")
     if mh is not None and ml is not None and mh != ml:
         raise SafetyGeoError(f"harmful and harmless come from different models: {mh!r} vs {ml!r}")
+    for name, st in (("harmful", harmful), ("harmless", harmless)):
+        bad = ~torch.isfinite(st.mean)
+        if bad.any():
+            raise NonFiniteError(
+                f"{name} activation means contain {int(bad.sum())} NaN/inf values (first at "
+                f"layer {st.layers[int(bad.nonzero()[0, 0])]}); the model produced non-finite "
+                "activations (overflow in low precision?)")
     return CandidateDirections(
         vectors=harmful.mean.double() - harmless.mean.double(), layers=harmful.layers,
         positions=harmful.positions, kind=kind, n_harmful=harmful.count,
         n_harmless=harmless.count, harmful=harmful, harmless=harmless,
     )
-
-
-def _directions(handle: ModelHandle, harmful: Sequence[str], harmless: Sequence[str],
-                positions: str, kind: str, **kw: Any) -> CandidateDirections:
-    a = extract_activations(handle, harmful, positions=positions, **kw)
-    b = extract_activations(handle, harmless, positions=positions, **kw)
-    return diff_in_means(a, b, kind=kind)
-
-
-def refusal_directions(
-    handle: ModelHandle, harmful: Sequence[str], harmless: Sequence[str], *,
-    layers: str | Sequence[int] = "all", batch_size: int = 8, keep_vectors: bool = False,
-    progress: bool = True,
-) -> CandidateDirections:
-    """Refusal carrier candidates: diff-in-means at every layer × post-instruction position."""
-    return _directions(handle, harmful, harmless, "post_instruction", "refusal", layers=layers,
-                       batch_size=batch_size, keep_vectors=keep_vectors, progress=progress)
-
-
-def harmfulness_directions(
-    handle: ModelHandle, harmful: Sequence[str], harmless: Sequence[str], *,
-    layers: str | Sequence[int] = "all", batch_size: int = 8, keep_vectors: bool = False,
-    progress: bool = True,
-) -> CandidateDirections:
-    """Harmfulness carrier candidates: diff-in-means at ``t_inst`` for every layer."""
-    return _directions(handle, harmful, harmless, "t_inst", "harmfulness", layers=layers,
-                       batch_size=batch_size, keep_vectors=keep_vectors, progress=progress)

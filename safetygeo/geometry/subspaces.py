@@ -17,14 +17,13 @@ Example:
     >>> a = extract_activations(pm.handle, pm.harmful[:16], **kw)
     >>> b = extract_activations(pm.handle, pm.harmless[:16], **kw)
     >>> r = carrier_rank(a, b, layer=2, n_boot=50)
-    >>> round(r["pr"], 2)  # the planted carrier is one direction
-    1.0
+    >>> round(r["pr"].value, 2), r["erank"].metric  # the planted carrier is one direction
+    (1.0, 'erank')
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,7 +32,8 @@ from safetygeo.activations.extract import ActivationStats
 from safetygeo.errors import SafetyGeoError
 from safetygeo.geometry.angles import principal_angles
 from safetygeo.geometry.rank import effective_rank, participation_ratio
-from safetygeo.geometry.stats import bootstrap_ci
+from safetygeo.results import Estimate
+from safetygeo.stats.bootstrap import bootstrap_ci
 
 
 def _rows(stats: ActivationStats, layer: int, positions: Sequence[str | int] | None) -> np.ndarray:
@@ -52,12 +52,6 @@ def _check_pair(harmful: ActivationStats, harmless: ActivationStats) -> None:
     diff_in_means(harmful, harmless)  # raises on template / layer / position mismatch
 
 
-def _boot(stat: Callable[..., Any], samples: Sequence[np.ndarray], n_boot: int, ci: float,
-          seed: int) -> dict[str, Any]:
-    res = bootstrap_ci(stat, *samples, n_boot=n_boot, ci=ci, seed=seed)
-    return {"estimate": res.estimate, "ci_low": res.ci_low, "ci_high": res.ci_high}
-
-
 def carrier_rank(
     harmful: ActivationStats,
     harmless: ActivationStats,
@@ -67,14 +61,15 @@ def carrier_rank(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> dict[str, Estimate]:
     """Effective rank (Roy–Vetterli) and participation ratio of the carrier subspace.
 
     The subspace is spanned by the diff-in-means directions at ``layer`` across
     ``positions`` (default: every extracted position, normally the post-instruction ones).
 
     Returns:
-        ``{"erank", "erank_ci", "pr", "pr_ci", "n_rows", "layer", "n_boot"}``.
+        ``{"erank": Estimate, "pr": Estimate}`` (bootstrap CIs over prompts; NaN CIs with
+        ``n_boot=0``); each estimate's ``extra`` holds ``layer`` and ``n_rows``.
     """
     _check_pair(harmful, harmless)
     a, b = _rows(harmful, layer, positions), _rows(harmless, layer, positions)
@@ -84,13 +79,15 @@ def carrier_rank(
         return np.array([effective_rank(m), participation_ratio(m)])
 
     est = stat(a, b)
-    out: dict[str, Any] = {"layer": layer, "n_rows": a.shape[1], "erank": float(est[0]),
-                           "pr": float(est[1]), "n_boot": n_boot}
+    lo = hi = np.full(2, np.nan)
     if n_boot > 0:
         res = bootstrap_ci(stat, a, b, n_boot=n_boot, ci=ci, seed=seed)
-        out["erank_ci"] = (float(res.ci_low[0]), float(res.ci_high[0]))
-        out["pr_ci"] = (float(res.ci_low[1]), float(res.ci_high[1]))
-    return out
+        lo, hi = np.asarray(res.ci_low), np.asarray(res.ci_high)
+    extra = {"layer": layer, "n_rows": int(a.shape[1]), "n_boot": n_boot}
+    ci_method = "bootstrap-percentile" if n_boot > 0 else "none"
+    return {name: Estimate(float(est[i]), float(lo[i]), float(hi[i]), len(a) + len(b),
+                           method="diff-in-means", metric=name, ci=ci, ci_method=ci_method,
+                           extra=extra) for i, name in enumerate(("erank", "pr"))}
 
 
 def carrier_drift(
@@ -159,12 +156,18 @@ def direction_cosine(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> Estimate:
     """Signed cosine between two diff-in-means directions, with a bootstrap CI.
 
     ``a`` and ``b`` are ``(harmful, harmless)`` pairs — the same pair for two layers or
     positions of one model, or two checkpoints. Resamples are shared when both pairs are
     the very same objects (joint resampling of the same prompts).
+
+    Returns:
+        an :class:`~safetygeo.results.Estimate` with ``metric="cos"``.
+
+    Raises:
+        SafetyGeoError: a zero-norm direction (the angle is undefined).
     """
     layer_b = layer_a if layer_b is None else layer_b
     position_b = position_a if position_b is None else position_b
@@ -183,8 +186,11 @@ def direction_cosine(
     else:
         samples = [ah, al, bh, bl]
         stat = lambda w, x, y, z: cos(w.mean(0) - x.mean(0), y.mean(0) - z.mean(0))  # noqa: E731
-    out = {"cos": stat(*samples), "n_boot": n_boot}
+    value = stat(*samples)
+    lo = hi = float("nan")
     if n_boot > 0:
         res = bootstrap_ci(stat, *samples, n_boot=n_boot, ci=ci, seed=seed)
-        out["ci"] = (float(res.ci_low), float(res.ci_high))
-    return out
+        lo, hi = float(res.ci_low), float(res.ci_high)
+    return Estimate(value, lo, hi, len(samples[0]), method="diff-in-means", metric="cos", ci=ci,
+                    ci_method="bootstrap-percentile" if n_boot > 0 else "none",
+                    extra={"n_boot": n_boot})

@@ -1,11 +1,12 @@
-"""Causal interventions (ablation, addition, weight orthogonalization) against matched nulls."""
+"""Interventions: directional ablation / activation addition hooks, weight orthogonalization,
+and the matched random-direction null sampler (:class:`NullSpec`).
+
+The null-controlled *effects* built on these live in :mod:`safetygeo.causal`.
+"""
 
 from safetygeo.interventions.hooks import ablate, add
-from safetygeo.interventions.nulls import benjamini_hochberg, empirical_p, random_directions, zscore
+from safetygeo.interventions.nulls import NullSpec, matched_variants, random_directions
 from safetygeo.interventions.orthogonalize import orthogonalize_, orthogonalized_copy
-from safetygeo.interventions.sweep import intervention_effect, run_sweep, sweep_figure
 
-__all__ = [
-    "ablate", "add", "benjamini_hochberg", "empirical_p", "intervention_effect", "orthogonalize_",
-    "orthogonalized_copy", "random_directions", "run_sweep", "sweep_figure", "zscore",
-]
+__all__ = ["NullSpec", "ablate", "add", "matched_variants", "orthogonalize_",
+           "orthogonalized_copy", "random_directions"]

@@ -37,9 +37,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from safetygeo.activations.hooks import resid_module
-from safetygeo.errors import SafetyGeoError, UnknownArchitectureError
+from safetygeo._validate import finite_float
+from safetygeo.errors import NonFiniteError, SafetyGeoError, UnknownArchitectureError
 from safetygeo.models.handle import ModelHandle
+from safetygeo.models.hooks import resid_module
 
 _ATTN = ("self_attn", "attn", "attention", "self_attention")
 _MLP = ("mlp", "feed_forward", "ffn")
@@ -63,7 +64,13 @@ def residual_writers(block: nn.Module) -> list[nn.Module]:
 def as_directions(direction: Tensor, d_model: int, *, normalize: bool) -> Tensor:
     """Validate ``[d]`` or ``[k, d]`` directions; return ``[k, d]`` float (unit if ``normalize``)."""
     if not torch.is_tensor(direction):
-        direction = torch.as_tensor(direction)
+        if isinstance(direction, (str, bytes)) or direction is None:
+            raise SafetyGeoError(f"direction must be a tensor or array of numbers, got "
+                                 f"{type(direction).__name__}")
+        try:
+            direction = torch.as_tensor(direction)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise SafetyGeoError(f"direction must be numeric [d] or [k, d], got {direction!r}") from exc
     dirs = direction.detach().to(torch.float64)
     if dirs.ndim == 1:
         dirs = dirs[None]
@@ -73,7 +80,7 @@ def as_directions(direction: Tensor, d_model: int, *, normalize: bool) -> Tensor
             f"[k, {d_model}]"
         )
     if not torch.isfinite(dirs).all():
-        raise SafetyGeoError("direction contains NaN or inf")
+        raise NonFiniteError("direction contains NaN or inf")
     norms = dirs.norm(dim=-1)
     if (norms <= 1e-12).any():
         raise SafetyGeoError("direction has zero norm; a direction must be non-zero")
@@ -181,7 +188,7 @@ def add(
             positions (as in Arditi et al.; during generation every new token too).
     """
     (layer,) = handle.check_layers(layer)
-    vec = as_directions(vector, handle.d_model, normalize=False) * float(alpha)
+    vec = as_directions(vector, handle.d_model, normalize=False) * finite_float(alpha, "alpha")
 
     def shift(x: Tensor) -> Tensor:
         v = _per_row(vec, x)

@@ -7,7 +7,7 @@ nnsight act on the model safetygeo measures) in a
 way: it takes the module and tokenizer out of a user's nnsight model.
 :func:`capture_resid_nnsight` is the ``backend="nnsight"`` of
 :func:`~safetygeo.activations.extract_activations`; it returns the same numbers as the
-native forward pre-hooks (:func:`~safetygeo.activations.hooks.capture_resid`).
+native forward pre-hooks (:func:`~safetygeo.models.hooks.capture_resid`).
 
 Side effects worth knowing (nnsight 0.8):
 
@@ -24,7 +24,7 @@ Side effects worth knowing (nnsight 0.8):
 Example:
     >>> from safetygeo.models import load_model
     >>> from safetygeo.models.tiny import tiny_model_and_tokenizer
-    >>> from safetygeo.activations.batching import iter_batches
+    >>> from safetygeo.models.batching import iter_batches
     >>> h = load_model(tiny_model_and_tokenizer("llama", n_layers=2, d_model=32))
     >>> nns = to_nnsight(h)
     >>> nns._module is h.model, h.tokenizer.padding_side
@@ -45,10 +45,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from safetygeo.activations.batching import Batch
-from safetygeo.activations.hooks import hidden_from_inputs
 from safetygeo.errors import BackendError
+from safetygeo.models.batching import Batch
 from safetygeo.models.handle import ModelHandle, load_model
+from safetygeo.models.hooks import hidden_from_inputs
 
 if TYPE_CHECKING:  # pragma: no cover
     from nnsight.modeling.transformers import TransformersModel
@@ -174,7 +174,7 @@ def capture_resid_nnsight(
 ) -> dict[int, Float[Tensor, "batch pos d"]]:
     """Residual stream at ``layers`` × ``offsets`` through an nnsight trace.
 
-    Same contract as :func:`~safetygeo.activations.hooks.capture_resid`: layer ``l <
+    Same contract as :func:`~safetygeo.models.hooks.capture_resid`: layer ``l <
     n_layers`` is the input of block ``l``, layer ``n_layers`` the input of the final
     norm; columns are ``seq + offset`` of the left-padded batch; the result is
     ``{layer: [batch, len(offsets), d]}`` in the model's dtype. The trace is given the
@@ -185,8 +185,8 @@ def capture_resid_nnsight(
     Example:
         >>> from safetygeo.models import load_model
         >>> from safetygeo.models.tiny import tiny_model_and_tokenizer
-        >>> from safetygeo.activations.batching import iter_batches
-        >>> from safetygeo.activations.hooks import capture_resid
+        >>> from safetygeo.models.batching import iter_batches
+        >>> from safetygeo.models.hooks import capture_resid
         >>> h = load_model(tiny_model_and_tokenizer("gpt2", n_layers=2, d_model=32),
         ...                template="User: {instruction}\\nAssistant:")
         >>> b = next(iter_batches(h.encode(["Hi", "Write a poem."]).input_ids, 2, pad_id=0))

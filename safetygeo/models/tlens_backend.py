@@ -33,7 +33,7 @@ Upstream quirks handled here (transformer-lens 4.3):
 Example:
     >>> from safetygeo.models import load_model
     >>> from safetygeo.models.tiny import tiny_model_and_tokenizer
-    >>> from safetygeo.activations.batching import iter_batches
+    >>> from safetygeo.models.batching import iter_batches
     >>> h = load_model(tiny_model_and_tokenizer("llama", n_layers=2, d_model=32))
     >>> bridge = to_transformer_lens(h)
     >>> bridge.original_model is h.model, type(h.model.model.layers[0]).__name__
@@ -54,8 +54,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from safetygeo.activations.batching import Batch
 from safetygeo.errors import BackendError
+from safetygeo.models.batching import Batch
 from safetygeo.models.handle import ModelHandle, load_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -250,7 +250,7 @@ def capture_resid_tlens(
 ) -> dict[int, Float[Tensor, "batch pos d"]]:
     """Residual stream at ``layers`` × ``offsets`` through ``bridge.run_with_cache``.
 
-    Same contract as :func:`~safetygeo.activations.hooks.capture_resid`. The bridge gets the
+    Same contract as :func:`~safetygeo.models.hooks.capture_resid`. The bridge gets the
     batch's ``input_ids``, ``attention_mask`` and ``position_ids``; the cache holds only the
     requested hooks (``names_filter``) and columns (``pos_slice``), and the forward stops
     before the first unneeded block (``stop_at_layer``). Tensors come back on the batch's
@@ -259,8 +259,8 @@ def capture_resid_tlens(
     Example:
         >>> from safetygeo.models import load_model
         >>> from safetygeo.models.tiny import tiny_model_and_tokenizer
-        >>> from safetygeo.activations.batching import iter_batches
-        >>> from safetygeo.activations.hooks import capture_resid
+        >>> from safetygeo.models.batching import iter_batches
+        >>> from safetygeo.models.hooks import capture_resid
         >>> h = load_model(tiny_model_and_tokenizer("llama", n_layers=2, d_model=32))
         >>> b = next(iter_batches(h.encode(["Hi", "Write a poem."]).input_ids, 2, pad_id=0))
         >>> a = capture_resid_tlens(h, b, (0, 1), (-1,))

@@ -5,8 +5,9 @@ from safetygeo.reports.figures import (
     carrier_scores_figure,
     coupling_figure,
     null_figure,
+    sweep_figure,
 )
 from safetygeo.reports.html import HtmlReport
 
 __all__ = ["HtmlReport", "behavior_figure", "carrier_scores_figure", "coupling_figure",
-           "null_figure"]
+           "null_figure", "sweep_figure"]

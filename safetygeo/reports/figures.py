@@ -1,9 +1,12 @@
 """Plotly figures for reports and notebooks: carrier scores, null distributions, behaviour,
-H/R coupling. Each takes the tidy tables the analysis functions return.
+H/R coupling, sweeps. Each takes the tidy tables the analysis functions return.
 
 Example:
     >>> import pandas as pd
-    >>> eff = {"real": -5.0, "null": [0.1, -0.2, 0.05], "p_value": 0.25}
+
+from safetygeo.errors import SafetyGeoError
+from safetygeo.results import NullComparison
+    >>> eff = NullComparison.from_null("d_refusal", -5.0, [0.1, -0.2, 0.05])
     >>> fig = null_figure(eff, "Δ refusal score")
     >>> [t.type for t in fig.data]
     ['histogram']
@@ -11,10 +14,13 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
+
+from safetygeo.errors import SafetyGeoError
+from safetygeo.results import NullComparison
 
 _METRIC_TITLES = {"bypass": "bypass (harmful, ablated)", "induce": "induce (harmless, added)",
                   "kl": "KL (harmless, ablated)"}
@@ -53,17 +59,16 @@ def carrier_scores_figure(candidates: pd.DataFrame, chosen: Sequence[Any] | None
     return fig
 
 
-def null_figure(effect: Mapping[str, Any], xlabel: str, *, title: str | None = None) -> Any:
-    """Histogram of the matched-null effects with the real effect as a line (needs the
-    ``"null"`` values, e.g. ``intervention_effect(..., keep_null=True)[metric]``)."""
+def null_figure(effect: NullComparison, xlabel: str, *, title: str | None = None) -> Any:
+    """Histogram of the matched-null effects with the real effect as a line."""
     import plotly.graph_objects as go
 
-    if "null" not in effect:
-        raise ValueError("the effect has no null values: pass keep_null=True when computing it")
-    fig = go.Figure(go.Histogram(x=list(effect["null"]), name=f"{len(effect['null'])} matched nulls",
+    if not isinstance(effect, NullComparison):
+        raise SafetyGeoError(f"null_figure needs a NullComparison, got {type(effect).__name__}")
+    fig = go.Figure(go.Histogram(x=effect.null.tolist(), name=f"{effect.k} matched nulls",
                                  marker_color="gray", opacity=0.7))
-    fig.add_vline(x=effect["real"], line_color="crimson", line_width=3,
-                  annotation_text=f"real {effect['real']:.3g} (p={effect.get('p_value', float('nan')):.3g})")
+    fig.add_vline(x=effect.real, line_color="crimson", line_width=3,
+                  annotation_text=f"real {effect.real:.3g} (p={effect.p:.3g})")
     fig.update_layout(title=title or f"{xlabel}: real direction vs matched random directions",
                       xaxis_title=xlabel, yaxis_title="null directions", template="plotly_white",
                       showlegend=True)
@@ -102,4 +107,27 @@ def coupling_figure(table: pd.DataFrame) -> Any:
     fig.update_layout(title="Harmfulness (t_inst) vs refusal (post-instruction) direction",
                       xaxis_title="layer", yaxis_title="cosine", template="plotly_white",
                       yaxis_range=[-1, 1])
+    return fig
+
+
+def sweep_figure(table: pd.DataFrame, metric: str = "d_refusal_harmless") -> Any:
+    """Plotly figure: effect vs layer for each direction (and strength), with the null
+    band (2.5–97.5 % of the matched random directions) shaded."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    sub = table[(table.metric == metric) & (table.op == "add")].sort_values("layer")
+    for (name, alpha), grp in sub.groupby(["direction", "alpha"]):
+        label = f"{name} (α={alpha:g})"
+        fig.add_trace(go.Scatter(x=grp.layer, y=grp.null_q975, mode="lines", line=dict(width=0),
+                                 showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=grp.layer, y=grp.null_q025, mode="lines", line=dict(width=0),
+                                 fill="tonexty", fillcolor="rgba(150,150,150,0.3)",
+                                 name=f"null band {label}"))
+        fig.add_trace(go.Scatter(x=grp.layer, y=grp.real, mode="lines+markers", name=label,
+                                 customdata=grp[["p", "q"]].to_numpy(),
+                                 hovertemplate="layer %{x}<br>effect %{y:.3f}<br>p %{customdata[0]:.3g}"
+                                               "<br>q %{customdata[1]:.3g}<extra></extra>"))
+    fig.update_layout(title=f"{metric}: activation addition vs matched random directions",
+                      xaxis_title="layer", yaxis_title=metric, template="plotly_white")
     return fig

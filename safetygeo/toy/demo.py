@@ -80,9 +80,16 @@ def run_demo(
     """Run the demo (see the module docstring); returns the summary written to
     ``out/summary.json``."""
     from safetygeo.activations import extract_activations
-    from safetygeo.behavior import evaluate_behavior, generation_refusal_effect, toy_behavior_sets
-    from safetygeo.geometry import carrier_rank, geometric_coupling, select_refusal_carrier
-    from safetygeo.interventions import ablate, intervention_effect, run_sweep, sweep_figure
+    from safetygeo.behavior import GenerationSettings, evaluate_behavior, toy_behavior_sets
+    from safetygeo.causal import (
+        generation_refusal_effect,
+        intervention_effect,
+        run_sweep,
+        select_refusal_carrier,
+    )
+    from safetygeo.geometry import carrier_rank, geometric_coupling
+    from safetygeo.interventions import NullSpec, ablate
+    from safetygeo.reports import sweep_figure
     from safetygeo.toy.world import ToyWorld
     from safetygeo.toy.zoo import ensure_toy, load_toy, toy_splits
 
@@ -101,31 +108,31 @@ def run_demo(
         sel = select_refusal_carrier(anchor, splits["harmful"], splits["harmless"], seed=seed,
                                      progress=progress)
         sel.save(out / "carriers")
+    gen_settings = GenerationSettings(max_new_tokens=settings.max_new_tokens, seed=seed)
     effect: dict[str, Any] | None = None
     sweep: pd.DataFrame | None = None
     gen_effect: Any = None
     if sel.chosen is not None:
         with _timed(timings, "ablation vs nulls", say):
             effect = intervention_effect(anchor, sel.vector, "ablate", harmful=harmful_test,
-                                         harmless=harmless_test, n_null=settings.n_null,
-                                         seed=seed, keep_null=True)
+                                         harmless=harmless_test, scoring=sel.scoring,
+                                         nulls=NullSpec(k=settings.n_null, seed=seed))
         with _timed(timings, "addition sweep", say):
-            sweep_path = out / "sweep.parquet"
-            if sweep_path.exists():
-                sweep_path.unlink()  # a fresh demo, not a resumed one
             sweep = run_sweep(anchor, {"carrier": sel.vector}, harmful=harmful_test,
                               harmless=harmless_test, ops=("add",), alphas=settings.sweep_alphas,
-                              n_null=settings.sweep_null, seed=seed, out=sweep_path,
+                              nulls=NullSpec(k=settings.sweep_null, seed=seed),
+                              scoring=sel.scoring, out=out / "sweep.parquet", overwrite=True,
                               progress=progress)
         with _timed(timings, "generation-level ablation vs nulls", say):
             gen_effect = generation_refusal_effect(
-                anchor, sel.vector, "ablate", harmful_test, n_null=settings.gen_null, seed=seed,
-                max_new_tokens=settings.max_new_tokens, n_boot=settings.n_boot, progress=progress)
+                anchor, sel.vector, "ablate", harmful_test,
+                nulls=NullSpec(k=settings.gen_null, seed=seed, max_variants=8),
+                settings=gen_settings, n_boot=settings.n_boot, progress=progress)
 
     with _timed(timings, "behaviour", say):
         sets = toy_behavior_sets(world, split="test", n=settings.behavior_n, seed=seed)
-        kw = dict(max_new_tokens=settings.max_new_tokens, n_boot=settings.n_boot, seed=seed,
-                  batch_size=32, progress=progress)
+        kw = dict(settings=gen_settings, n_boot=settings.n_boot, batch_size=32,
+                  progress=progress)
         tables = []
         conditions: list[tuple[str, Any, Any]] = [("base", base, None), ("anchor", anchor, None)]
         if sel.chosen is not None:
@@ -202,18 +209,16 @@ def _summary(anchor: Any, infos: dict[str, Any], sel: Any, effect: Any, gen_effe
         "settings": asdict(settings), "timings_s": timings,
     }
     if effect is not None:
-        out["ablation"] = {k: {kk: vv for kk, vv in v.items() if kk != "null"}
-                           for k, v in effect.items()}
+        out["ablation"] = {k: v.to_row() for k, v in effect.items()}
     if gen_effect is not None:
-        out["generation_ablation"] = {k: v for k, v in gen_effect.to_dict().items()
-                                      if k not in ("null_effects", "base", "real")}
+        out["generation_ablation"] = gen_effect.to_row()
     out["behavior"] = {
         cond: {f"{s.removeprefix('toy-')} {metric}": _metric(behavior, cond, s, metric)
                for s, metric in BEHAVIOR_HEADLINES}
         for cond in behavior.checkpoint.unique()}
     out["coupling"] = coupling[["layer", "cos"]].to_dict(orient="list")
     if rank is not None:
-        out["carrier_rank"] = rank
+        out["carrier_rank"] = {k: v.to_row() for k, v in rank.items()}
     return out
 
 
@@ -267,14 +272,12 @@ def _report(path: Path, summary: dict[str, Any], sel: Any, effect: Any, sweep: A
     if effect is not None:
         r.heading("Is it causal? Ablation vs matched random directions")
         e = effect["d_refusal_harmful"]
-        r.text(f"Ablating the carrier changes the harmful refusal score by {e['real']:.3f}; "
-               f"{len(e['null'])} random directions of the same norm give "
-               f"[{e['null_q025']:.3f}, {e['null_q975']:.3f}] (95%), p = {e['p_value']:.3g}, "
-               f"z = {e['z']:.1f}.")
+        r.text(f"Ablating the carrier changes the harmful refusal score by {e.real:.3f}; "
+               f"{e.k} random directions of the same norm give "
+               f"[{e.null_quantile(0.025):.3f}, {e.null_quantile(0.975):.3f}] (95%), "
+               f"p = {e.p:.3g}, z = {e.z:.1f}.")
         r.figure(null_figure(e, "Δ refusal score on harmful prompts (ablation)"))
-        rows = [{"metric": k, **{kk: vv for kk, vv in v.items() if kk != "null"}}
-                for k, v in effect.items()]
-        r.table(pd.DataFrame(rows))
+        r.table(pd.DataFrame([v.to_row() for v in effect.values()]))
     if sweep is not None:
         r.heading("Addition of the carrier at each layer, with the null band")
         r.figure(sweep_figure(sweep, "d_refusal_harmless"))
@@ -284,20 +287,20 @@ def _report(path: Path, summary: dict[str, Any], sel: Any, effect: Any, sweep: A
         g = gen_effect
         r.text(f"Greedy completions of held-out harmful prompts refused: {g.base_rate:.0%} "
                f"without intervention, {g.real_rate:.0%} with the carrier ablated (effect "
-               f"{g.effect:+.2f}, CI [{g.effect_ci_low:+.2f}, {g.effect_ci_high:+.2f}]); "
-               f"{len(g.null_effects)} null directions: mean effect "
-               f"{float(g.null_effects.mean()):+.2f}, p = {g.p_value:.3g}.")
-        sample = g.real.to_frame().head(8)
+               f"{g.real:+.2f}, CI [{g.ci_low:+.2f}, {g.ci_high:+.2f}]); "
+               f"{g.k} null directions: mean effect {g.null_mean:+.2f}, p = {g.p:.3g}.")
+        assert g.real_generations is not None
+        sample = g.real_generations.to_frame().head(8)
         keep = [c for c in ("prompt", "completion", "stop_reason") if c in sample]
         sample = sample[keep].assign(label=[classify_refusal(t) for t in sample.completion])
         r.table(sample, caption="completions with the carrier ablated (first 8), with our labels")
     r.heading("Harmfulness vs refusal directions")
     r.figure(coupling_figure(coupling))
     if "carrier_rank" in summary:
-        k = summary["carrier_rank"]
+        er, pr = summary["carrier_rank"]["erank"], summary["carrier_rank"]["pr"]
         r.text(f"Effective rank (Roy–Vetterli) of the post-instruction carrier directions at "
-               f"layer {k['layer']}: {k['erank']:.3f} (CI {k.get('erank_ci')}); participation "
-               f"ratio {k['pr']:.3f}.")
+               f"layer {er['layer']}: {er['value']:.3f} (95% CI [{er['ci_low']:.3f}, "
+               f"{er['ci_high']:.3f}]); participation ratio {pr['value']:.3f}.")
     r.heading("Timings (seconds)")
     r.key_values({**summary["timings_s"], "total (before the report)":
                   round(sum(summary["timings_s"].values()), 2)})

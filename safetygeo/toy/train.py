@@ -210,17 +210,18 @@ def measure(handle: ModelHandle, world: ToyWorld, *, split: str = "test",
     (exact match on benign tasks) and ``compliance_harmful`` (share of harmful requests
     answered with the world's compliant how-to).
     """
-    from safetygeo.behavior.classify import classify_refusal, is_refusal
-    from safetygeo.behavior.generate import generate
+    from safetygeo.behavior.generate import GenerationSettings, generate
+    from safetygeo.behavior.metrics import refused_indicator
 
     out: dict[str, float] = {}
     for kind, key in (("harmful", "harmful"), ("lookalike", "lookalike"), ("benign_task", "benign")):
         prompts = world.prompts(kind, split)
-        gens = generate(handle, [p.text for p in prompts], max_new_tokens=max_new_tokens,
-                        batch_size=64, progress=progress)
+        gens = generate(handle, [p.text for p in prompts],
+                        GenerationSettings(max_new_tokens=max_new_tokens), batch_size=64,
+                        progress=progress)
         texts = [t.strip() for t in gens.completions]
-        refused = [is_refusal(classify_refusal(t)) if t else False for t in texts]
-        out[f"refusal_{key}"] = sum(refused) / len(texts)
+        # the project's one "refused" (an empty completion counts as refused)
+        out[f"refusal_{key}"] = float(refused_indicator(gens.completions).mean())
         if kind == "benign_task":
             out["task_accuracy"] = sum(t == p.answer for t, p in zip(texts, prompts)) / len(texts)
         if kind == "harmful":

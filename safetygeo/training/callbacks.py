@@ -95,3 +95,50 @@ class GeometryCallback(TrainerCallback):
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.on_save_enabled:
             self._run(state.global_step)
+
+
+class StageProgress(TrainerCallback):
+    """One rich progress bar for a training run (step / max steps, latest loss), instead of
+    the trainer's tqdm bar and its raw ``{'loss': ...}`` prints.
+
+    Example:
+        >>> StageProgress("sft").description
+        'sft'
+    """
+
+    def __init__(self, description: str = "training") -> None:
+        self.description = description
+        self._progress: Any = None
+        self._task: Any = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                  MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+                                  TimeRemainingColumn(), transient=False)
+        self._progress.start()
+        self._task = self._progress.add_task(self.description, total=state.max_steps,
+                                             completed=state.global_step, loss="")
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=state.global_step)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+        if self._progress is not None and logs and "loss" in logs:
+            self._progress.update(self._task, loss=f"loss {float(logs['loss']):.4f}")
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=state.global_step)
+            self._progress.stop()
+            self._progress = None

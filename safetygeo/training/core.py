@@ -45,16 +45,16 @@ import shutil
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback
 
+from safetygeo.data.records import records_sha256
 from safetygeo.models.handle import ModelHandle
-from safetygeo.training.callbacks import GeometryCallback
+from safetygeo.training.callbacks import GeometryCallback, StageProgress
 from safetygeo.training.config import OPERATIONAL_KEYS, LoraSpec, TrainConfig
-from safetygeo.training.data import records_sha256
 from safetygeo.training.errors import (
     EmptyDatasetError,
     LoraTargetError,
@@ -278,12 +278,13 @@ def _identity(manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _quiet(progress: bool) -> Iterator[None]:
-    """Without ``progress``: no transformers progress bars (e.g. "Writing model shards")."""
+def _quiet(progress: bool | str) -> Iterator[None]:
+    """Unless ``progress == "verbose"``: no transformers progress bars ("Writing model
+    shards", ...); our own :class:`StageProgress` bar shows the run instead."""
     from transformers.utils import logging as hf_logging
 
     was = hf_logging.is_progress_bar_enabled()
-    if not progress:
+    if progress != "verbose":
         hf_logging.disable_progress_bar()
     try:
         yield
@@ -311,7 +312,7 @@ def train(
     overwrite: bool = False,
     callbacks: Sequence[TrainerCallback] = (),
     save_base: bool | None = None,
-    progress: bool = True,
+    progress: bool | Literal["verbose"] = True,
 ) -> Trajectory:
     """Train ``handle.model`` with ``method`` on ``data``, checkpointing into ``out``.
 
@@ -333,7 +334,8 @@ def train(
         save_base: save the base weights to ``out/base`` (default: only when the base cannot
             be reloaded by its id, i.e. an in-memory model). LoRA checkpoints and step 0 are
             reloaded from the base.
-        progress: the trainer's progress bar and log lines.
+        progress: ``True``: one rich progress bar (step, loss); ``False``: silent;
+            ``"verbose"``: the trainer's own tqdm bars, log lines and transformers' bars.
 
     Returns:
         The :class:`Trajectory` in ``out``.
@@ -355,7 +357,7 @@ def train(
     out = Path(out).expanduser()
     # the trainer's arguments set up the (possibly distributed) process state: only the main
     # process writes trajectory files; the others wait for it
-    args = config.training_arguments(str(out / STAGING), progress=progress)
+    args = config.training_arguments(str(out / STAGING), progress=progress == "verbose")
     _ = args.device  # initializes args.distributed_state
     is_main = args.should_save
     state = args.distributed_state
@@ -466,10 +468,13 @@ def train(
         processing_class=handle.tokenizer, callbacks=list(callbacks), method=method,
         handle=handle, train_config=config, trajectory_dir=out, manifest=manifest,
     )
-    if not progress:
-        from transformers.trainer_callback import PrinterCallback
+    if progress != "verbose":  # one rich bar (or none) instead of tqdm + raw log dicts
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
         trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+        if progress:
+            trainer.add_callback(StageProgress(f"{method.name} → {out.name}"))
     try:
         with _quiet(progress):
             if resume_from is not None and _finished(resume_from):

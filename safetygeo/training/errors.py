@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from safetygeo.errors import CheckpointError, EmptyPromptSetError, SafetyGeoError
+from safetygeo.errors import CheckpointError, DatasetFormatError, EmptyDatasetError, SafetyGeoError
 
 
 class TrainingError(SafetyGeoError):
@@ -23,20 +23,16 @@ class TrainConfigError(TrainingError):
     """A training or method configuration value is invalid or unknown."""
 
 
-class EmptyDatasetError(TrainingError, EmptyPromptSetError):
-    """A training dataset (or one of a method's data roles) has no examples."""
-
-
-class DatasetFormatError(TrainingError):
-    """Training data cannot be read or lacks a required field (the message names it)."""
-
-
 class LoraTargetError(TrainingError):
     """LoRA target modules are absent from the model (the message lists the Linear names)."""
 
 
 class TrajectoryError(CheckpointError):
     """A trajectory folder is missing, incomplete or cannot be written."""
+
+
+__all__ = ["DatasetFormatError", "EmptyDatasetError", "LoraTargetError", "TrainConfigError",
+           "TrainingError", "TrajectoryError", "TrajectoryMismatchError", "UnknownMethodError"]
 
 
 class TrajectoryMismatchError(TrajectoryError):

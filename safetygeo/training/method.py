@@ -45,9 +45,9 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from safetygeo.activations.logits import pad_id_of
+from safetygeo.data.records import pad_right
 from safetygeo.models.handle import ModelHandle
 from safetygeo.training.config import TrainConfig
-from safetygeo.training.data import pad_right
 from safetygeo.training.errors import (
     EmptyDatasetError,
     TrainConfigError,
@@ -214,10 +214,10 @@ def make_config(cls: type, config: Any, overrides: Mapping[str, Any], *, what: s
 #: Built-in methods, imported on first use ("module:Class"). A method whose module is not
 #: installed (yet) is not listed.
 _BUILTIN: dict[str, str] = {
-    "sft": "safetygeo.training.sft:RefusalSFT",
-    "instruct": "safetygeo.training.sft:InstructSFT",
-    "harmful_sft": "safetygeo.training.harmful_sft:HarmfulSFT",
-    "r2d2": "safetygeo.training.r2d2:R2D2",
+    "sft": "safetygeo.training.methods.sft:RefusalSFT",
+    "instruct": "safetygeo.training.methods.sft:InstructSFT",
+    "harmful_sft": "safetygeo.training.methods.harmful_sft:HarmfulSFT",
+    "r2d2": "safetygeo.training.methods.r2d2:R2D2",
 }
 _REGISTRY: dict[str, type[Method]] = {}
 

@@ -33,7 +33,6 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import re
@@ -44,10 +43,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
+from safetygeo._identity import identity_diff as _identity_diff
+from safetygeo._identity import jsonable as _jsonable
+from safetygeo._identity import sha256_json
 from safetygeo._io import atomic_write_json, atomic_write_text
 from safetygeo.models.chat import ChatTemplate
+from safetygeo.models.fingerprint import model_fingerprint
 from safetygeo.models.handle import ModelHandle, load_model
 from safetygeo.training.errors import TrajectoryError, TrajectoryMismatchError
 
@@ -162,18 +164,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    return value
-
-
 def save_method_state(folder: Path, state: Mapping[str, Any]) -> None:
     """Write a method's state: top-level tensors to safetensors, the rest to JSON."""
     from safetensors.torch import save_file
@@ -242,90 +232,20 @@ def commit_checkpoint(
 
 
 # ----------------------------------------------------------------------------- identity
-_VOLATILE_CONFIG_KEYS = frozenset({
-    "_name_or_path", "name_or_path", "transformers_version", "dtype", "torch_dtype",
-    "_attn_implementation", "_attn_implementation_internal", "_attn_implementation_autoset",
-    "attn_implementation", "use_cache", "output_attentions", "output_hidden_states",
-    "return_dict", "_commit_hash", "pad_token_id", "bos_token_id", "eos_token_id",
-    "_experts_implementation", "experts_implementation", "architectures",
-})
 
 
 def _sha(obj: Any) -> str:
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def model_fingerprint(model: nn.Module) -> dict[str, Any]:
-    """Identify a model by its config, its architecture and a sample of its weights.
-
-    ``config_sha256``: the config minus bookkeeping keys (paths, versions, dtype, attention
-    implementation, special-token ids); ``arch_sha256``: every parameter's name and shape;
-    ``dtype``: the parameters' dtype(s); ``weights_sha256``: the first and last 16 values of every parameter (cheap even
-    for 7B models, and enough to tell two random inits or two fine-tunes apart).
-
-    Example:
-        >>> from safetygeo.models.tiny import tiny_model
-        >>> a, b = tiny_model(n_layers=1, d_model=16, seed=0), tiny_model(n_layers=1, d_model=16, seed=1)
-        >>> fa, fb = model_fingerprint(a), model_fingerprint(b)
-        >>> fa["arch_sha256"] == fb["arch_sha256"], fa["weights_sha256"] == fb["weights_sha256"]
-        (True, False)
-    """
-    cfg = getattr(model, "config", None)
-    cfg_dict = cfg.to_dict() if cfg is not None else {}
-
-    def strip(d: Any) -> Any:
-        if isinstance(d, dict):
-            return {k: strip(v) for k, v in d.items() if k not in _VOLATILE_CONFIG_KEYS}
-        return d
-
-    h = hashlib.sha256()
-    arch = []
-    dtypes: set[str] = set()
-    n_params = 0
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            arch.append([name, list(p.shape)])
-            dtypes.add(str(p.dtype).replace("torch.", ""))
-            n_params += p.numel()
-            flat = p.detach().reshape(-1)
-            sample = torch.cat([flat[:16], flat[-16:]]).to("cpu", torch.float64)
-            h.update(name.encode())
-            h.update(sample.numpy().tobytes())
-    return {
-        "model_type": cfg_dict.get("model_type"),
-        "config_sha256": _sha(strip(cfg_dict)),
-        "arch_sha256": _sha(arch),
-        "weights_sha256": h.hexdigest(),
-        "dtype": ",".join(sorted(dtypes)),
-        "n_params": n_params,
-    }
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: d}
+    return sha256_json(obj)
 
 
 def identity_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Human-readable differences between two identity dicts (dotted keys).
+    """Differences between a trajectory's identity and this run's (dotted keys).
 
     Example:
         >>> identity_diff({"method": {"name": "sft"}}, {"method": {"name": "r2d2"}})
         ["method.name: 'sft' (trajectory) != 'r2d2' (this run)"]
     """
-    a, b = _flatten(old), _flatten(new)
-    lines = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
-        if _jsonable(va) != _jsonable(vb):
-            short = lambda v: v[:12] + "…" if isinstance(v, str) and len(v) == 64 else v  # noqa: E731
-            lines.append(f"{key}: {short(va)!r} (trajectory) != {short(vb)!r} (this run)")
-    return lines
+    return _identity_diff(old, new, labels=("trajectory", "this run"))
 
 
 # ----------------------------------------------------------------------------- manifest

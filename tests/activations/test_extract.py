@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from safetygeo.activations import extract_activations
-from safetygeo.activations.hooks import resid_module
+from safetygeo.models.hooks import resid_module
 from safetygeo.errors import (
     ChatTemplateError,
     EmptyPromptSetError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from safetygeo.activations.hooks import fan_out
+from safetygeo.models.hooks import fan_out
 from safetygeo.activations.logits import last_logprobs
 from safetygeo.interventions.hooks import add
 from safetygeo.models.tiny import ARCHS

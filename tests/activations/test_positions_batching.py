@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from safetygeo.activations.batching import iter_batches, left_pad
+from safetygeo.models.batching import iter_batches, left_pad
 from safetygeo.activations.positions import resolve_positions
 from safetygeo.activations.reducers import MomentAccumulator
 from safetygeo.errors import PositionError

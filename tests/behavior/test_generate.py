@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from safetygeo.activations.batching import left_pad
+from safetygeo.models.batching import left_pad
 from safetygeo.activations.logits import last_logprobs
 from safetygeo.behavior.generate import generate, generate_variants
 from safetygeo.errors import EmptyPromptSetError, PromptTooLongError, SafetyGeoError

@@ -21,7 +21,7 @@ from safetygeo.behavior.metrics import (
     strongreject_score,
 )
 from safetygeo.errors import SafetyGeoError
-from safetygeo.geometry.stats import bootstrap_indices
+from safetygeo.stats.bootstrap import bootstrap_indices
 
 LABELS = ["compliance", "full_refusal", "partial_refusal", "compliance", "empty", "full_refusal",
           "compliance", "partial_refusal"]

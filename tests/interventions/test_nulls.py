@@ -1,17 +1,14 @@
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from scipy.stats import false_discovery_control
 
-from safetygeo.errors import SafetyGeoError
-from safetygeo.interventions.nulls import (
-    benjamini_hochberg,
-    empirical_p,
-    random_directions,
-    zscore,
-)
+from safetygeo.errors import LayerIndexError, SafetyGeoError
+from safetygeo.interventions.nulls import NullSpec, matched_variants, random_directions
+from safetygeo.models import load_model
+from safetygeo.models.tiny import tiny_model_and_tokenizer
+
+# p-values, z-scores and BH q-values moved to safetygeo.stats.pvalues: tests/stats/test_pvalues.py
 
 
 def test_random_directions_are_unit_and_isotropic() -> None:
@@ -32,27 +29,40 @@ def test_covariance_matched_directions_follow_the_covariance() -> None:
     assert float(dirs[:, 0].abs().mean()) > 0.8  # mostly along the high-variance axis
     with pytest.raises(SafetyGeoError, match="covariance has shape"):
         random_directions(2, 3, covariance=cov)
-    with pytest.raises(SafetyGeoError, match="K=0"):
+    with pytest.raises(SafetyGeoError, match="null directions K"):
         random_directions(0, 4)
 
 
-def test_empirical_p_and_z_by_hand() -> None:
-    null = np.array([0.1, 0.5, 0.9, 2.0])
-    assert empirical_p(1.0, null) == (1 + 1) / 5
-    assert empirical_p(3.0, null) == 1 / 5
-    assert empirical_p(0.0, null, "less") == 1 / 5
-    assert empirical_p(-0.95, null, "two-sided") == (1 + 1) / 5
-    assert empirical_p(-0.6, null, "two-sided") == (1 + 2) / 5
-    assert zscore(2.0, [1.0, 3.0]) == pytest.approx(0.0)
-    assert zscore(5.0, [1.0, 3.0]) == pytest.approx(3 / np.sqrt(2))
-    assert zscore(1.0, [0.0, 0.0]) == np.inf
-    with pytest.raises(SafetyGeoError):
-        empirical_p(1.0, [])
+def test_null_spec_validation_and_identity() -> None:
+    spec = NullSpec(k=8, seed=3, max_variants=4)
+    assert spec.identity() == {"k": 8, "kind": "sphere", "seed": 3, "covariance_sha256": None}
+    # batching does not change the null sample, so it is not part of the identity
+    assert spec.replace(max_variants=2).identity() == spec.identity()
+    for bad in (dict(k=0), dict(k=1.5), dict(k=True), dict(max_variants=0), dict(seed=1.0),
+                dict(kind="gauss"), dict(kind="covariance")):
+        with pytest.raises(SafetyGeoError):
+            NullSpec(**bad)
+    cov = torch.eye(4, dtype=torch.float64)
+    c1 = NullSpec(kind="covariance", covariance=cov).identity()["covariance_sha256"]
+    c2 = NullSpec(kind="covariance", covariance=2 * cov).identity()["covariance_sha256"]
+    assert c1 is not None and c2 is not None and c1 != c2
 
 
-def test_bh_matches_scipy() -> None:
-    rng = np.random.default_rng(0)
-    p = np.concatenate([rng.uniform(size=30), rng.uniform(0, 0.01, size=10)])
-    np.testing.assert_allclose(benjamini_hochberg(p), false_discovery_control(p), rtol=1e-12)
-    with pytest.raises(SafetyGeoError):
-        benjamini_hochberg([0.5, 1.5])
+def test_matched_variants_stack_the_real_direction_with_norm_matched_nulls() -> None:
+    h = load_model(tiny_model_and_tokenizer("llama", n_layers=2, d_model=32))
+    v = torch.randn(32, dtype=torch.float64) * 3
+    out, layer = matched_variants(h, v, "add", NullSpec(k=5, seed=2), layer=-1)
+    assert out.shape == (6, 32) and layer == 2 and torch.equal(out[0], v)
+    torch.testing.assert_close(out.norm(dim=-1), torch.full((6,), float(v.norm()),
+                                                             dtype=torch.float64))
+    torch.testing.assert_close(out[1:] / v.norm(), random_directions(5, 32, seed=2))
+    out2, layer2 = matched_variants(h, v, "ablate", NullSpec(k=5, seed=2))
+    assert layer2 is None and torch.equal(out2, out)
+    with pytest.raises(SafetyGeoError, match="NullSpec"):
+        matched_variants(h, v, "add", 5, layer=1)  # type: ignore[arg-type]
+    with pytest.raises(SafetyGeoError, match="layer"):
+        matched_variants(h, v, "add", NullSpec(k=2))
+    with pytest.raises(SafetyGeoError, match="op"):
+        matched_variants(h, v, "steer", NullSpec(k=2))
+    with pytest.raises(LayerIndexError):
+        matched_variants(h, v, "add", NullSpec(k=2), layer=9)

@@ -22,8 +22,8 @@ import torch
 import transformers
 
 from safetygeo.activations import extract_activations
-from safetygeo.activations.batching import iter_batches
-from safetygeo.activations.hooks import capture_resid
+from safetygeo.models.batching import iter_batches
+from safetygeo.models.hooks import capture_resid
 from safetygeo.errors import BackendError
 from safetygeo.models import ModelHandle, load_model
 from safetygeo.models.nnsight_backend import capture_resid_nnsight, from_nnsight, to_nnsight

@@ -29,9 +29,9 @@ from safetygeo.training import (
     train,
 )
 from safetygeo.training import core as core_mod
-from safetygeo.training.data import as_records, encode_completions, pad_right
-from safetygeo.training.losses import completion_ce
-from safetygeo.training.sft import SupervisedMethod
+from safetygeo.data.records import as_records, encode_completions, pad_right
+from safetygeo.activations.losses import completion_ce
+from safetygeo.training.methods.sft import SupervisedMethod
 from safetygeo.training.trajectory import MANIFEST, STAGING
 
 CFG = TrainConfig(max_steps=6, save_every=2, batch_size=2, lr=1e-3, seed=0)
@@ -168,7 +168,7 @@ def test_same_seed_same_run_and_seed_matters(toy, tmp_path):
 
 def test_sft_lowers_its_own_loss_on_the_training_set(toy, tmp_path):
     h = toy.fresh()
-    from safetygeo.training.sft import RefusalSFT
+    from safetygeo.training.methods.sft import RefusalSFT
 
     m = RefusalSFT()
     rows = m.setup(h, m.records(toy.SFT_DATA), CFG)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from safetygeo.data import PromptSet
-from safetygeo.training.data import (
+from safetygeo.data.records import (
     IGNORE_INDEX,
     as_records,
     encode_completions,

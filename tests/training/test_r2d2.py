@@ -3,7 +3,7 @@ training lowering the objective, bitwise resume, checkpoint round trips, bad inp
 
 References: exact decimal arithmetic at 1000 digits (softmax, p(target), −log(1 − p)), Hugging Face's own
 ``labels=`` loss on single unpadded sequences, re-encoding the adversarial prompt *text*
-with ``ModelHandle.encode``, :func:`~safetygeo.training.gcg.candidate_losses` as an
+with ``ModelHandle.encode``, :func:`~safetygeo.attacks.gcg.candidate_losses` as an
 independent measurement of GCG losses, and an uninterrupted run for resume.
 """
 
@@ -27,9 +27,9 @@ from safetygeo.training import (
     get_method,
     train,
 )
-from safetygeo.training.data import pad_right
-from safetygeo.training.gcg import candidate_losses
-from safetygeo.training.r2d2 import (
+from safetygeo.data.records import pad_right
+from safetygeo.attacks.gcg import candidate_losses
+from safetygeo.training.methods.r2d2 import (
     R2D2,
     R2D2Config,
     harmful_records,

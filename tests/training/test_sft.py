@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from safetygeo.behavior.refusal import refusal_score
+from safetygeo.activations.refusal import refusal_score
 from safetygeo.data import PromptSet
 from safetygeo.training import DEFAULT_REFUSAL, HarmfulSFT, RefusalSFT, TrainConfig, train
 

@@ -1,0 +1,26 @@
+"""Causal analysis: carrier candidates and admissible selection, null-controlled intervention
+effects (logit and generation level), causal H/R coupling, resumable sweeps.
+
+Every real-vs-null comparison here is a :class:`~safetygeo.results.NullComparison`; nulls
+are specified by :class:`~safetygeo.interventions.nulls.NullSpec`; refusal is scored with
+the carrier selection's :class:`~safetygeo.activations.refusal.RefusalScoring`.
+"""
+
+from safetygeo.causal.candidates import harmfulness_directions, refusal_directions
+from safetygeo.causal.carriers import (
+    CarrierSelection,
+    CarrierThresholds,
+    score_candidates,
+    select_refusal_carrier,
+)
+from safetygeo.causal.coupling import causal_coupling, readout
+from safetygeo.causal.effects import RefusalBaseline, intervention_effect, refusal_baseline
+from safetygeo.causal.generation import GenerationEffect, generation_refusal_effect
+from safetygeo.causal.sweep import read_sweep, run_sweep
+
+__all__ = [
+    "CarrierSelection", "CarrierThresholds", "GenerationEffect", "RefusalBaseline",
+    "causal_coupling", "generation_refusal_effect", "harmfulness_directions",
+    "intervention_effect", "read_sweep", "readout", "refusal_baseline", "refusal_directions",
+    "run_sweep", "score_candidates", "select_refusal_carrier",
+]

@@ -1,0 +1,143 @@
+"""Behaviour-level intervention effect: change of the refusal rate *on generations* under a
+direction vs matched random-direction nulls.
+
+:func:`safetygeo.causal.effects.intervention_effect` measures how an intervention moves the
+*logit* refusal score; this measures what users see — whether completions refuse.
+Protocol:
+
+1. generate every prompt without intervention and label it (``classifier``; *refused* is
+   :func:`safetygeo.behavior.classify.is_refusal`: full or partial refusal or empty) →
+   base rate;
+2. generate under the operation (``ablate`` everywhere, or ``add`` at ``layer``) with the
+   real direction and with ``K`` matched nulls (:class:`~safetygeo.interventions.nulls.NullSpec`:
+   same norm, uniform on the sphere or covariance-matched), batched as variants along the
+   batch dimension (``nulls.max_variants`` directions per forward pass), greedy by default;
+3. effect = rate under the direction − base rate, for the real direction and each null;
+   the result is a :class:`GenerationEffect` — a :class:`~safetygeo.results.NullComparison`
+   (two-sided p centred on the null, z) with a paired bootstrap CI over prompts for the
+   real effect (per-prompt refused-under-intervention minus refused-at-base), the base
+   and real rates, and the generations for auditing.
+
+With sampling, every variant of a prompt uses the same sampling seed (common random
+numbers), so the real-vs-null comparison is not blurred by sampling noise.
+
+Example:
+    >>> from safetygeo.behavior.generate import GenerationSettings
+    >>> from safetygeo.interventions.nulls import NullSpec
+    >>> from safetygeo.toy.planted import planted_refusal_model
+    >>> pm = planted_refusal_model()
+    >>> starts_with_refusal = lambda c: "full_refusal" if c.startswith("I") else "compliance"
+    >>> eff = generation_refusal_effect(pm.handle, pm.direction, "ablate", pm.harmful[:4],
+    ...     nulls=NullSpec(k=3), settings=GenerationSettings(max_new_tokens=2),
+    ...     classifier=starts_with_refusal, n_boot=50)
+    >>> eff.base_rate, eff.real_rate, eff.p
+    (1.0, 0.0, 0.25)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from jaxtyping import Float
+from torch import Tensor
+
+from safetygeo._validate import finite_float, positive_int, prompt_list
+from safetygeo.behavior.classify import classify_refusal
+from safetygeo.behavior.generate import Generations, GenerationSettings, generate, generate_variants
+from safetygeo.behavior.metrics import mean_score, refused_indicator
+from safetygeo.interventions.hooks import ablate, add
+from safetygeo.interventions.nulls import NullSpec, matched_variants
+from safetygeo.models.handle import ModelHandle
+from safetygeo.results import NullComparison
+
+__all__ = ["GenerationEffect", "generation_refusal_effect"]
+
+
+@dataclass(frozen=True, eq=False)
+class GenerationEffect(NullComparison):
+    """A :class:`~safetygeo.results.NullComparison` of the generation refusal rate, with the
+    rates and generations behind it.
+
+    Attributes (beyond NullComparison's):
+        op, layer, alpha: the intervention.
+        n: number of prompts.
+        base_rate: refusal rate without intervention; ``real_rate``: under the direction.
+        base_generations, real_generations: the completions, for auditing.
+    """
+
+    op: str = "ablate"
+    layer: int | None = None
+    alpha: float = 1.0
+    n: int = 0
+    base_rate: float = float("nan")
+    real_rate: float = float("nan")
+    base_generations: Generations | None = field(default=None, repr=False)
+    real_generations: Generations | None = field(default=None, repr=False)
+
+    def to_row(self, *, keep_null: bool = False) -> dict[str, Any]:
+        return {**super().to_row(keep_null=keep_null), "op": self.op, "layer": self.layer,
+                "alpha": self.alpha, "n": self.n, "base_rate": self.base_rate,
+                "real_rate": self.real_rate}
+
+
+def generation_refusal_effect(
+    handle: ModelHandle,
+    direction: Float[Tensor, " d"],
+    op: Literal["ablate", "add"],
+    prompts: Sequence[str],
+    *,
+    layer: int | None = None,
+    alpha: float = 1.0,
+    nulls: NullSpec = NullSpec(k=16, max_variants=8),
+    settings: GenerationSettings = GenerationSettings(max_new_tokens=32),
+    classifier: Callable[[str], str] = classify_refusal,
+    batch_size: int = 8,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    progress: bool = False,
+) -> GenerationEffect:
+    """Refusal-rate change on generations under ``direction`` vs ``nulls.k`` matched nulls.
+
+    Args:
+        handle: the model.
+        direction: the real direction (raw; ablation uses its unit vector, addition adds
+            ``alpha * direction``; nulls get its norm).
+        op: ``"ablate"`` (every layer and position) or ``"add"`` (at ``layer``).
+        prompts: e.g. harmful prompts (bypass) or harmless ones (induced refusal).
+        nulls: null directions (``nulls.seed`` also seeds the bootstrap).
+        settings: decoding (greedy by default; sampling uses common random numbers).
+        classifier: ``completion -> label`` (ours by default).
+        batch_size: prompts per forward pass.
+        n_boot, ci: paired bootstrap of the real effect.
+    """
+    prompts = prompt_list(prompts)
+    alpha = finite_float(alpha, "alpha")
+    batch_size = positive_int(batch_size, "batch_size")
+    variants, layer = matched_variants(handle, direction, op, nulls, layer=layer)
+    base = generate(handle, prompts, settings, batch_size=batch_size, progress=progress)
+    base_ref = refused_indicator(base.completions, classifier)
+    refused = np.empty((len(variants), len(base_ref)))
+    real_gens: Generations | None = None
+    for start in range(0, len(variants), nulls.max_variants):
+        chunk = variants[start:start + nulls.max_variants]
+        ctx = ablate(handle, chunk) if op == "ablate" else add(handle, chunk, layer, alpha)  # type: ignore[arg-type]
+        with ctx:
+            gens = generate_variants(handle, prompts, len(chunk), settings,
+                                     batch_size=batch_size, progress=progress)
+        for j, g in enumerate(gens):
+            refused[start + j] = refused_indicator(g.completions, classifier)
+        if start == 0:
+            real_gens = gens[0]
+    effects = refused.mean(1) - base_ref.mean()
+    diff = mean_score(refused[0] - base_ref, metric="d_refusal_rate_gen", n_boot=n_boot, ci=ci,
+                      seed=nulls.seed)
+    cmp = NullComparison.from_null("d_refusal_rate_gen", float(effects[0]), effects[1:],
+                                   "two-sided", ci_low=diff.ci_low, ci_high=diff.ci_high)
+    return GenerationEffect(
+        **{f: getattr(cmp, f) for f in ("metric", "real", "null", "p", "z", "alternative", "k",
+                                         "ci_low", "ci_high", "note", "extra")},
+        op=op, layer=layer, alpha=alpha, n=len(base_ref), base_rate=float(base_ref.mean()),
+        real_rate=float(refused[0].mean()), base_generations=base, real_generations=real_gens)

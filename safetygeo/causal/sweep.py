@@ -1,0 +1,258 @@
+"""Resumable sweeps of null-controlled interventions: directions × ops × layers × strengths.
+
+:func:`run_sweep` maps :func:`~safetygeo.causal.effects.intervention_effect` (and, with
+``generations=``, :func:`~safetygeo.causal.generation.generation_refusal_effect`) over every
+cell, appends each finished cell to a Parquet file (atomically) and skips cells already
+there, so a killed sweep resumes where it stopped. Benjamini–Hochberg q-values are computed
+across the sweep, per metric.
+
+**Identity header.** The Parquet file carries the sweep's identity in its metadata: the
+model's fingerprint, hashes of the harmful and harmless prompts, the null specification
+(K, kind, seed, covariance hash), the refusal token ids, the generation settings and a hash
+of every direction. Rerunning into the same file with any of these changed is refused with
+the differing fields named (``overwrite=True`` starts afresh); adding directions, layers,
+strengths or operations only adds cells.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from safetygeo.interventions.nulls import NullSpec
+    >>> from safetygeo.toy.planted import planted_refusal_model
+    >>> pm = planted_refusal_model()
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "sweep.parquet"
+    >>> kw = dict(harmful=pm.harmful[:4], harmless=pm.harmless[:4], ops=("add",), layers=[2],
+    ...           alphas=[4.0], out=out, progress=False)
+    >>> t = run_sweep(pm.handle, {"r": pm.direction}, nulls=NullSpec(k=8), **kw)
+    >>> sorted(t.metric), float(t[t.metric == "d_refusal_harmless"].p.iloc[0]) <= 1 / 9
+    (['d_refusal_harmful', 'd_refusal_harmless', 'kl_harmless'], True)
+    >>> run_sweep(pm.handle, {"r": pm.direction}, nulls=NullSpec(k=4), **kw)
+    Traceback (most recent call last):
+    ...
+    safetygeo.errors.SettingsError: ... nulls.k: 8 (saved) != 4 (this run) ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jaxtyping import Float
+from torch import Tensor
+
+from safetygeo import __version__
+from safetygeo._identity import identity_diff, sha256_json, sha256_texts
+from safetygeo._io import atomic_path
+from safetygeo._validate import finite_float, positive_int, prompt_list
+from safetygeo.activations.refusal import RefusalScoring
+from safetygeo.behavior.generate import GenerationSettings
+from safetygeo.causal.effects import Op, intervention_effect, refusal_baseline
+from safetygeo.errors import ArtifactError, SafetyGeoError, SettingsError
+from safetygeo.interventions.hooks import as_directions
+from safetygeo.interventions.nulls import NullSpec
+from safetygeo.models.fingerprint import model_fingerprint
+from safetygeo.models.handle import ModelHandle
+from safetygeo.stats.pvalues import benjamini_hochberg
+
+__all__ = ["SWEEP_COLUMNS", "read_sweep", "run_sweep", "sweep_identity"]
+
+_META_KEY = b"safetygeo.sweep"
+#: Leading columns of a sweep table (then NullComparison.to_row()'s, then ``q``).
+SWEEP_COLUMNS = ("direction", "op", "layer", "alpha")
+
+
+def sweep_identity(handle: ModelHandle, harmful: Sequence[str], harmless: Sequence[str], *,
+                   nulls: NullSpec, token_ids: Sequence[int],
+                   generations: GenerationSettings | None, gen_nulls: NullSpec | None,
+                   directions: Mapping[str, Tensor]) -> dict[str, Any]:
+    """What determines a sweep's rows (compared on resume)."""
+    fp = model_fingerprint(handle.model)
+    return {
+        "format": "safetygeo.sweep", "model": {"id": handle.model_id, **fp},
+        "prompts": {"harmful_sha256": sha256_texts(harmful), "n_harmful": len(harmful),
+                    "harmless_sha256": sha256_texts(harmless), "n_harmless": len(harmless)},
+        "nulls": nulls.identity(), "refusal_token_ids": [int(t) for t in token_ids],
+        "generations": None if generations is None else {
+            "settings": generations.to_dict(),
+            "nulls": None if gen_nulls is None else gen_nulls.identity()},
+        "directions": {name: sha256_json(v.detach().double().cpu().numpy().round(12).tolist())
+                       for name, v in directions.items()},
+    }
+
+
+def read_sweep(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """A sweep table and its identity header (``None`` for a file without one).
+
+    Raises:
+        ArtifactError: the file is not a readable Parquet table.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        tbl = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for damaged files
+        raise ArtifactError(f"sweep table {str(path)!r} cannot be read ({exc})") from exc
+    meta = (tbl.schema.metadata or {}).get(_META_KEY)
+    try:
+        ident = json.loads(meta) if meta is not None else None
+    except ValueError as exc:
+        raise ArtifactError(f"sweep table {str(path)!r} has a damaged identity header") from exc
+    return tbl.to_pandas(), ident
+
+
+def _write(path: Path, table: pd.DataFrame, ident: Mapping[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tbl = pa.Table.from_pandas(table, preserve_index=False)
+    tbl = tbl.replace_schema_metadata({**(tbl.schema.metadata or {}),
+                                       _META_KEY: json.dumps(ident, sort_keys=True).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(tbl, tmp)
+
+
+def _resume(path: Path, ident: dict[str, Any], overwrite: bool) -> pd.DataFrame:
+    """Rows already computed for this identity (empty without a file or with overwrite)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # debris of a killed write
+        stale.unlink(missing_ok=True)
+    if overwrite or not path.exists():
+        return pd.DataFrame()
+    done, old = read_sweep(path)
+    if old is None:
+        raise SettingsError(f"{str(path)!r} has no sweep identity header (written by an older "
+                            "version?): rerun with overwrite=True / --overwrite")
+    cmp_old = {k: v for k, v in old.items() if k != "directions"}
+    cmp_new = {k: v for k, v in ident.items() if k != "directions"}
+    diffs = identity_diff(cmp_old, cmp_new)
+    for name, sha in ident["directions"].items():
+        if name in old.get("directions", {}) and old["directions"][name] != sha:
+            diffs.append(f"directions.{name}: a different vector under the same name")
+    if diffs:
+        raise SettingsError(
+            f"{str(path)!r} holds a sweep with other settings; refusing to mix its rows with "
+            "this run's:\n  " + "\n  ".join(diffs) + "\nUse another output or overwrite=True "
+            "(CLI: --overwrite).")
+    ident["directions"] = {**old.get("directions", {}), **ident["directions"]}
+    return done.drop(columns=["q"], errors="ignore")
+
+
+def _cells(directions: Mapping[str, Tensor], ops: Sequence[str], layers: Sequence[int],
+           alphas: Sequence[float]) -> list[tuple[str, str, float, float]]:
+    cells: list[tuple[str, str, float, float]] = []
+    for name in directions:
+        for op in ops:
+            if op == "ablate":
+                cells.append((name, op, float("nan"), float("nan")))
+            elif op == "add":
+                cells += [(name, op, float(layer), float(a)) for layer in layers for a in alphas]
+            else:
+                raise SafetyGeoError(f"unknown op {op!r}; use 'ablate' or 'add'")
+    return cells
+
+
+def _row(effect: Any) -> dict[str, Any]:
+    """A comparison's row without the intervention columns the sweep already has."""
+    row = effect.to_row()
+    for k in ("op", "layer", "alpha"):
+        row.pop(k, None)
+    return row
+
+
+def _key(d: str, o: str, l: float, a: float) -> tuple[Any, ...]:
+    return (d, o, None if np.isnan(l) else int(l), None if np.isnan(a) else float(a))
+
+
+def run_sweep(
+    handle: ModelHandle,
+    directions: Mapping[str, Float[Tensor, " d"]],
+    *,
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    ops: Sequence[Op] = ("ablate", "add"),
+    layers: Sequence[int] | str = "all",
+    alphas: Sequence[float] = (1.0,),
+    nulls: NullSpec = NullSpec(),
+    scoring: RefusalScoring = RefusalScoring(),
+    generations: GenerationSettings | None = None,
+    gen_nulls: NullSpec = NullSpec(k=16, max_variants=8),
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Sweep directions × ops × layers × strengths; tidy table, resumable via ``out``.
+
+    Ablation acts on every layer at once, so it yields one row per direction and metric
+    (``layer`` and ``alpha`` are NaN there). Rows: ``direction, op, layer, alpha`` then the
+    :meth:`~safetygeo.results.NullComparison.to_row` columns (``metric, real, ci_low,
+    ci_high, null_mean, null_std, null_q025, null_q975, p, z, alternative, k, note``) and
+    ``q`` (BH across the sweep, per metric).
+
+    Args:
+        directions: ``{name: raw vector}``.
+        harmful, harmless: evaluation prompts.
+        ops, layers, alphas: the grid (layers and alphas apply to addition).
+        nulls: the null specification (``NullSpec(kind="covariance", covariance=...)`` for
+            covariance-matched nulls, e.g. from ``ActivationStats.covariance()``).
+        scoring: the refusal definition (the carrier selection's ``sel.scoring``).
+        generations: also measure the refusal rate of generations (``d_refusal_rate_gen``)
+            with these decoding settings against ``gen_nulls`` (slower: one round of
+            generation per variant).
+        out: Parquet path; finished cells are appended atomically, a rerun skips them.
+        overwrite: replace an ``out`` written with other settings instead of refusing.
+
+    Raises:
+        SettingsError: ``out`` holds a sweep with other settings (the fields are named).
+    """
+    from tqdm.auto import tqdm
+
+    from safetygeo.causal.generation import generation_refusal_effect
+
+    if not directions:
+        raise SafetyGeoError("no directions to sweep")
+    harmful, harmless = prompt_list(harmful, "harmful"), prompt_list(harmless, "harmless")
+    batch_size = positive_int(batch_size, "batch_size")
+    alphas = [finite_float(a, "alpha") for a in alphas]
+    layer_sel = handle.check_layers(layers)
+    vecs = {}
+    for name, vec in directions.items():
+        vecs[name] = as_directions(vec, handle.d_model, normalize=False)[0]  # validate early
+    cells = _cells(vecs, ops, layer_sel, alphas)
+    ids = scoring.ids(handle.tokenizer)
+    ident = sweep_identity(handle, harmful, harmless, nulls=nulls, token_ids=ids,
+                           generations=generations, gen_nulls=gen_nulls if generations else None,
+                           directions=vecs)
+    ident["safetygeo_version"] = __version__
+    path = Path(out) if out is not None else None
+    done = _resume(path, ident, overwrite) if path is not None else pd.DataFrame()
+    have = {_key(r.direction, r.op, r.layer, r.alpha) for r in done.itertuples()} if len(done) else set()
+    base = refusal_baseline(handle, harmful, harmless, scoring=RefusalScoring(token_ids=tuple(ids)),
+                            batch_size=batch_size)
+    rows = [done] if len(done) else []
+    todo = [c for c in cells if _key(*c) not in have]
+    for name, op, layer, alpha in tqdm(todo, desc="sweep", disable=not progress):
+        lyr = None if np.isnan(layer) else int(layer)
+        a = 1.0 if np.isnan(alpha) else alpha
+        effects = list(intervention_effect(
+            handle, vecs[name], op, harmful=harmful, harmless=harmless, layer=lyr, alpha=a,  # type: ignore[arg-type]
+            nulls=nulls, batch_size=batch_size, baseline=base).values())
+        if generations is not None:
+            effects.append(generation_refusal_effect(
+                handle, vecs[name], op, harmful if op == "ablate" else harmless,  # type: ignore[arg-type]
+                layer=lyr, alpha=a, nulls=gen_nulls, settings=generations,
+                batch_size=batch_size, n_boot=200))
+        cell = pd.DataFrame([{"direction": name, "op": op, "layer": layer, "alpha": alpha,
+                              **_row(e)} for e in effects])
+        rows.append(cell)
+        if path is not None:
+            _write(path, pd.concat(rows, ignore_index=True), ident)
+    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    table["q"] = np.nan
+    for _, grp in table.groupby("metric"):
+        table.loc[grp.index, "q"] = benjamini_hochberg(grp.p.to_numpy())
+    if path is not None:
+        _write(path, table, ident)
+    return table

@@ -1,0 +1,5 @@
+"""``python -m safetygeo.cli``."""
+
+from safetygeo.cli import app
+
+app()

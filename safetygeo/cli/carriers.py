@@ -1,0 +1,115 @@
+"""``select-carrier``: the admissible refusal carrier, every candidate scored, held-out test."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from safetygeo.cli.app import app
+from safetygeo.cli.common import (
+    BATCH_SIZE,
+    MAX_VARIANTS,
+    BatchSize,
+    Limit,
+    MaxVariants,
+    ModelArg,
+    ModelOptions,
+    OutDir,
+    RefusalPhrase,
+    RefusalToken,
+    SetOpt,
+    check_out,
+    console,
+    guarded,
+    load_handle,
+    load_sets,
+    model_command,
+    parse_floats,
+    refusal_scoring,
+)
+
+SPLITS = ("train", "val", "test")
+ROLES = ("harmful", "harmless", *(f"{c}.{s}" for c in ("harmful", "harmless") for s in SPLITS))
+
+
+def carrier_sets(named: dict[str, Any]) -> dict[str, Any]:
+    """``harmful`` / ``harmless`` sets (split later) or their ``.train/.val/.test`` parts."""
+    out: dict[str, Any] = {}
+    for cls in ("harmful", "harmless"):
+        parts = {s: named[f"{cls}.{s}"] for s in SPLITS if f"{cls}.{s}" in named}
+        if cls in named and parts:
+            raise typer.BadParameter(f"give either {cls}=SPEC (split here) or "
+                                     f"{cls}.train/.val/.test, not both", param_hint="--set")
+        if parts and len(parts) != 3:
+            missing = [f"{cls}.{s}" for s in SPLITS if s not in parts]
+            raise typer.BadParameter(f"a pre-split set needs all three splits; missing "
+                                     f"{', '.join(missing)}", param_hint="--set")
+        if not parts and cls not in named:
+            raise typer.BadParameter(f"missing {cls}=SPEC (or {cls}.train/.val/.test=SPEC)",
+                                     param_hint="--set")
+        out[cls] = parts or named[cls]
+    return out
+
+
+@app.command("select-carrier")
+@model_command
+def select_carrier(
+    model: ModelArg,
+    sets: SetOpt,
+    model_opts: ModelOptions,
+    out: OutDir = Path("artifacts/carriers"),
+    splits: Annotated[str, typer.Option(help="train,val,test fractions (sets split here).")] = "0.5,0.25,0.25",
+    seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
+    max_layer_frac: Annotated[float, typer.Option(help="Discard layers >= floor(frac*L).")] = 0.8,
+    max_kl: Annotated[float, typer.Option(help="Discard KL above this.")] = 0.1,
+    min_induce: Annotated[float, typer.Option(help="Discard induce below this.")] = 0.0,
+    refusal_phrase: RefusalPhrase = None,
+    refusal_token: RefusalToken = None,
+    test_top_k: Annotated[int, typer.Option(min=0, help="Re-score this many best candidates "
+                                                        "on the test split.")] = 5,
+    limit: Limit = None,
+    batch_size: BatchSize = BATCH_SIZE,
+    max_variants: MaxVariants = MAX_VARIANTS,
+) -> None:
+    """Select the admissible refusal carrier (Arditi et al. filters) and score every candidate.
+
+    Sets: --set harmful=SPEC --set harmless=SPEC (split into train/val/test with --splits
+    and --seed), or already split: --set harmful.train=SPEC --set harmful.val=SPEC
+    --set harmful.test=SPEC (and the same for harmless). Writes OUT/candidates.parquet,
+    OUT/carriers.json (candidates, chosen carrier, baselines, split sizes, the refusal
+    scoring later commands reuse) and OUT/directions.safetensors.
+    """
+    from safetygeo.causal.carriers import CarrierThresholds, select_refusal_carrier
+
+    fractions = parse_floats(splits, "--splits")
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or sum(fractions) > 1 + 1e-9:
+        raise typer.BadParameter(f"{splits!r}: three positive fractions summing to at most 1",
+                                 param_hint="--splits")
+    check_out(out)
+    scoring = refusal_scoring(refusal_phrase, refusal_token)
+    labels = {"harmful": "harmful", "harmless": "harmless"}
+    named = carrier_sets(load_sets(sets, ROLES, limit=limit, labels=labels))
+    with guarded():
+        h = load_handle(model, model_opts)
+        sel = select_refusal_carrier(
+            h, named["harmful"], named["harmless"], splits=fractions, seed=seed,
+            thresholds=CarrierThresholds(max_layer_frac, max_kl, min_induce), scoring=scoring,
+            batch_size=batch_size, max_variants=max_variants, test_top_k=test_top_k,
+        )
+        sel.save(out)
+    summary = sel.summary()
+    table = Table(title=f"refusal carrier of {h.model_id}")
+    cols = ("layer", "position", "bypass", "induce", "kl", "test_bypass", "test_induce")
+    for col in cols:
+        table.add_column(col)
+    c = summary["chosen"]
+    if c is not None:
+        table.add_row(*(f"{c[k]:.3f}" if isinstance(c[k], float) else str(c[k]) for k in cols))
+        console.print(table)
+    console.print(f"baseline: {summary['baseline']}")
+    for note in summary["notes"]:
+        console.print(f"[yellow]note[/]: {note}")
+    console.print(f"{summary['n_admissible']}/{summary['n_candidates']} admissible; "
+                  f"refusal tokens {h.tokenizer.convert_ids_to_tokens(sel.scoring.ids(h.tokenizer))}; "
+                  f"wrote {out}")

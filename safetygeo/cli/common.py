@@ -1,0 +1,287 @@
+"""What every command shares: the console, model options (declared once), ``--set ROLE=SPEC``
+parsing, validation before any model is loaded, and error printing without tracebacks.
+
+Grammar of every command that reads a model: ``safetygeo VERB MODEL [--set ROLE=SPEC ...]
+[options]`` — MODEL is positional (hub id or local folder); prompt sets are always
+``--set ROLE=SPEC`` where SPEC is a prompt-set spec (``[FORMAT=]PATH`` or
+``example:NAME``, :func:`safetygeo.data.load_prompt_set`); the model options below are the
+same everywhere; ``--batch-size`` (prompts per forward pass) defaults to 16 and
+``--max-variants`` (directions per forward pass) to 16 in every command.
+
+Example:
+    >>> parse_layers("0-2,5"), parse_layers("all"), parse_layers("-1")
+    ([0, 1, 2, 5], 'all', [-1])
+    >>> parse_role_spec("harmful=advbench=data.csv", "--set")
+    ('harmful', 'advbench=data.csv')
+"""
+
+import contextlib
+import functools
+import inspect
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from safetygeo.errors import SafetyGeoError
+
+console = Console(stderr=True)
+
+#: Default prompts per forward pass and directions per forward pass, for every command.
+BATCH_SIZE = 16
+MAX_VARIANTS = 16
+#: Set by the global --verbose option.
+VERBOSE = False
+
+ModelArg = Annotated[str, typer.Argument(help="Hub id or local checkpoint folder.", metavar="MODEL",
+                                         show_default=False)]
+BatchSize = Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")]
+MaxVariants = Annotated[int, typer.Option(min=1, help="Directions per forward pass.")]
+Limit = Annotated[Optional[int], typer.Option(min=1, help="Use only the first N prompts of "
+                                                          "each set.")]
+OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+SetOpt = Annotated[
+    list[str],
+    typer.Option("--set", "-s", help="Prompt set ROLE=SPEC (repeat). SPEC: [FORMAT=]PATH or "
+                 "example:NAME; FORMAT one of advbench, harmbench, jailbreakbench, "
+                 "strongreject, xstest, xstest-safe, xstest-unsafe, alpaca, json, jsonl, "
+                 "lines, csv.", show_default=False),
+]
+RefusalPhrase = Annotated[
+    Optional[list[str]],
+    typer.Option("--refusal-phrase", help="Refusal opening whose first token counts as "
+                 "refusal (repeat). Default: the GCG/XSTest openings.", show_default=False),
+]
+RefusalToken = Annotated[
+    Optional[list[int]],
+    typer.Option("--refusal-token", help="Refusal-start token id (repeat); overrides "
+                 "--refusal-phrase.", show_default=False),
+]
+
+
+# ----------------------------------------------------------------------------- model options
+@dataclass(frozen=True)
+class ModelOptions:
+    """How MODEL is loaded; the same options in every command."""
+
+    revision: Optional[str] = None
+    dtype: str = "auto"
+    device: Optional[str] = None
+    template: Optional[str] = None
+    system: Optional[str] = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    layers_path: Optional[str] = None
+    final_norm_path: Optional[str] = None
+
+
+_MODEL_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "revision": (Optional[str], typer.Option(help="Hub revision (branch, tag, commit).",
+                                             rich_help_panel="Model")),
+    "dtype": (str, typer.Option(help="auto, float32, bf16 or fp16.", rich_help_panel="Model")),
+    "device": (Optional[str], typer.Option(help="cpu, cuda, cuda:1, ... (default: cpu).",
+                                           rich_help_panel="Model")),
+    "template": (Optional[str], typer.Option(help="Chat-template override with one "
+                                                  "'{instruction}' field.",
+                                             rich_help_panel="Model")),
+    "system": (Optional[str], typer.Option(help="System prompt for the chat template.",
+                                           rich_help_panel="Model")),
+    "trust_remote_code": (bool, typer.Option(help="Allow custom modelling code from the hub.",
+                                             rich_help_panel="Model")),
+    "allow_pickle": (bool, typer.Option(help="Accept pickle (*.bin) weights.",
+                                        rich_help_panel="Model")),
+    "layers_path": (Optional[str], typer.Option(help="Dotted path of the block list.",
+                                                rich_help_panel="Model")),
+    "final_norm_path": (Optional[str], typer.Option(help="Dotted path of the final norm.",
+                                                    rich_help_panel="Model")),
+}
+
+
+def model_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Append the model options to a command's signature; the command receives them as
+    ``model_opts: ModelOptions``. Declared once here, identical in every command."""
+    sig = inspect.signature(fn)
+    params = [p for p in sig.parameters.values() if p.name != "model_opts"]
+    defaults = {f.name: f.default for f in fields(ModelOptions)}
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name],
+                               annotation=Annotated[tp, opt])
+             for name, (tp, opt) in _MODEL_OPTIONS.items()]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        opts = ModelOptions(**{k: kwargs.pop(k) for k in _MODEL_OPTIONS})
+        return fn(model_opts=opts, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params + extra)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**{k: v for k, v in fn.__annotations__.items()
+                                  if k != "model_opts"},
+                               **{p.name: p.annotation for p in extra}}
+    return wrapper
+
+
+def check_device(device: Optional[str]) -> None:
+    """Refuse a CUDA / MPS device the machine does not have, before anything is loaded."""
+    if device is None or device == "cpu":
+        return
+    import torch
+
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise typer.BadParameter(f"{device!r}: this machine has no CUDA device "
+                                     "(torch.cuda.is_available() is False)", param_hint="--device")
+        idx = device.split(":")[1] if ":" in device else "0"
+        if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
+            raise typer.BadParameter(f"{device!r}: CUDA devices are 0..{torch.cuda.device_count() - 1}",
+                                     param_hint="--device")
+    elif kind == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise typer.BadParameter(f"{device!r}: MPS is not available", param_hint="--device")
+    else:
+        raise typer.BadParameter(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps",
+                                 param_hint="--device")
+
+
+def load_handle(model: str, opts: ModelOptions) -> Any:
+    """Load MODEL with the shared options (after :func:`check_device`)."""
+    from safetygeo.models import load_model
+
+    check_device(opts.device)
+    with console.status(f"loading {model}"):
+        handle = load_model(model, revision=opts.revision, dtype=opts.dtype, device=opts.device,
+                            trust_remote_code=opts.trust_remote_code,
+                            allow_pickle=opts.allow_pickle, layers_path=opts.layers_path,
+                            final_norm_path=opts.final_norm_path)
+    if opts.template is not None or opts.system is not None:
+        handle = handle.with_template(opts.template, system=opts.system)
+    return handle
+
+
+# ----------------------------------------------------------------------------- errors
+@contextlib.contextmanager
+def guarded() -> Iterator[None]:
+    """Print a :class:`SafetyGeoError` as one line (type and message) and exit with 2."""
+    try:
+        yield
+    except SafetyGeoError as exc:
+        console.print(f"[bold red]error[/]: {type(exc).__name__}: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Library noise off unless ``--verbose``: transformers' warnings and its progress bars
+    ("Loading weights", "Writing model shards")."""
+    import os
+
+    if verbose:
+        return
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+# ----------------------------------------------------------------------------- parsing
+def parse_layers(text: str, flag: str = "--layers") -> str | list[int]:
+    """Parse ``all``, ``3``, ``0,2,4``, ``0-3`` or ``-1`` into a layer selection."""
+    text = text.strip()
+    if text == "all":
+        return "all"
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                a, b = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
+                out.extend(range(int(a), int(b) + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise typer.BadParameter(f"cannot parse {text!r}; use all, 3, 0,2,4 or 0-3",
+                                 param_hint=flag) from None
+    return out
+
+
+def parse_floats(text: str, flag: str) -> list[float]:
+    """Comma-separated finite floats (``nan`` / ``inf`` are refused, naming the flag)."""
+    try:
+        vals = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"cannot parse {text!r} as comma-separated numbers",
+                                 param_hint=flag) from None
+    if not vals:
+        raise typer.BadParameter("needs at least one number", param_hint=flag)
+    bad = [v for v in vals if not math.isfinite(v)]
+    if bad:
+        raise typer.BadParameter(f"values must be finite, got {bad}", param_hint=flag)
+    return vals
+
+
+def parse_role_spec(text: str, flag: str = "--set") -> tuple[str, str]:
+    """``ROLE=SPEC`` → ``(role, spec)``; the role is everything before the first ``=``."""
+    role, sep, spec = text.partition("=")
+    if not sep or not role.strip() or not spec.strip():
+        raise typer.BadParameter(f"{text!r} is not ROLE=SPEC (e.g. harmful=advbench.csv)",
+                                 param_hint=flag)
+    return role.strip(), spec.strip()
+
+
+def load_sets(values: Sequence[str], roles: Sequence[str] | None, *, flag: str = "--set",
+              limit: int | None = None, labels: Mapping[str, str] | None = None,
+              required: Sequence[str] = ()) -> dict[str, Any]:
+    """Parse and load every ``--set ROLE=SPEC`` (before any model is loaded).
+
+    Args:
+        roles: the roles this command accepts (``None``: any name, e.g. ``extract``).
+        limit: keep the first ``limit`` prompts of each set.
+        labels: label given to the sets of a role (e.g. ``{"harmful": "harmful"}``).
+        required: roles that must be present.
+    """
+    from safetygeo.data import load_prompt_set
+
+    out: dict[str, Any] = {}
+    for text in values:
+        role, spec = parse_role_spec(text, flag)
+        if roles is not None and role not in roles:
+            raise typer.BadParameter(f"unknown role {role!r} in {text!r}; this command takes "
+                                     f"{', '.join(roles)}", param_hint=flag)
+        if role in out:
+            raise typer.BadParameter(f"role {role!r} is given twice", param_hint=flag)
+        with guarded():
+            ps = load_prompt_set(spec, label=(labels or {}).get(role.split(".")[0]))
+            if limit is not None:
+                ps = ps.subset(range(min(limit, len(ps))))
+        out[role] = ps
+    missing = [r for r in required if r not in out]
+    if missing:
+        raise typer.BadParameter(f"missing {', '.join(f'{r}=SPEC' for r in missing)}",
+                                 param_hint=flag)
+    return out
+
+
+def check_out(path: Path, flag: str = "--out", *, file: bool = False) -> None:
+    """Refuse an output folder that is an existing file (or an output file that is a folder)."""
+    if file and path.is_dir():
+        raise typer.BadParameter(f"{str(path)!r} is a folder, not a file", param_hint=flag)
+    if not file and path.exists() and not path.is_dir():
+        raise typer.BadParameter(f"{str(path)!r} exists and is not a folder", param_hint=flag)
+
+
+def refusal_scoring(phrases: Optional[list[str]], tokens: Optional[list[int]],
+                    default: Any = None) -> Any:
+    """``--refusal-phrase`` / ``--refusal-token`` → a RefusalScoring (``default`` if neither)."""
+    from safetygeo.activations.refusal import DEFAULT_REFUSAL_PHRASES, RefusalScoring
+
+    if not phrases and not tokens:
+        return default if default is not None else RefusalScoring()
+    with guarded():
+        return RefusalScoring(tuple(phrases or DEFAULT_REFUSAL_PHRASES),
+                              tuple(tokens) if tokens else None)

@@ -1,0 +1,156 @@
+"""``sweep``: ablation / addition of saved carriers against matched random-direction nulls."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from safetygeo.cli.app import app
+from safetygeo.cli.common import (
+    BATCH_SIZE,
+    MAX_VARIANTS,
+    BatchSize,
+    Limit,
+    MaxVariants,
+    ModelArg,
+    ModelOptions,
+    OutDir,
+    RefusalPhrase,
+    RefusalToken,
+    SetOpt,
+    check_out,
+    console,
+    guarded,
+    load_handle,
+    load_sets,
+    model_command,
+    parse_floats,
+    parse_layers,
+    refusal_scoring,
+)
+
+CarriersDir = Annotated[Path, typer.Option("--carriers", "-c", help="Folder written by "
+                                           "`safetygeo select-carrier`.", show_default=False)]
+Candidate = Annotated[Optional[list[str]], typer.Option(
+    help="Extra candidate LAYER:POSITION (repeat, e.g. 3:eoi-1); default: the chosen carrier.",
+    show_default=False)]
+
+
+def carrier_directions(sel: object, candidates: Optional[list[str]]) -> dict[str, object]:
+    """The chosen carrier and any ``--candidate LAYER:POSITION`` as named raw vectors."""
+    from safetygeo.errors import LayerIndexError, PositionError, SafetyGeoError
+
+    directions: dict[str, object] = {}
+    if sel.chosen is not None:  # type: ignore[attr-defined]
+        directions[f"carrier {sel.chosen[0]}:{sel.chosen[1]}"] = sel.vector  # type: ignore[attr-defined]
+    cands = sel.directions  # type: ignore[attr-defined]
+    for spec in candidates or []:
+        layer_s, _, pos = spec.partition(":")
+        try:
+            layer = int(layer_s)
+        except ValueError:
+            raise typer.BadParameter(f"cannot parse {spec!r}; use LAYER:POSITION (e.g. 3:eoi-1)",
+                                     param_hint="--candidate") from None
+        if layer not in cands.layers:
+            raise typer.BadParameter(f"layer {layer} out of range: the carriers have layers "
+                                     f"{cands.layers[0]}..{cands.layers[-1]}", param_hint="--candidate")
+        try:
+            directions[f"candidate {spec}"] = cands.vector(layer, pos or "eoi-1")
+        except (PositionError, LayerIndexError, SafetyGeoError) as exc:
+            raise typer.BadParameter(f"{spec!r}: {exc} (positions: "
+                                     f"{', '.join(cands.positions.labels)})",
+                                     param_hint="--candidate") from None
+    if not directions:
+        raise typer.BadParameter("the carrier selection has no chosen carrier; pass --candidate",
+                                 param_hint="--carriers")
+    return directions
+
+
+def load_carriers(path: Path) -> object:
+    from safetygeo.causal.carriers import CarrierSelection
+
+    with guarded():
+        return CarrierSelection.load(path)
+
+
+@app.command()
+@model_command
+def sweep(
+    model: ModelArg,
+    carriers: CarriersDir,
+    sets: SetOpt,
+    model_opts: ModelOptions,
+    out: OutDir = Path("artifacts/sweep"),
+    candidate: Candidate = None,
+    ops: Annotated[str, typer.Option(help="Comma list of ablate, add.")] = "ablate,add",
+    layers: Annotated[str, typer.Option(help="Layers for addition: all, 0-3, 1,2.")] = "all",
+    alphas: Annotated[str, typer.Option(help="Comma list of addition strengths.")] = "1.0",
+    n_null: Annotated[int, typer.Option(min=1, help="Matched random directions per cell (K).")] = 64,
+    seed: Annotated[int, typer.Option(help="Null-direction seed.")] = 0,
+    refusal_phrase: RefusalPhrase = None,
+    refusal_token: RefusalToken = None,
+    generations: Annotated[bool, typer.Option(help="Also test the refusal rate of greedy "
+                                                   "generations (slower).")] = False,
+    gen_n_null: Annotated[int, typer.Option(min=1, help="Nulls of the generation test.")] = 16,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per generation.")] = 32,
+    overwrite: Annotated[bool, typer.Option(help="Replace a sweep in OUT written with other "
+                                                 "settings.")] = False,
+    limit: Limit = None,
+    batch_size: BatchSize = BATCH_SIZE,
+    max_variants: MaxVariants = MAX_VARIANTS,
+) -> None:
+    """Sweep ablation / addition of saved carriers against matched random directions.
+
+    Refusal is scored exactly as in `select-carrier` (the scoring saved in carriers.json)
+    unless --refusal-phrase / --refusal-token are given. Writes OUT/sweep.parquet
+    (resumable: rerun the same command to finish a killed sweep; another K, seed, prompt set,
+    scoring or model is refused unless --overwrite) and OUT/sweep.html.
+    """
+    from safetygeo._io import atomic_write_text
+    from safetygeo.behavior.generate import GenerationSettings
+    from safetygeo.causal.sweep import run_sweep
+    from safetygeo.interventions.nulls import NullSpec
+    from safetygeo.reports.figures import sweep_figure
+
+    op_list = [o.strip() for o in ops.split(",") if o.strip()]
+    if not op_list or any(o not in ("ablate", "add") for o in op_list):
+        raise typer.BadParameter(f"{ops!r}; use ablate, add or ablate,add", param_hint="--ops")
+    alpha_list = parse_floats(alphas, "--alphas")
+    layer_sel = parse_layers(layers)
+    check_out(out)
+    sel = load_carriers(carriers)
+    directions = carrier_directions(sel, candidate)
+    scoring = refusal_scoring(refusal_phrase, refusal_token, default=sel.scoring)  # type: ignore[attr-defined]
+    if scoring != sel.scoring:  # type: ignore[attr-defined]
+        console.print("[yellow]note[/]: scoring refusal with other tokens than the carrier "
+                      "selection did")
+    named = load_sets(sets, ("harmful", "harmless"), limit=limit, required=("harmful", "harmless"),
+                      labels={"harmful": "harmful", "harmless": "harmless"})
+    with guarded():
+        h = load_handle(model, model_opts)
+        d_sel = sel.directions.vectors.shape[-1]  # type: ignore[attr-defined]
+        if h.d_model != d_sel:
+            raise typer.BadParameter(f"the carriers have d_model={d_sel} but {model} has "
+                                     f"d_model={h.d_model}", param_hint="--carriers")
+        out.mkdir(parents=True, exist_ok=True)
+        table = run_sweep(
+            h, directions, harmful=list(named["harmful"].prompts),
+            harmless=list(named["harmless"].prompts), ops=op_list, layers=layer_sel,
+            alphas=alpha_list, nulls=NullSpec(k=n_null, seed=seed, max_variants=max_variants),
+            scoring=scoring, out=out / "sweep.parquet", overwrite=overwrite,
+            generations=GenerationSettings(max_new_tokens=max_new_tokens) if generations else None,
+            gen_nulls=NullSpec(k=gen_n_null, seed=seed, max_variants=max_variants),
+            batch_size=batch_size)
+    fig = sweep_figure(table)
+    atomic_write_text(out / "sweep.html", fig.to_html(include_plotlyjs=True, full_html=True))
+    summary = Table(title="strongest effects (|z|)")
+    for col in ("direction", "op", "layer", "metric", "real", "null 95%", "p", "q"):
+        summary.add_column(col)
+    top = table.reindex(table.z.abs().sort_values(ascending=False).index).head(8)
+    for r in top.itertuples():
+        summary.add_row(r.direction, r.op, "all" if r.layer != r.layer else str(int(r.layer)),
+                        r.metric, f"{r.real:.3f}", f"[{r.null_q025:.3f}, {r.null_q975:.3f}]",
+                        f"{r.p:.3g}", f"{r.q:.3g}")
+    console.print(summary)
+    console.print(f"wrote {out / 'sweep.parquet'} and {out / 'sweep.html'}")
