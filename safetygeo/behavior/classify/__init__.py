@@ -75,7 +75,12 @@ Example:
     'full_refusal'
 """
 
-from safetygeo.behavior.classify.agreement import accuracy_table, agreement_table, confusion_table
+from safetygeo.behavior.classify.agreement import (
+    accuracy_table,
+    agreement_table,
+    confusion_table,
+    refusal_scores,
+)
 from safetygeo.behavior.classify.baselines import (
     GCG_ATTACK_PREFIXES,
     GCG_TEST_PREFIXES,
@@ -101,6 +106,6 @@ __all__ = [
     "GCG_ATTACK_PREFIXES", "GCG_TEST_PREFIXES", "LABELS", "REFUSAL_LABELS",
     "XSTEST_REFUSAL_PREFIXES", "EmptyCompletionError", "RefusalAnalysis", "accuracy_table",
     "agreement_table", "analyze_refusal", "classify_completions", "classify_refusal",
-    "confusion_table",
+    "confusion_table", "refusal_scores",
     "gcg_label", "is_refusal", "to_binary", "xstest_label",
 ]

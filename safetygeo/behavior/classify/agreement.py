@@ -10,16 +10,49 @@ import pandas as pd
 from safetygeo.behavior.classify.labels import LABELS, to_binary
 from safetygeo.errors import SafetyGeoError
 
-__all__ = ["accuracy_table", "agreement_table", "confusion_table"]
+__all__ = ["accuracy_table", "agreement_table", "confusion_table", "refusal_scores"]
 
 
 def _kappa(a: Sequence[str], b: Sequence[str]) -> float:
-    from sklearn.metrics import cohen_kappa_score
-
-    if len(set(a) | set(b)) < 2:
+    """Cohen's kappa of two label sequences (NaN when both are one identical constant)."""
+    cats = sorted(set(a) | set(b))
+    if len(cats) < 2:
         return float("nan")  # both raters constant and equal: kappa undefined
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return float(cohen_kappa_score(list(a), list(b)))
+    idx = {c: i for i, c in enumerate(cats)}
+    table = np.zeros((len(cats), len(cats)))
+    for x, y in zip(a, b, strict=True):
+        table[idx[x], idx[y]] += 1
+    table /= table.sum()
+    p_o = float(np.trace(table))
+    p_e = float(table.sum(1) @ table.sum(0))
+    return float("nan") if p_e == 1.0 else (p_o - p_e) / (1.0 - p_e)
+
+
+def refusal_scores(predicted: Sequence[str], gold: Sequence[str]) -> dict[str, float]:
+    """Refusal-vs-compliance agreement, precision and recall (refusal is the positive class).
+
+    Partial refusal and empty count as refusal (:func:`to_binary`). Precision is NaN when
+    nothing is predicted a refusal, recall when no gold label is one.
+
+    Returns:
+        ``n, agreement, precision, recall, f1``.
+
+    Example:
+        >>> s = refusal_scores(["full_refusal", "compliance", "partial_refusal", "compliance"],
+        ...                    ["partial_refusal", "compliance", "compliance", "full_refusal"])
+        >>> s["agreement"], s["precision"], s["recall"]
+        (0.5, 0.5, 0.5)
+    """
+    if len(predicted) != len(gold):
+        raise SafetyGeoError(f"{len(predicted)} predicted labels but {len(gold)} gold labels")
+    p = np.array([to_binary(x) == "refusal" for x in predicted])
+    g = np.array([to_binary(x) == "refusal" for x in gold])
+    tp, n_p, n_g = float((p & g).sum()), float(p.sum()), float(g.sum())
+    prec = tp / n_p if n_p else float("nan")
+    rec = tp / n_g if n_g else float("nan")
+    f1 = 2 * prec * rec / (prec + rec) if prec + rec > 0 else float("nan")
+    return {"n": float(len(g)), "agreement": float((p == g).mean()) if len(g) else float("nan"),
+            "precision": prec, "recall": rec, "f1": f1}
 
 
 def agreement_table(raters: Mapping[str, Sequence[str]], *, binary: bool = True) -> pd.DataFrame:
@@ -31,8 +64,8 @@ def agreement_table(raters: Mapping[str, Sequence[str]], *, binary: bool = True)
             string matchers make; ``False`` compares the labels as given.
 
     Returns:
-        one row per pair: ``rater_a, rater_b, n, agreement, kappa`` (kappa via scikit-learn;
-        NaN when both raters give one identical label throughout).
+        one row per pair: ``rater_a, rater_b, n, agreement, kappa`` (Cohen's kappa; NaN
+        when both raters give one identical label throughout).
 
     Example:
         >>> t = agreement_table({"a": ["compliance", "full_refusal"],
