@@ -193,22 +193,25 @@ def test_benchmark_script_on_a_synthetic_xstest_style_csv(tmp_path, capsys) -> N
             ("q-5", "   ", "1_full_compliance")]
     lines = ["id,type,prompt,completion,final_label"] + [
         f'{i},t,p,"{c}",{g}' for i, c, g in rows]
-    (tmp_path / "xstest_v2_completions_mine.csv").write_text("\n".join(lines) + "\n")
-    assert bench.main(["--external", str(tmp_path), "--no-hard-cases", "--confusion",
-                       "--agreement"]) == 0
+    (tmp_path / "xstest_v2_completions_gpt4.csv").write_text("\n".join(lines) + "\n")
+    assert bench.main(["--external", str(tmp_path), "--no-hard-cases", "--no-timing"]) == 0
     out = capsys.readouterr().out
     assert "n=4" in out and "(1 empty completions dropped)" in out
     ours = next(line for line in out.splitlines() if line.strip().startswith("ours "))
-    assert ours.split()[1:3] == ["1.000", "1.000"]  # 3-way and binary accuracy
-    # the split is by prompt id, deterministic, and about half / half
-    halves = [bench.split_of(f"v2-{i}") for i in range(1, 451)]
-    assert halves == [bench.split_of(f"v2-{i}") for i in range(1, 451)]
-    assert 0.4 < halves.count("dev") / len(halves) < 0.6
+    assert ours.split()[1] == "1.000"  # binary agreement
+    assert "partial-refusal recall 1/1" in out
+    # the split is by model file, fixed in the script: no held-out file here
+    assert bench.split_of(Path("a/xstest_v2_completions_llama2new.csv")) == "dev"
+    assert [bench.split_of(Path(f"xstest_v2_completions_{m}.csv")) for m in
+            ("llama2orig", "mistralinstruct", "mistralguard", "mine")] == ["heldout"] * 3 + ["other"]
+    assert bench.main(["--external", str(tmp_path), "--split", "heldout", "--no-hard-cases"]) == 2
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.csv").write_text("completion,final_label\nhi,9_unknown\n")
     with pytest.raises(ValueError, match="unknown gold label"):
-        bench.main(["--external", str(bad), "--no-hard-cases"])
+        bench.main(["--external", str(bad), "--split", "all", "--no-hard-cases"])
+    timing = bench.time_per_reply(["I can't help with that.", "Sure: 4."], repeats=1)
+    assert timing["n"] == 2 and 0 < timing["median_ms"] <= timing["p95_ms"] + 1e-9
 
 
 def test_gcg_baseline_semantics() -> None:
