@@ -7,7 +7,7 @@ Example:
     >>> e.to_row()["ci_high"], e.contains(0.3)
     (0.4, True)
     >>> c = NullComparison.from_null("d_refusal", -3.0, np.linspace(-0.5, 0.5, 64))
-    >>> c.p, c.k, round(c.null_mean, 6)
+    >>> c.p, c.k, abs(round(c.null_mean, 6))
     (0.015384615384615385, 64, 0.0)
 """
 
@@ -172,8 +172,8 @@ def rows_frame(items: Sequence[Any], **constant: Any) -> Any:
     """A pandas DataFrame of ``item.to_row()`` for each item, with ``constant`` columns first.
 
     Example:
-        >>> rows_frame([Estimate(1.0, 0.5, 1.5, 3, metric="m")], step=10).columns[:3].tolist()
-        ['step', 'metric', 'value']
+        >>> rows_frame([Estimate(1.0, 0.5, 1.5, 3, metric="m")], step=10).columns[:4].tolist()
+        ['step', 'metric', 'method', 'value']
     """
     import pandas as pd
 

@@ -24,7 +24,7 @@ Example:
     >>> t = run_sweep(pm.handle, {"r": pm.direction}, nulls=NullSpec(k=8), **kw)
     >>> sorted(t.metric), float(t[t.metric == "d_refusal_harmless"].p.iloc[0]) <= 1 / 9
     (['d_refusal_harmful', 'd_refusal_harmless', 'kl_harmless'], True)
-    >>> run_sweep(pm.handle, {"r": pm.direction}, nulls=NullSpec(k=4), **kw)
+    >>> run_sweep(pm.handle, {"r": pm.direction}, nulls=NullSpec(k=4), **kw)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     safetygeo.errors.SettingsError: ... nulls.k: 8 (saved) != 4 (this run) ...

@@ -108,13 +108,15 @@ def evaluate(
                                      param_hint="--judge-template")
     check_out(out)
     sel = load_carriers(ablate or add) if (ablate or add) is not None else None
-    loaded = load_sets(sets, ROLES, limit=limit, labels=_LABELS)
+    loaded = load_sets(sets, ROLES, labels=_LABELS)
     # the set is named by its role; an xstest set has no role and is split by its labels
     role_map = {r: ("benign" if r == "harmless" else r) for r in loaded if r != "xstest"}
     settings = GenerationSettings(max_new_tokens=max_new_tokens, do_sample=sample,
                                   temperature=temperature, top_p=top_p, seed=seed)
     with guarded():
         named = behavior_sets(loaded, role_map)
+        if limit is not None:  # per evaluated set (after an xstest set is split in two)
+            named = [(n, r, ps.subset(range(min(limit, len(ps))))) for n, r, ps in named]
         h = load_handle(model, model_opts)
         judge_fn = None
         if judge is not None:

@@ -21,8 +21,8 @@ def model_dir(toy, tmp_path):
     return d
 
 
-def _invoke(*args):
-    return CliRunner().invoke(app, ["train", *map(str, args)])
+def _invoke(method, model, *args):
+    return CliRunner().invoke(app, ["train", str(model), "--method", method, *map(str, args)])
 
 
 def test_train_command_with_config_file_and_flags(toy, model_dir, tmp_path):
@@ -34,8 +34,8 @@ def test_train_command_with_config_file_and_flags(toy, model_dir, tmp_path):
     cfg.write_text(f"lr: 0.002\nmax_steps: 5\nbatch_size: 2\nsave_every: 2\n"
                    f"method_config: {{refusal: 'No.'}}\ndata: {{harmful: {harmful}}}\n")
     out = tmp_path / "traj"
-    r = _invoke("sft", "--model", model_dir, "--out", out, "--config", cfg,
-                "--data", f"harmless={pairs}", "--max-steps", 3, "--no-progress")
+    r = _invoke("sft", model_dir, "--out", out, "--config", cfg,
+                "--set", f"harmless={pairs}", "--max-steps", 3, "--no-progress")
     assert r.exit_code == 0, r.output
     t = Trajectory.load(out)
     assert t.steps == [2, 3]  # flag (3) beat the file (5); save_every from the file
@@ -47,22 +47,22 @@ def test_train_command_with_config_file_and_flags(toy, model_dir, tmp_path):
     assert t.manifest["base_model"]["saved"] is None  # reloadable from its folder
     assert t.load_checkpoint(0).model is not None
     # rerun = resume: nothing left to do, same trajectory
-    r2 = _invoke("sft", "--model", model_dir, "--out", out, "--config", cfg,
-                 "--data", f"harmless={pairs}", "--max-steps", 3, "--no-progress")
+    r2 = _invoke("sft", model_dir, "--out", out, "--config", cfg,
+                 "--set", f"harmless={pairs}", "--max-steps", 3, "--no-progress")
     assert r2.exit_code == 0, r2.output
     assert Trajectory.load(out).steps == [2, 3]
 
 
 def test_lora_and_epoch_flags(model_dir, tmp_path):
     out = tmp_path / "t"
-    r = _invoke("harmful_sft", "-m", model_dir, "-o", out, "-d", "example:harmful",
+    r = _invoke("harmful_sft", model_dir, "-o", out, "-s", "harmful=example:harmful",
                 "--method-opt", "n_examples=4", "--batch-size", 2, "--epochs", 1,
                 "--lora-r", 2, "--lora-targets", "q_proj,v_proj", "--no-progress")
     # example:harmful has no completions: harmful_sft needs them
     assert r.exit_code == 2 and "no response" in r.output
     pairs = tmp_path / "bad.json"
     pairs.write_text(json.dumps([{"goal": f"Do bad thing {i}", "target": "Sure, here"} for i in range(6)]))
-    r = _invoke("harmful_sft", "-m", model_dir, "-o", out, "-d", pairs,
+    r = _invoke("harmful_sft", model_dir, "-o", out, "-s", f"harmful={pairs}",
                 "--method-opt", "n_examples=4", "--batch-size", 2, "--epochs", 1,
                 "--lora-r", 2, "--lora-targets", "q_proj,v_proj", "--no-progress")
     assert r.exit_code == 0, r.output
@@ -74,12 +74,14 @@ def test_lora_and_epoch_flags(model_dir, tmp_path):
 @pytest.mark.parametrize("args, match", [
     (["dpo"], "unknown training method 'dpo'"),
     (["sft"], "no training data"),
-    (["sft", "--data", "nope.json"], "not found: 'nope.json'"),
-    (["sft", "--data", "example:harmful", "--lora-r", 2, "--lora-targets", "c_attn"],
+    (["sft", "--set", "harmful=nope.json"], "not found: 'nope.json'"),
+    (["sft", "--set", "example:harmful"], "not ROLE=SPEC"),
+    (["sft", "--set", "bogus=example:harmful"], "unknown data role"),
+    (["sft", "--set", "harmful=example:harmful", "--lora-r", 2, "--lora-targets", "c_attn"],
      r"\['c_attn'\] not found"),
-    (["sft", "--data", "example:harmful", "--max-steps", 0], "max_steps must be a positive int"),
+    (["sft", "--set", "harmful=example:harmful", "--max-steps", 0], "--max-steps"),
 ])
 def test_clear_errors(model_dir, tmp_path, args, match):
-    r = _invoke(args[0], "--model", model_dir, "--out", tmp_path / "t", *args[1:], "--no-progress")
+    r = _invoke(args[0], model_dir, "--out", tmp_path / "t", *args[1:], "--no-progress")
     assert r.exit_code == 2, r.output
     assert re.search(match, " ".join(r.output.split())), r.output
