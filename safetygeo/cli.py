@@ -483,6 +483,10 @@ def train_cmd(
     ] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last complete checkpoint.")] = True,
     overwrite: Annotated[bool, typer.Option(help="With --no-resume, replace an existing trajectory.")] = False,
+    on_damaged: Annotated[str, typer.Option(
+        "--on-damaged", help="Checkpoints that were complete once and are damaged now: 'quarantine' "
+        "renames them step-NNNNNN.damaged-<time> (never deleted) and continues from the last "
+        "intact one; 'stop' exits with an error and changes nothing.")] = "quarantine",
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     revision: Revision = None,
     dtype: Dtype = "auto",
@@ -497,7 +501,8 @@ def train_cmd(
     """Train a model with a safety method (defense or attack) into a resumable trajectory.
 
     Writes OUT/step-NNNNNN/ checkpoints (safetensors; LoRA: adapters) and OUT/trajectory.json.
-    Rerun the same command to resume a killed run.
+    Rerun the same command to resume a killed run. Damaged checkpoints are never deleted:
+    see --on-damaged.
     """
     from safetygeo.training import TrainConfig, get_method_class, train
     from safetygeo.training.config import load_run_file
@@ -547,7 +552,7 @@ def train_cmd(
         h = _load(model, revision, dtype, device, template, system, trust_remote_code,
                   allow_pickle, layers_path, final_norm_path)
         traj = train(h, meth, parts, out=out, config=cfg, resume=resume, overwrite=overwrite,
-                     progress=progress)
+                     progress=progress, on_damaged=on_damaged)
     except SafetyGeoError as exc:
         _fail(exc)
     import os
@@ -561,6 +566,8 @@ def train_cmd(
         loss = c.metrics.get("loss")
         table.add_row(str(c.step), "" if loss is None else f"{loss:.4f}", str(c.path))
     console.print(table)
+    for d in traj.quarantined:
+        console.print(f"quarantined damaged checkpoint step {d.step} ({d.reason}): {d.path}")
     console.print(f"wrote {out / 'trajectory.json'}")
 
 
