@@ -236,3 +236,32 @@ def test_unreadable_optimizer_state_is_a_checkpoint_error_not_an_unpickling_trac
     h, traj = _run(toy, out)  # the rerun the message asks for
     assert traj.steps == [2, 4, 6] and toy.state_equal(h.model, finished[0].model)
     assert not (out / STAGING).exists()
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_rerun_reports_stops_or_quarantines(toy, tmp_path):
+    from typer.testing import CliRunner
+
+    from safetygeo.cli import app
+
+    h = toy.fresh()
+    model_dir = tmp_path / "tiny"
+    h.model.save_pretrained(model_dir)
+    h.tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "t"
+    args = ["train", "sft", "--model", str(model_dir), "--out", str(out), "--data",
+            "example:harmful", "--max-steps", "2", "--save-every", "1", "--batch-size", "2",
+            "--no-progress"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    with open(out / "step-000002" / "model.safetensors", "r+b") as fh:
+        fh.truncate(100)
+    r = CliRunner().invoke(app, [*args, "--on-damaged", "stop"])
+    text = " ".join(r.output.split())
+    assert r.exit_code != 0 and "step 2" in text and "model.safetensors" in text
+    assert (out / "step-000002").is_dir()
+    with pytest.warns(DamagedCheckpointWarning):
+        r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    text = "".join(r.output.split())  # rich wraps long paths anywhere
+    assert re.search(r"quarantineddamagedcheckpointstep2.*step-000002\.damaged-", text)
+    assert Trajectory.load(out).steps == [1, 2]
