@@ -54,7 +54,8 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,9 @@ QUARANTINE_NOTE = "quarantine.json"
 _STEP_RE = re.compile(r"^step-(\d{6,})$")
 _QUARANTINED_RE = re.compile(r"^step-(\d{6,})\.damaged-(\d{8}T\d{6})(?:-\d+)?$")
 _HASH_CHUNK = 4 << 20
+#: Files only resuming reads (not :meth:`Trajectory.load_checkpoint`): hash-checked on resume.
+_RESUME_ONLY = re.compile(r"^(optimizer\.pt|scheduler\.pt|scaler\.pt|trainer_state\.json|"
+                          r"rng_state(_\d+)?\.pth)$")
 #: Pickled files the trainer writes that nothing reads back; removed from checkpoints.
 _DROP_FILES = ("training_args.bin",)
 
@@ -178,13 +182,24 @@ def _load_marker(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
     return {**marker, "files": norm}, None
 
 
+def _each_file(fn: Callable[[Path], Any], paths: list[Path]) -> list[Any]:
+    """``[fn(p) for p in paths]``, on a few threads (hashlib and fsync release the GIL)."""
+    workers = min(len(paths), os.cpu_count() or 1, 8)
+    if workers <= 1:
+        return [fn(p) for p in paths]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, paths))
+
+
 def checkpoint_problem(folder: str | os.PathLike[str], *, step: int | None = None,
-                       hashes: bool = False) -> str | None:
+                       hashes: bool = False, for_loading: bool = False) -> str | None:
     """What is wrong with checkpoint ``folder``, or ``None`` if it is intact.
 
     Always checks the marker (present, valid, for ``step``) and every listed file's
-    presence and size (cheap: ``stat`` only); with ``hashes`` also every file's SHA-256
-    where the marker records one (markers written before version 2 record sizes only).
+    presence and size (cheap: ``stat`` only); with ``hashes`` also the SHA-256 of every
+    file where the marker records one (markers written before version 2 record sizes only)
+    — with ``for_loading``, of the files loading the model reads (not the optimizer,
+    scheduler, scaler, RNG or trainer state, which only resuming reads).
     """
     folder = Path(folder)
     marker, problem = _load_marker(folder)
@@ -201,9 +216,11 @@ def checkpoint_problem(folder: str | os.PathLike[str], *, step: int | None = Non
         if size != rec["size"]:
             return f"{name} is {size} bytes, {MARKER} recorded {rec['size']} (truncated or rewritten)"
     if hashes:
-        for name, rec in files.items():
-            want = rec.get("sha256")
-            if want is not None and file_sha256(folder / name) != want:
+        names = [n for n, rec in files.items() if rec.get("sha256") is not None
+                 and not (for_loading and _RESUME_ONLY.match(n))]
+        got = _each_file(file_sha256, [folder / n for n in names])
+        for name, digest in zip(names, got):
+            if digest != files[name]["sha256"]:
                 return (f"{name} does not match the SHA-256 recorded in {MARKER} (same size, "
                         "other bytes)")
     return None
@@ -230,16 +247,18 @@ def damaged_error(d: DamagedCheckpoint, hint: str = "") -> DamagedCheckpointErro
         step=d.step, path=d.path, reason=d.reason)
 
 
-def verify_checkpoint(folder: str | os.PathLike[str], *, hashes: bool = True) -> dict[str, Any]:
+def verify_checkpoint(folder: str | os.PathLike[str], *, hashes: bool = True,
+                      for_loading: bool = False) -> dict[str, Any]:
     """Check checkpoint ``folder`` against its marker (sizes and, with ``hashes``, the
-    SHA-256 of every file) and return the marker.
+    SHA-256 of every file — with ``for_loading``, of those loading the model reads) and
+    return the marker.
 
     Raises:
         DamagedCheckpointError: names the step, the folder and the file that differs.
     """
     folder = Path(folder)
     step = _step_of(folder)
-    problem = checkpoint_problem(folder, step=step, hashes=hashes)
+    problem = checkpoint_problem(folder, step=step, hashes=hashes, for_loading=for_loading)
     if problem is not None:
         raise damaged_error(DamagedCheckpoint(step if step is not None else -1, folder, problem))
     marker, _ = _load_marker(folder)
@@ -446,10 +465,9 @@ def commit_checkpoint(
     save_method_state(staged, method_state)
     for name in _DROP_FILES:
         (staged / name).unlink(missing_ok=True)
-    files = {}
-    for f in sorted(staged.rglob("*")):
-        if f.is_file():
-            files[f.relative_to(staged).as_posix()] = _fsync_and_hash(f)
+    paths = [f for f in sorted(staged.rglob("*")) if f.is_file()]
+    files = {f.relative_to(staged).as_posix(): rec
+             for f, rec in zip(paths, _each_file(_fsync_and_hash, paths))}
     info = CheckpointInfo(step, dest, _jsonable(dict(metrics)), now_iso())
     atomic_write_json(staged / MARKER, {"format": MARKER_FORMAT, "version": MARKER_VERSION,
                                         "step": step,
@@ -785,8 +803,9 @@ class Trajectory:
         run (including an override) is restored.
 
         Args:
-            verify: first check every file of the checkpoint against the SHA-256 in its
-                marker (reads the files once more; see ``benchmarks/RESULTS.md``).
+            verify: first check the files it reads (weights, config, tokenizer; not the
+                optimizer / trainer state) against the SHA-256 in the checkpoint's marker
+                (reads them once more: ~0.5–1 s per GB on one core; ``benchmarks/RESULTS.md``).
 
         Raises:
             DamagedCheckpointError: the checkpoint is damaged (names the step and file).
@@ -795,7 +814,7 @@ class Trajectory:
             return self.load_base(dtype=dtype, device=device)
         info = self.checkpoint(step)
         if verify:
-            verify_checkpoint(info.path)
+            verify_checkpoint(info.path, for_loading=True)
         name = f"{self.manifest['base_model'].get('model_id')}@{info.path.name}"
         if not self.is_lora:
             return load_model(str(info.path), dtype=dtype or "auto", device=device,

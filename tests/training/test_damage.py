@@ -204,6 +204,8 @@ def test_corrupt_optimizer_state_is_caught_by_its_hash(toy, finished, tmp_path, 
                        match=r"step 2 in 'step-000002': optimizer.pt does not match the SHA-256"):
         _run(toy, out, on_damaged="stop")
     assert (out / "step-000002" / "optimizer.pt").is_file()
+    # loading the model reads (and checks) only the weights side; resuming checks it all
+    assert Trajectory.load(out).load_checkpoint(2) is not None
     with pytest.warns(DamagedCheckpointWarning, match="starts from the base model"):
         h, traj = _run(toy, out)
     assert traj.steps == [2, 4, 6] and [d.step for d in traj.quarantined] == [2]
