@@ -137,7 +137,6 @@ def load_toy_trajectory(name: str = "anchor", *, seed: int = 0,
 
     root = cache_root(cache_dir)
     folder = root / f"{name}-s{seed}"
-    kw = dict(seed=seed, cache_dir=cache_dir, recipe=recipe, progress=progress)
     for attempt in range(len(STAGES) + 2):
         try:
             ensure_toy((name,), seed=seed, cache_dir=cache_dir, recipe=recipe,
@@ -149,7 +148,8 @@ def load_toy_trajectory(name: str = "anchor", *, seed: int = 0,
                     or where.parent.resolve() != (root / f"{stage}-s{seed}").resolve()
                     or attempt > len(STAGES)):
                 raise
-            _repair(stage, str(exc), **kw)
+            _repair(stage, str(exc), seed=seed, cache_dir=cache_dir, recipe=recipe,
+                    progress=progress)
             continue
         traj = Trajectory.load(folder, warn=False)
         problem = _final_problem(traj, read_marker(folder))
@@ -159,7 +159,7 @@ def load_toy_trajectory(name: str = "anchor", *, seed: int = 0,
             raise DamagedCheckpointError(
                 f"toy model {name!r} (seed {seed}) in {str(folder)!r}: {problem}; pass "
                 "repair=True to re-create it (nothing is deleted)")
-        _repair(name, problem, **kw)
+        _repair(name, problem, seed=seed, cache_dir=cache_dir, recipe=recipe, progress=progress)
     raise DamagedCheckpointError(f"toy model {name!r} in {str(folder)!r} could not be repaired")
 
 

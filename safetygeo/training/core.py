@@ -620,7 +620,8 @@ def train(
             raise
         if is_main and on_damaged == "quarantine" and resume_from.is_dir():
             before = [c.step for c in done[:-1]]
-            moved = _quarantine_all(out, [DamagedCheckpoint(exc.step, resume_from, str(exc.reason))],
+            step = exc.step if exc.step is not None else int(resume_from.name.split("-")[1])
+            moved = _quarantine_all(out, [DamagedCheckpoint(step, resume_from, str(exc.reason))],
                                     "Rerun to continue from "
                                     + (f"step {before[-1]}." if before else "the base model."))
             write_manifest(out, trainer.manifest)

@@ -8,6 +8,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+
 from safetygeo.errors import CheckpointError, EmptyPromptSetError, SafetyGeoError
 
 
@@ -53,8 +55,8 @@ class DamagedCheckpointError(TrajectoryError):
         reason: what is wrong, naming the file.
     """
 
-    def __init__(self, message: str, *, step: int | None = None, path: object = None,
-                 reason: str | None = None) -> None:
+    def __init__(self, message: str, *, step: int | None = None,
+                 path: str | os.PathLike[str] | None = None, reason: str | None = None) -> None:
         super().__init__(message)
         self.step = step
         self.path = path

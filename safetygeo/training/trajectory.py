@@ -67,7 +67,11 @@ from safetygeo._io import atomic_write_json, atomic_write_text
 from safetygeo.errors import DamagedCheckpointWarning
 from safetygeo.models.chat import ChatTemplate
 from safetygeo.models.handle import ModelHandle, load_model
-from safetygeo.training.errors import DamagedCheckpointError, TrajectoryError, TrajectoryMismatchError
+from safetygeo.training.errors import (
+    DamagedCheckpointError,
+    TrajectoryError,
+    TrajectoryMismatchError,
+)
 
 MANIFEST = "trajectory.json"
 MARKER = "checkpoint.json"

@@ -15,11 +15,11 @@ from safetygeo.training.trajectory import (
     STAGING,
     clean_partial,
     commit_checkpoint,
-    scan_trajectory,
     identity_diff,
     model_fingerprint,
     read_jsonl,
     scan_checkpoints,
+    scan_trajectory,
 )
 
 
