@@ -559,8 +559,10 @@ def train(
     _barrier()  # every rank has read the checkpoints before any folder is moved
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
+        gaps = [d.step for d in damaged if continuing and d.step < done[-1].step]
         _quarantine_all(out, damaged, (
-            f"Training continues from step {done[-1].step} and re-creates the later steps."
+            f"Training continues from step {done[-1].step} and re-creates the later steps"
+            + (f"; step(s) {gaps} stay missing (a later checkpoint is intact)." if gaps else ".")
             if continuing else "No intact checkpoint is left to continue from: training starts "
             "from the base model." if resume else "Training starts afresh (overwrite)."))
         if old is not None and not continuing:  # nothing to keep: start the folder afresh
