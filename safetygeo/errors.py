@@ -45,6 +45,11 @@ class CheckpointError(SafetyGeoError):
     """A checkpoint path is missing, incomplete or corrupt."""
 
 
+class DamagedCheckpointWarning(UserWarning):
+    """A checkpoint that was once complete no longer matches its completeness marker (it is
+    reported, and quarantined by a rerun of training, never deleted)."""
+
+
 class PromptSetFormatError(SafetyGeoError):
     """A prompt file cannot be parsed in the requested format."""
 

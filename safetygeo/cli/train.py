@@ -74,12 +74,18 @@ def train(
     resume: Annotated[bool, typer.Option("--resume/--no-resume",
                                          help="Continue from the last complete checkpoint.")] = True,
     overwrite: Annotated[bool, typer.Option(help="With --no-resume, replace a trajectory.")] = False,
+    on_damaged: Annotated[str, typer.Option(
+        "--on-damaged", help="Checkpoints that were complete once and are damaged now: "
+        "'quarantine' renames them step-NNNNNN.damaged-<time> (never deleted) and continues "
+        "from the last intact one; 'stop' exits with an error and changes nothing.")
+    ] = "quarantine",
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Train MODEL with a safety method (defense or attack) into a resumable trajectory.
 
     Writes OUT/step-NNNNNN/ checkpoints (safetensors; LoRA: adapters) and
-    OUT/trajectory.json. Rerun the same command to resume a killed run.
+    OUT/trajectory.json. Rerun the same command to resume a killed run. Damaged
+    checkpoints are never deleted: see --on-damaged.
     """
     from safetygeo.errors import SafetyGeoError
     from safetygeo.training import TrainConfig, get_method_class
@@ -96,6 +102,8 @@ def train(
                       lora_targets if lora_targets == "all-linear"
                       else [t.strip() for t in lora_targets.split(",") if t.strip()])}
     opts = method_options(method_opt)
+    if on_damaged not in ("quarantine", "stop"):
+        raise typer.BadParameter(f"{on_damaged!r}; use quarantine or stop", param_hint="--on-damaged")
     check_out(out)
     cli_specs = [parse_role_spec(s) for s in sets or []]
     with guarded():
@@ -131,7 +139,8 @@ def train(
         parts = parse_data_specs(specs, meth.roles)
         h = load_handle(model, model_opts)
         traj = train_fn(h, meth, parts, out=out, config=cfg, resume=resume, overwrite=overwrite,
-                        progress=("verbose" if common.VERBOSE else True) if progress else False)
+                        progress=("verbose" if common.VERBOSE else True) if progress else False,
+                        on_damaged=on_damaged)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun / accelerate: report once
         return
     table = Table(title=f"{name} trajectory of {h.model_id}")
@@ -141,4 +150,6 @@ def train(
         loss = c.metrics.get("loss")
         table.add_row(str(c.step), "" if loss is None else f"{loss:.4f}", str(c.path))
     console.print(table)
+    for d in traj.quarantined:
+        console.print(f"quarantined damaged checkpoint step {d.step} ({d.reason}): {d.path}")
     console.print(f"wrote {out / 'trajectory.json'}")

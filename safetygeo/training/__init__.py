@@ -22,6 +22,8 @@ from typing import Any
 _LAZY = {
     "CheckpointInfo": "safetygeo.training.trajectory",
     "DEFAULT_REFUSAL": "safetygeo.training.methods.sft",
+    "DamagedCheckpoint": "safetygeo.training.trajectory",
+    "DamagedCheckpointError": "safetygeo.training.errors",
     "DatasetFormatError": "safetygeo.training.errors",
     "EmptyDatasetError": "safetygeo.training.errors",
     "GeometryCallback": "safetygeo.training.callbacks",
@@ -63,6 +65,8 @@ _LAZY = {
 __all__ = [
     "DEFAULT_REFUSAL",
     "CheckpointInfo",
+    "DamagedCheckpoint",
+    "DamagedCheckpointError",
     "DatasetFormatError",
     "EmptyDatasetError",
     "GeometryCallback",

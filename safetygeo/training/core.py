@@ -13,7 +13,12 @@ and trainer state. What this module adds, and nothing else:
   completeness marker and renames it to ``out/step-NNNNNN`` (see
   :mod:`safetygeo.training.trajectory`);
 * the manifest, and the identity check on resume (model fingerprint, method, config, data
-  hashes), with LoRA through peft.
+  hashes), with LoRA through peft;
+* damaged checkpoints (see :mod:`safetygeo.training.trajectory`): the checkpoint resumed
+  from is first hash-checked against its marker; damaged step folders are quarantined
+  (``on_damaged="quarantine"``, with a :class:`~safetygeo.errors.DamagedCheckpointWarning`)
+  or stop the run before anything is written (``"stop"``) — never deleted; a checkpoint
+  file the trainer cannot read on resume raises :class:`DamagedCheckpointError` naming it.
 
 Semantics: ``train`` trains ``handle.model`` in place, like ``Trainer`` does; afterwards
 the model is back in eval mode and holds the last trained weights (LoRA adapters merged
@@ -42,6 +47,7 @@ import json
 import os
 import platform
 import shutil
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -52,10 +58,12 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 
 from safetygeo.data.records import records_sha256
+from safetygeo.errors import CheckpointError, DamagedCheckpointWarning
 from safetygeo.models.handle import ModelHandle
 from safetygeo.training.callbacks import GeometryCallback, StageProgress
 from safetygeo.training.config import OPERATIONAL_KEYS, LoraSpec, TrainConfig
 from safetygeo.training.errors import (
+    DamagedCheckpointError,
     EmptyDatasetError,
     LoraTargetError,
     TrainConfigError,
@@ -68,7 +76,9 @@ from safetygeo.training.trajectory import (
     CALLBACKS_FILE,
     MANIFEST_FORMAT,
     STAGING,
+    DamagedCheckpoint,
     Trajectory,
+    checkpoint_problem,
     clean_partial,
     commit_checkpoint,
     identity_diff,
@@ -76,10 +86,13 @@ from safetygeo.training.trajectory import (
     model_fingerprint,
     now_iso,
     prune_jsonl,
+    quarantine_checkpoint,
     read_manifest,
-    scan_checkpoints,
+    scan_trajectory,
     write_manifest,
 )
+
+ON_DAMAGED = ("quarantine", "stop")
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -129,8 +142,10 @@ class MethodTrainer(Trainer):
     """``transformers.Trainer`` running a :class:`Method`'s loss, with our checkpoint layout.
 
     Only ``compute_loss``, ``training_step`` (to call ``before_step`` first), ``log`` (to add
-    the method's metrics) and ``_save_checkpoint`` (to commit the folder the trainer just
-    wrote) are overridden; each calls the trainer's own implementation.
+    the method's metrics), ``_save_checkpoint`` (to commit the folder the trainer just
+    wrote) and the ``_load_*`` resume methods (to turn an unreadable file into a
+    :class:`~safetygeo.errors.CheckpointError` naming it and the step) are overridden; each
+    calls the trainer's own implementation.
     """
 
     def __init__(self, *args: Any, method: Method, handle: ModelHandle, train_config: TrainConfig,
@@ -178,6 +193,23 @@ class MethodTrainer(Trainer):
             self._counts.clear()
         super().log(logs, start_time)
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        with _reading(resume_from_checkpoint, "the model weights", _WEIGHT_FILES):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        with _reading(checkpoint, "the optimizer / scheduler state", ("optimizer.pt", "scheduler.pt")):
+            super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _load_scaler(self, checkpoint: str | None) -> None:
+        with _reading(checkpoint, "the gradient scaler state", ("scaler.pt",)):
+            super()._load_scaler(checkpoint)
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        rng = f"rng_state_{self.args.process_index}.pth" if self.args.world_size > 1 else "rng_state.pth"
+        with _reading(checkpoint, "the RNG state", (rng,)):
+            super()._load_rng_state(checkpoint)
+
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
         from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -193,6 +225,62 @@ class MethodTrainer(Trainer):
         commit_checkpoint(staged, self.trajectory_dir, step, metrics=metrics,
                           method_state=self.method.state_dict())
         self.manifest = write_manifest(self.trajectory_dir, self.manifest)
+
+
+# ----------------------------------------------------------------------------- resume errors
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
+                 "pytorch_model.bin", "adapter_model.bin")
+
+
+def _unreadable(folder: Path, names: Sequence[str]) -> str | None:
+    """The first of ``names`` in ``folder`` that cannot be read back (only called after a
+    load failed, to name the file)."""
+    for name in names:
+        f = folder / name
+        if not f.is_file():
+            continue
+        try:
+            if name.endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                load_file(str(f))
+            elif name.endswith(".json"):
+                json.loads(f.read_text(encoding="utf-8"))
+            else:
+                torch.load(f, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - any failure means this file is the culprit
+            return name
+    return None
+
+
+@contextlib.contextmanager
+def _reading(checkpoint: str | os.PathLike[str] | None, what: str, names: Sequence[str]) -> Iterator[None]:
+    """Turn a failure to load ``what`` from ``checkpoint`` into a CheckpointError naming the
+    file and the step: :class:`DamagedCheckpointError` when a file cannot be read at all
+    (e.g. ``UnpicklingError`` of a corrupt ``optimizer.pt``), else :class:`TrajectoryError`."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        if checkpoint is None:
+            raise
+        folder = Path(checkpoint)
+        step = folder.name.split("-", 1)[-1]
+        step_no = int(step) if step.isdigit() else None
+        culprit = _unreadable(folder, names)
+        first = (str(exc).split(". ")[0].splitlines() or [""])[0][:200]  # not torch's advice
+        cause = f"{type(exc).__name__}: {first}"
+        if culprit is not None:
+            reason = f"{culprit} cannot be read ({cause})"
+            raise DamagedCheckpointError(
+                f"cannot resume from checkpoint step {step_no} in {str(folder)!r}: {reason}",
+                step=step_no, path=folder, reason=reason) from exc
+        present = [n for n in names if (folder / n).is_file()]
+        raise TrajectoryError(
+            f"cannot resume from checkpoint step {step_no} in {str(folder)!r}: {what} "
+            f"({', '.join(present) or ', '.join(names)}) could not be restored ({cause})"
+        ) from exc
 
 
 # ----------------------------------------------------------------------------- LoRA
@@ -296,8 +384,19 @@ def _quiet(progress: bool | str) -> Iterator[None]:
 def _finished(checkpoint: Path) -> bool:
     """Whether the run had reached its last step at ``checkpoint`` (the trainer itself would
     take one more step when resumed there)."""
-    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
-    return int(state.get("global_step", 0)) >= int(state.get("max_steps") or 0) > 0
+    with _reading(checkpoint, "the trainer state", ("trainer_state.json",)):
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        return int(state.get("global_step", 0)) >= int(state.get("max_steps") or 0) > 0
+
+
+def _quarantine_all(out: Path, damaged: Sequence[DamagedCheckpoint], then: str) -> list[DamagedCheckpoint]:
+    """Move every damaged checkpoint aside and say so in one DamagedCheckpointWarning."""
+    moved = [quarantine_checkpoint(d, out) for d in damaged]
+    if moved:
+        what = "; ".join(f"step {d.step} ({d.reason}) -> {d.path.name}" for d in moved)
+        warnings.warn(f"trajectory {str(out)!r}: quarantined {len(moved)} damaged checkpoint(s), "
+                      f"nothing deleted: {what}. {then}", DamagedCheckpointWarning, stacklevel=3)
+    return moved
 
 
 # ----------------------------------------------------------------------------- train
@@ -313,6 +412,7 @@ def train(
     callbacks: Sequence[TrainerCallback] = (),
     save_base: bool | None = None,
     progress: bool | Literal["verbose"] = True,
+    on_damaged: str = "quarantine",
 ) -> Trajectory:
     """Train ``handle.model`` with ``method`` on ``data``, checkpointing into ``out``.
 
@@ -336,6 +436,16 @@ def train(
             reloaded from the base.
         progress: ``True``: one rich progress bar (step, loss); ``False``: silent;
             ``"verbose"``: the trainer's own tqdm bars, log lines and transformers' bars.
+        on_damaged: what to do with checkpoints in ``out`` that were complete once and are
+            damaged now (marker missing or torn, a file missing or of another size, or — for
+            the checkpoint resumed from, which is hash-checked first — other bytes):
+            ``"quarantine"`` (default) renames each to ``step-NNNNNN.damaged-<UTC time>``
+            (nothing is deleted), warns (:class:`~safetygeo.errors.DamagedCheckpointWarning`)
+            and continues from the last intact checkpoint, re-creating the later steps;
+            ``"stop"`` raises :class:`DamagedCheckpointError` before anything is changed.
+            A checkpoint file the trainer then still cannot read raises
+            :class:`DamagedCheckpointError` naming it (after quarantining the folder under
+            ``"quarantine"``, so a rerun continues from the step before).
 
     Returns:
         The :class:`Trajectory` in ``out``.
@@ -343,7 +453,8 @@ def train(
     Raises:
         UnknownMethodError, TrainConfigError, EmptyDatasetError, DatasetFormatError,
         LoraTargetError, TrajectoryError, TrajectoryMismatchError: bad input (the message
-        says which).
+        says which). DamagedCheckpointError: damaged checkpoints with ``on_damaged="stop"``,
+        or an unreadable file in the checkpoint resumed from.
     """
     method = get_method(method) if isinstance(method, str) else method
     if not isinstance(method, Method):
@@ -354,6 +465,8 @@ def train(
         config = TrainConfig.from_dict(config)
     elif not isinstance(config, TrainConfig):
         raise TrainConfigError(f"config must be a TrainConfig or a mapping, got {type(config).__name__}")
+    if on_damaged not in ON_DAMAGED:
+        raise TrainConfigError(f"on_damaged must be one of {list(ON_DAMAGED)}, got {on_damaged!r}")
     out = Path(out).expanduser()
     # the trainer's arguments set up the (possibly distributed) process state: only the main
     # process writes trajectory files; the others wait for it
@@ -399,10 +512,14 @@ def train(
         "created": now_iso(),
     }
 
-    # what is in `out` already: a run to continue, a run to refuse, or nothing to keep
+    # what is in `out` already: a run to continue, a run to refuse, or nothing to keep.
+    # Every step-* folder was complete once (it only appears by rename after its marker):
+    # damaged ones are quarantined or stop the run, never deleted.
     old = read_manifest(out) if out.is_dir() else None
-    done = scan_checkpoints(out) if old is not None else []
-    if done and resume:
+    scan = scan_trajectory(out) if old is not None else None
+    done = list(scan.checkpoints) if scan else []
+    damaged = list(scan.damaged) if scan else []
+    if (done or damaged) and resume:
         diff = identity_diff(_identity(old), _identity(manifest))
         if diff:
             raise TrajectoryMismatchError(
@@ -415,17 +532,41 @@ def train(
             )
         manifest["created"] = old.get("created", manifest["created"])
         manifest["base_model"]["saved"] = old["base_model"].get("saved")
-    elif done and not overwrite:
+    elif (done or damaged) and not overwrite:
         raise TrajectoryError(
-            f"{str(out)!r} already holds a trajectory with checkpoints {[c.step for c in done]}; "
-            "pass resume=True to continue it or overwrite=True to replace it"
+            f"{str(out)!r} already holds a trajectory with checkpoints {[c.step for c in done]}"
+            + (f" and damaged checkpoints {[d.step for d in damaged]}" if damaged else "")
+            + "; pass resume=True to continue it or overwrite=True to replace it"
         )
     elif old is None and out.is_dir() and any(out.iterdir()) and not overwrite:
         stray = sorted(p.name for p in out.iterdir())[:5]
         raise TrajectoryError(f"{str(out)!r} is not empty and not a trajectory folder (holds {stray})")
+    if resume:  # the checkpoint to resume from must match its marker byte for byte
+        while done:
+            problem = checkpoint_problem(done[-1].path, step=done[-1].step, hashes=True)
+            if problem is None:
+                break
+            bad = done.pop()
+            damaged.append(DamagedCheckpoint(bad.step, bad.path, problem))
+        damaged.sort(key=lambda d: d.step)
     continuing = bool(done) and resume
+    if damaged and on_damaged == "stop":
+        raise DamagedCheckpointError(
+            f"trajectory {str(out)!r} has {len(damaged)} damaged checkpoint(s): "
+            + "; ".join(f"step {d.step} in {d.path.name!r}: {d.reason}" for d in damaged)
+            + ". Nothing was changed. Move them aside and continue"
+            + (f" from step {done[-1].step}" if continuing else "")
+            + " with on_damaged='quarantine' (CLI: --on-damaged quarantine)",
+            step=damaged[-1].step, path=damaged[-1].path, reason=damaged[-1].reason)
+    _barrier()  # every rank has read the checkpoints before any folder is moved
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
+        gaps = [d.step for d in damaged if continuing and d.step < done[-1].step]
+        _quarantine_all(out, damaged, (
+            f"Training continues from step {done[-1].step} and re-creates the later steps"
+            + (f"; step(s) {gaps} stay missing (a later checkpoint is intact)." if gaps else ".")
+            if continuing else "No intact checkpoint is left to continue from: training starts "
+            "from the base model." if resume else "Training starts afresh (overwrite)."))
         if old is not None and not continuing:  # nothing to keep: start the folder afresh
             for c in done:
                 shutil.rmtree(c.path)
@@ -481,6 +622,21 @@ def train(
                 trainer._load_from_checkpoint(str(resume_from))  # nothing left to train
             else:
                 trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except DamagedCheckpointError as exc:  # a file of the resumed checkpoint is unreadable
+        if resume_from is None or exc.path is None or Path(exc.path) != resume_from:
+            raise
+        if is_main and on_damaged == "quarantine" and resume_from.is_dir():
+            before = [c.step for c in done[:-1]]
+            step = exc.step if exc.step is not None else int(resume_from.name.split("-")[1])
+            moved = _quarantine_all(out, [DamagedCheckpoint(step, resume_from, str(exc.reason))],
+                                    "Rerun to continue from "
+                                    + (f"step {before[-1]}." if before else "the base model."))
+            write_manifest(out, trainer.manifest)
+            raise DamagedCheckpointError(
+                f"{exc}; moved it to {moved[0].path.name!r} (nothing deleted): rerun to continue "
+                + (f"from step {before[-1]}" if before else "from the base model"),
+                step=exc.step, path=moved[0].path, reason=exc.reason) from exc
+        raise
     finally:
         if config.lora is not None:
             handle.model = model.merge_and_unload()

@@ -8,6 +8,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+
 from safetygeo.errors import CheckpointError, DatasetFormatError, EmptyDatasetError, SafetyGeoError
 
 
@@ -31,9 +33,28 @@ class TrajectoryError(CheckpointError):
     """A trajectory folder is missing, incomplete or cannot be written."""
 
 
-__all__ = ["DatasetFormatError", "EmptyDatasetError", "LoraTargetError", "TrainConfigError",
-           "TrainingError", "TrajectoryError", "TrajectoryMismatchError", "UnknownMethodError"]
+__all__ = ["DamagedCheckpointError", "DatasetFormatError", "EmptyDatasetError", "LoraTargetError",
+           "TrainConfigError", "TrainingError", "TrajectoryError", "TrajectoryMismatchError",
+           "UnknownMethodError"]
 
 
 class TrajectoryMismatchError(TrajectoryError):
     """A trajectory folder belongs to another model, method, data set or configuration."""
+
+
+class DamagedCheckpointError(TrajectoryError):
+    """A checkpoint that was once complete is damaged: its marker is missing or torn, or a
+    file is missing, truncated or no longer matches its recorded SHA-256.
+
+    Attributes:
+        step: the checkpoint's step (from its folder name).
+        path: the checkpoint folder.
+        reason: what is wrong, naming the file.
+    """
+
+    def __init__(self, message: str, *, step: int | None = None,
+                 path: str | os.PathLike[str] | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.path = path
+        self.reason = reason

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from safetygeo.behavior.classify import LABELS as ALL_LABELS
+from safetygeo.behavior.classify import is_refusal
 from safetygeo.behavior.metrics import (
     attack_success_rate,
     contains_answer,
@@ -21,8 +23,6 @@ from safetygeo.behavior.metrics import (
     strongreject_proxy,
     strongreject_score,
 )
-from safetygeo.behavior.classify import LABELS as ALL_LABELS
-from safetygeo.behavior.classify import is_refusal
 from safetygeo.errors import SafetyGeoError
 from safetygeo.results import Estimate
 from safetygeo.stats.bootstrap import bootstrap_indices

@@ -257,9 +257,9 @@ def test_evaluate_under_ablation_of_saved_carrier(planted: dict, tmp_path: Path)
     comp_plain = pd.read_parquet(tmp_path / "plain" / "completions.parquet")
     comp_abl = pd.read_parquet(tmp_path / "abl" / "completions.parquet")
     # the planted refusal opens with its refusal token; ablating the carrier removes it
+    from safetygeo.behavior.generate import GenerationSettings, generate
     from safetygeo.causal.carriers import CarrierSelection
     from safetygeo.interventions import ablate
-    from safetygeo.behavior.generate import GenerationSettings, generate
 
     h = load_model(str(planted["model"]))
     with ablate(h, CarrierSelection.load(c).direction):

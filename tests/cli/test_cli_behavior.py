@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from safetygeo.behavior.report import BehaviorReport
 from safetygeo.cli import app
-
 from tests.behavior.test_report import XSTEST_CSV
 
 runner = CliRunner()

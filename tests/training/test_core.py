@@ -14,6 +14,9 @@ import pytest
 import torch
 from transformers import Trainer
 
+from safetygeo.activations.losses import completion_ce
+from safetygeo.data.records import as_records, encode_completions, pad_right
+from safetygeo.errors import DamagedCheckpointWarning
 from safetygeo.training import (
     DatasetFormatError,
     EmptyDatasetError,
@@ -29,8 +32,6 @@ from safetygeo.training import (
     train,
 )
 from safetygeo.training import core as core_mod
-from safetygeo.data.records import as_records, encode_completions, pad_right
-from safetygeo.activations.losses import completion_ce
 from safetygeo.training.methods.sft import SupervisedMethod
 from safetygeo.training.trajectory import MANIFEST, STAGING
 
@@ -257,15 +258,19 @@ def test_killed_mid_save_resumes_from_last_complete_checkpoint(toy, tmp_path, mo
             _run(toy, out)
     assert (out / STAGING / "checkpoint-4" / "model.safetensors").is_file()  # half-written
     assert Trajectory.load(out).steps == [2]  # never listed
-    # a leftover step folder without its marker and one with a truncated file
+    # step folders that were complete once and are damaged now: one without its marker and
+    # one with a truncated file — reported, then quarantined (never deleted) by the rerun
     shutil.copytree(t_full.path / "step-000004", out / "step-000004")
     (out / "step-000004" / "checkpoint.json").unlink()
     shutil.copytree(t_full.path / "step-000006", out / "step-000006")
     with open(out / "step-000006" / "model.safetensors", "r+b") as fh:
         fh.truncate(100)
-    assert Trajectory.load(out).steps == [2]
-    h_res, t_res = _run(toy, out)
+    with pytest.warns(DamagedCheckpointWarning, match="2 damaged"):
+        assert Trajectory.load(out).steps == [2]
+    with pytest.warns(DamagedCheckpointWarning, match="quarantined 2"):
+        h_res, t_res = _run(toy, out)
     assert t_res.steps == [2, 4, 6]
+    assert sorted(d.step for d in t_res.quarantined) == [4, 6]
     assert toy.state_equal(h_full.model, h_res.model)
     assert t_res.losses() == t_full.losses()
     assert not (out / STAGING).exists()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
+from safetygeo.errors import DamagedCheckpointWarning
 from safetygeo.models import load_model
 from safetygeo.training import TrainConfig, TrajectoryMismatchError, train
 from safetygeo.training.trajectory import (
@@ -17,6 +19,7 @@ from safetygeo.training.trajectory import (
     model_fingerprint,
     read_jsonl,
     scan_checkpoints,
+    scan_trajectory,
 )
 
 
@@ -32,18 +35,25 @@ def test_commit_marks_and_renames(tmp_path):
                              method_state={"n": 2})
     assert info.path.name == "step-000003" and not (tmp_path / STAGING / "checkpoint-3").exists()
     marker = json.loads((info.path / MARKER).read_text())
-    assert marker["files"] == {"method_state.json": 8, "model.safetensors": 10}
+    assert marker["files"] == {
+        "method_state.json": {"size": 8, "sha256": hashlib.sha256(b'{"n": 2}').hexdigest()},
+        "model.safetensors": {"size": 10, "sha256": hashlib.sha256(b"x" * 10).hexdigest()}}
     assert [c.step for c in scan_checkpoints(tmp_path)] == [3]
-    # corrupt a file: no longer complete, and cleaned
+    # corrupt a file: no longer complete, reported as damaged, and kept (only debris is cleaned)
     (info.path / "model.safetensors").write_bytes(b"x" * 9)
-    assert scan_checkpoints(tmp_path) == []
-    assert [p.name for p in clean_partial(tmp_path)] == [STAGING, "step-000003"]
+    with pytest.warns(DamagedCheckpointWarning, match=r"step 3 \(model.safetensors is 9 bytes"):
+        assert scan_checkpoints(tmp_path) == []
+    (tmp_path / STAGING).mkdir(exist_ok=True)
+    assert [p.name for p in clean_partial(tmp_path)] == [STAGING]
+    assert info.path.is_dir()
 
 
 def test_marker_step_must_match_folder_name(tmp_path):
     info = commit_checkpoint(_staged(tmp_path), tmp_path, 3, metrics={}, method_state={})
     info.path.rename(tmp_path / "step-000004")
-    assert scan_checkpoints(tmp_path) == []
+    assert scan_checkpoints(tmp_path, warn=False) == []
+    assert [(d.step, d.reason) for d in scan_trajectory(tmp_path).damaged] == [
+        (4, "checkpoint.json is for step 3, not 4")]
 
 
 def test_identity_diff_names_fields():
