@@ -73,7 +73,7 @@ def main() -> None:
 
     from safetygeo.models.handle import load_model
     from safetygeo.models.tiny import tiny_model_and_tokenizer
-    from safetygeo.training.trajectory import (
+    from safetygeo.training.checkpoints import (
         STAGING,
         _fsync_and_hash,
         commit_checkpoint,

@@ -11,11 +11,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
+from safetygeo.errors import SafetyGeoError
 
 SecondMoment = Literal["diag", "full"] | None
 
@@ -48,8 +50,8 @@ class MomentAccumulator:
         device: torch.device | str = "cpu",
     ) -> None:
         if second_moment not in (None, "diag", "full"):
-            raise ValueError(f"second_moment must be None, 'diag' or 'full', got {second_moment!r}")
-        f64 = dict(dtype=torch.float64, device=device)
+            raise SafetyGeoError(f"second_moment must be None, 'diag' or 'full', got {second_moment!r}")
+        f64: dict[str, Any] = dict(dtype=torch.float64, device=device)
         self.sum = torch.zeros(n_layers, n_pos, d, **f64)
         self.sq = torch.zeros(n_layers, n_pos, d, **f64) if second_moment == "diag" else None
         self.outer = torch.zeros(n_layers, n_pos, d, d, **f64) if second_moment == "full" else None

@@ -133,6 +133,7 @@ def resolve_arch(
     Raises:
         UnknownArchitectureError: the paths cannot be found or derived unambiguously.
     """
+    spec: ArchSpec | None
     if layers_path is not None or final_norm_path is not None:
         if layers_path is None or final_norm_path is None:
             raise UnknownArchitectureError("pass both layers_path and final_norm_path")

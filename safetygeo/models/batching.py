@@ -19,6 +19,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from safetygeo.errors import SafetyGeoError
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -52,7 +54,7 @@ def iter_batches(
 ) -> Iterator[Batch]:
     """Yield left-padded batches of ``seqs`` (longest first when ``sort``)."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise SafetyGeoError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     order = list(range(len(seqs)))
     if sort:
         order.sort(key=lambda i: -len(seqs[i]))

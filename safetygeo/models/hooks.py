@@ -27,6 +27,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from safetygeo.errors import SafetyGeoError, UnknownArchitectureError
 from safetygeo.models.batching import Batch
 from safetygeo.models.handle import ModelHandle
 
@@ -47,7 +48,7 @@ def hidden_from_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
     for key in ("hidden_states", "x", "input", "hidden_state"):
         if key in kwargs:
             return kwargs[key]
-    raise RuntimeError(f"cannot find the hidden states among inputs {list(kwargs)}")
+    raise UnknownArchitectureError(f"cannot find the hidden states among the block's inputs {list(kwargs)}")
 
 
 @contextlib.contextmanager
@@ -99,7 +100,7 @@ def fan_out(handle: ModelHandle, layer: int, k: int) -> Iterator[None]:
     """
     (layer,) = handle.check_layers(layer)
     if k < 1:
-        raise ValueError(f"fan_out needs k >= 1, got {k}")
+        raise SafetyGeoError(f"fan_out needs k >= 1, got {k}")
     if k == 1:
         yield
         return

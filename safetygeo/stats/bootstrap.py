@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -145,7 +145,7 @@ def bootstrap_indices(
     """
     n_boot = _check_n_boot(n_boot)
     scalar = isinstance(n, (int, np.integer)) and not isinstance(n, bool)
-    sizes = (int(n),) if scalar else tuple(int(x) for x in n)  # type: ignore[union-attr]
+    sizes = (int(cast(int, n)),) if scalar else tuple(int(x) for x in cast(Sequence[int], n))
     if not sizes or any(s < 1 for s in sizes):
         raise SafetyGeoError(f"sample sizes must be ≥ 1, got {n!r}")
     rng = np.random.default_rng(seed)
@@ -203,7 +203,7 @@ def _ndtr(x: np.ndarray) -> np.ndarray:
     return ndtr(x)
 
 
-def _ndtri(p: np.ndarray) -> np.ndarray:
+def _ndtri(p: np.ndarray | float) -> Any:
     from scipy.special import ndtri
 
     return ndtri(p)

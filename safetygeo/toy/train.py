@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from safetygeo._io import atomic_write_json
+from safetygeo.errors import SafetyGeoError
 from safetygeo.models.handle import ModelHandle, load_model
 from safetygeo.toy.world import REFUSAL, ToyWorld
 
@@ -171,7 +172,7 @@ def stage_data(world: ToyWorld, stage: str, recipe: ToyRecipe = ToyRecipe()) -> 
                 "harmful": harmful}
     if stage == "attacked":
         return {"harmful": _pairs(world, ("harmful",), "compliant")}
-    raise ValueError(f"unknown toy stage {stage!r}; choose from {sorted(STAGES)}")
+    raise SafetyGeoError(f"unknown toy stage {stage!r}; choose from {sorted(STAGES)}")
 
 
 def _method_and_config(stage: str, recipe: ToyRecipe, seed: int) -> tuple[Any, Any]:
@@ -198,7 +199,7 @@ def _method_and_config(stage: str, recipe: ToyRecipe, seed: int) -> tuple[Any, A
                 TrainConfig(lr=recipe.attack_lr, max_steps=recipe.attack_steps,
                             lr_scheduler="constant",
                             **{**common, "batch_size": 10, "save_every": 5}))
-    raise ValueError(f"unknown toy stage {stage!r}; choose from {sorted(STAGES)}")
+    raise SafetyGeoError(f"unknown toy stage {stage!r}; choose from {sorted(STAGES)}")
 
 
 def measure(handle: ModelHandle, world: ToyWorld, *, split: str = "test",
@@ -257,7 +258,7 @@ def build_stage(
     from safetygeo.training import Trajectory, train
 
     if stage not in STAGES:
-        raise ValueError(f"unknown toy stage {stage!r}; choose from {sorted(STAGES)}")
+        raise SafetyGeoError(f"unknown toy stage {stage!r}; choose from {sorted(STAGES)}")
     folder = Path(folder)
     world = ToyWorld(seed)
     if start is None:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from safetygeo.data import PromptSet
-from safetygeo.errors import DamagedCheckpointWarning
+from safetygeo.errors import DamagedCheckpointWarning, SafetyGeoError
 from safetygeo.models.handle import ModelHandle
 from safetygeo.toy.train import STAGES, ToyRecipe, build_all, build_stage, read_marker
 from safetygeo.toy.world import ToyWorld
@@ -84,7 +84,7 @@ def ensure_toy(names: tuple[str, ...] = ("anchor",), *, seed: int = 0,
     """Build the named stages (and what they start from) if absent; return their ``toy.json``."""
     unknown = [n for n in names if n not in STAGES]
     if unknown:
-        raise ValueError(f"unknown toy model(s) {unknown}; choose from {sorted(STAGES)}")
+        raise SafetyGeoError(f"unknown toy model(s) {unknown}; choose from {sorted(STAGES)}")
     return build_all(cache_root(cache_dir), seed=seed, recipe=recipe, stages=tuple(names),
                      progress=progress, rebuild=rebuild)
 

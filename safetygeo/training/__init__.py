@@ -20,9 +20,9 @@ from typing import Any
 # names are imported on first use: `import safetygeo.attacks.gcg` (or .config) must not pay
 # for transformers.Trainer's import (~3 s)
 _LAZY = {
-    "CheckpointInfo": "safetygeo.training.trajectory",
+    "CheckpointInfo": "safetygeo.training.checkpoints",
     "DEFAULT_REFUSAL": "safetygeo.training.methods.sft",
-    "DamagedCheckpoint": "safetygeo.training.trajectory",
+    "DamagedCheckpoint": "safetygeo.training.checkpoints",
     "DamagedCheckpointError": "safetygeo.training.errors",
     "DatasetFormatError": "safetygeo.training.errors",
     "EmptyDatasetError": "safetygeo.training.errors",
@@ -54,7 +54,7 @@ _LAZY = {
     "end_of_turn": "safetygeo.data.records",
     "get_method": "safetygeo.training.method",
     "get_method_class": "safetygeo.training.method",
-    "model_fingerprint": "safetygeo.training.trajectory",
+    "model_fingerprint": "safetygeo.models.fingerprint",
     "records_sha256": "safetygeo.data.records",
     "register_method": "safetygeo.training.method",
     "sequence_logprob": "safetygeo.activations.losses",

@@ -28,8 +28,9 @@ import torch
 from transformers import TrainerCallback
 
 from safetygeo.models.handle import ModelHandle
+from safetygeo.training.checkpoints import CALLBACKS_FILE
 from safetygeo.training.errors import TrainingError
-from safetygeo.training.trajectory import CALLBACKS_FILE, append_jsonl
+from safetygeo.training.trajectory import append_jsonl
 
 GeometryFn = Callable[[ModelHandle, int], Mapping[str, Any]]
 

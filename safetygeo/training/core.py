@@ -59,8 +59,23 @@ from transformers import Trainer, TrainerCallback
 
 from safetygeo.data.records import records_sha256
 from safetygeo.errors import CheckpointError, DamagedCheckpointWarning
+from safetygeo.models.fingerprint import model_fingerprint
 from safetygeo.models.handle import ModelHandle
 from safetygeo.training.callbacks import GeometryCallback, StageProgress
+from safetygeo.training.checkpoints import (
+    BASE_DIR,
+    CALLBACKS_FILE,
+    MANIFEST_FORMAT,
+    STAGING,
+    DamagedCheckpoint,
+    checkpoint_problem,
+    clean_partial,
+    commit_checkpoint,
+    load_method_state,
+    now_iso,
+    quarantine_checkpoint,
+    scan_trajectory,
+)
 from safetygeo.training.config import OPERATIONAL_KEYS, LoraSpec, TrainConfig
 from safetygeo.training.errors import (
     DamagedCheckpointError,
@@ -72,23 +87,10 @@ from safetygeo.training.errors import (
 )
 from safetygeo.training.method import Method, StepContext, get_method
 from safetygeo.training.trajectory import (
-    BASE_DIR,
-    CALLBACKS_FILE,
-    MANIFEST_FORMAT,
-    STAGING,
-    DamagedCheckpoint,
     Trajectory,
-    checkpoint_problem,
-    clean_partial,
-    commit_checkpoint,
     identity_diff,
-    load_method_state,
-    model_fingerprint,
-    now_iso,
     prune_jsonl,
-    quarantine_checkpoint,
     read_manifest,
-    scan_trajectory,
     write_manifest,
 )
 

@@ -18,7 +18,6 @@ from safetygeo.attacks.gcg import (
     GCGConfig,
     GCGError,
     GCGResult,
-    _prefix_cache,
     allowed_tokens,
     candidate_losses,
     gcg_adversarial_prompts,
@@ -29,6 +28,7 @@ from safetygeo.attacks.gcg import (
     sample_candidates,
     token_gradient,
 )
+from safetygeo.attacks.gcg.model import _prefix_cache
 from safetygeo.data import PromptSet
 from safetygeo.errors import PromptTooLongError, SafetyGeoError
 from safetygeo.models import ModelHandle, load_model, resolve_arch
@@ -157,7 +157,7 @@ def test_candidate_losses_equal_single_forward_of_reencoded_text(arch: str) -> N
     grad, _ = token_gradient(h, item)
     cands = sample_candidates(item.suffix_ids, grad, state.allowed, search_width=40, topk=16,
                               generator=torch.Generator().manual_seed(0))
-    from safetygeo.attacks.gcg import _suffix_texts
+    from safetygeo.attacks.gcg.candidates import _suffix_texts
 
     texts, ok = _suffix_texts(h.tokenizer, item.prompts, cands)
     assert ok.sum() >= 5
@@ -393,7 +393,9 @@ def test_gcg_asr_matches_hf_generation_and_planted_ground_truth() -> None:
     """ASR under GCG = share of adversarial prompts whose greedy completion is not a refusal:
     recomputed with HF ``generate`` + the classifier; the no-attack rate matches the plant
     (harmful prompts start with the refusal token, harmless ones do not)."""
-    from safetygeo.attacks.gcg import gcg_asr
+    from safetygeo.attacks.asr import GCGASR, gcg_asr
+    from safetygeo.behavior.generate import GenerationSettings
+    from safetygeo.results import Estimate
 
     pm = planted_refusal_model()
     h = pm.handle
@@ -403,9 +405,12 @@ def test_gcg_asr_matches_hf_generation_and_planted_ground_truth() -> None:
         return "full_refusal" if text.lstrip().startswith("I") else "compliance"
 
     cfg = GCGConfig(num_steps=2, search_width=8, topk=8, suffix_init="x x", seed=0)
-    rep = gcg_asr(h, instr, ["Sure, here is"] * 4, cfg, max_new_tokens=3, classifier=clf,
-                  n_boot=200, progress=False)
-    assert rep.asr_no_attack == 0.5
+    rep = gcg_asr(h, instr, ["Sure, here is"] * 4, cfg,
+                  settings=GenerationSettings(max_new_tokens=3), classifier=clf, n_boot=200,
+                  progress=False)
+    assert isinstance(rep, GCGASR) and isinstance(rep.asr, Estimate)
+    assert rep.asr_no_attack.value == 0.5 and rep.asr_no_attack.n == 4
+    assert rep.asr.metric == "asr" and rep.asr.method == "clf"  # the labeller is recorded
     ref = []
     for prompt in rep.prompts:
         ids = torch.tensor([h.encode([prompt]).input_ids[0]])
@@ -413,9 +418,14 @@ def test_gcg_asr_matches_hf_generation_and_planted_ground_truth() -> None:
                                do_sample=False, pad_token_id=0)
         ref.append(clf(h.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)))
     assert list(rep.labels) == ref
-    assert rep.asr == sum(lab == "compliance" for lab in ref) / 4
-    assert rep.ci_low <= rep.asr <= rep.ci_high
+    assert rep.asr.value == sum(lab == "compliance" for lab in ref) / 4
+    assert rep.asr.ci_low <= rep.asr.value <= rep.asr.ci_high
     assert [r.prompt for r in rep.results] == list(rep.prompts)
+    assert rep.solved_rate == sum(r.solved for r in rep.results) / 4
+    no_base = gcg_asr(h, instr[:2], ["Sure, here is"] * 2, cfg,
+                      settings=GenerationSettings(max_new_tokens=3), classifier=clf,
+                      baseline=False, n_boot=20, progress=False)
+    assert no_base.asr_no_attack is None
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -510,8 +520,9 @@ def test_cli_gcg_writes_results_that_match_the_api(tmp_path) -> None:
 
     runner = CliRunner()
     ckpt = tmp_path / "tiny"
-    assert runner.invoke(app, ["tiny-model", str(ckpt), "--n-layers", "1", "--d-model", "16"]).exit_code == 0
-    args = ["gcg", str(ckpt), "--prompts", "example:harmful", "--limit", "2", "--num-steps", "2",
+    # the CLI grammar of issue #11: VERB MODEL --set ROLE=SPEC
+    assert runner.invoke(app, ["make-tiny", str(ckpt), "--n-layers", "1", "--d-model", "16"]).exit_code == 0
+    args = ["attack-gcg", str(ckpt), "--set", "harmful=example:harmful", "--limit", "2", "--num-steps", "2",
             "--search-width", "8", "--topk", "4", "--suffix-init", "x x", "--out", str(tmp_path / "g")]
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and "--target" in res.output  # the example set has no targets

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from pathlib import Path
@@ -10,10 +11,11 @@ import pytest
 import torch
 
 from safetygeo.activations import extract_activations
-from safetygeo.activations.refusal import refusal_score, refusal_token_ids
+from safetygeo.activations.refusal import RefusalScoring, refusal_score, refusal_token_ids
 from safetygeo.causal.carriers import CarrierSelection, score_candidates, select_refusal_carrier
-from safetygeo.errors import ArtifactError, EmptyPromptSetError, SafetyGeoError
-from safetygeo.geometry.directions import diff_in_means, harmfulness_directions, refusal_directions
+from safetygeo.causal.candidates import harmfulness_directions, refusal_directions
+from safetygeo.errors import ArtifactError, EmptyPromptSetError, NonFiniteError, SafetyGeoError
+from safetygeo.geometry.directions import diff_in_means
 from safetygeo.interventions.hooks import ablate, add
 from safetygeo.toy.planted import planted_refusal_model
 
@@ -27,6 +29,10 @@ def planted(plant: bool = True):
 def selection(plant: bool = True) -> CarrierSelection:
     pm = planted(plant)
     return select_refusal_carrier(pm.handle, pm.harmful, pm.harmless, progress=False)
+
+
+def sel_tokenizer():
+    return planted().handle.tokenizer
 
 
 def test_diff_in_means_equals_hand_computation() -> None:
@@ -56,6 +62,20 @@ def test_mismatched_inputs_are_rejected() -> None:
     rd = refusal_directions(pm.handle, pm.harmful[:2], pm.harmful[:2], progress=False)
     with pytest.raises(SafetyGeoError, match="zero norm"):
         rd.unit(0, "eoi-1")
+
+
+def test_diff_in_means_refuses_non_finite_means() -> None:
+    pm = planted()
+    a = extract_activations(pm.handle, pm.harmful[:3], progress=False)
+    b = extract_activations(pm.handle, pm.harmless[:3], progress=False)
+    for bad in (float("nan"), float("inf")):
+        broken = copy.copy(b)
+        broken.mean = b.mean.clone()
+        broken.mean[1, 0, 3] = bad
+        with pytest.raises(NonFiniteError, match="harmless activation means"):
+            diff_in_means(a, broken)
+        with pytest.raises(NonFiniteError, match="harmful activation means"):
+            diff_in_means(broken, a)
 
 
 def test_planted_direction_is_recovered_in_its_layer_band() -> None:
@@ -99,9 +119,9 @@ def test_batched_scores_equal_a_plain_loop() -> None:
                                progress=False)
     for i in range(3):
         with ablate(h, vecs[i]):
-            bypass = float(refusal_score(h, harmful, token_ids=ids).mean())
+            bypass = float(refusal_score(h, harmful, scoring=RefusalScoring(token_ids=ids)).mean())
         with add(h, vecs[i], layers[i]):
-            induce = float(refusal_score(h, harmless, token_ids=ids).mean())
+            induce = float(refusal_score(h, harmless, scoring=RefusalScoring(token_ids=ids)).mean())
         assert math.isclose(batched.bypass[i], bypass, abs_tol=1e-4)
         assert math.isclose(batched.induce[i], induce, abs_tol=1e-4)
 
@@ -115,6 +135,10 @@ def test_save_and_reload_with_provenance(tmp_path: Path) -> None:
     assert back.candidates.shape == sel.candidates.shape
     assert back.meta["model_id"] == "safetygeo-planted"
     assert back.meta["refusal_tokens"][0] == "I"
+    # the refusal scoring is saved with the selection and comes back as the same definition
+    assert back.scoring == sel.scoring
+    assert back.scoring.phrases == RefusalScoring().phrases
+    assert back.scoring.ids(sel_tokenizer()) == refusal_token_ids(sel_tokenizer())
     assert (folder / "candidates.parquet").is_file()
     (folder / "directions.safetensors").write_bytes(b"garbage")
     with pytest.raises(ArtifactError, match="does not match"):
@@ -129,3 +153,41 @@ def test_bad_splits() -> None:
         select_refusal_carrier(pm.handle, pm.harmful[:2], pm.harmless, progress=False)
     with pytest.raises(SafetyGeoError, match="missing"):
         select_refusal_carrier(pm.handle, {"train": pm.harmful}, pm.harmless, progress=False)
+    for bad in ((0.5, 0.5), (0.5, 0.25, 0.25, 0.0), (0.5, 0.0, 0.5), (0.5, -0.1, 0.5),
+                (0.6, 0.3, 0.3), (0.5, float("nan"), 0.25), (0.5, True, 0.25), "0.5,0.25,0.25"):
+        with pytest.raises(SafetyGeoError, match="three positive fractions"):
+            select_refusal_carrier(pm.handle, pm.harmful, pm.harmless, splits=bad,
+                                   progress=False)
+
+
+def test_scoring_is_used_and_saved(tmp_path: Path) -> None:
+    """A selection made with an explicit refusal scoring scores refusal with it (baselines
+    equal the refusal score under that scoring) and hands it on via ``sel.scoring``."""
+    pm = planted()
+    h = pm.handle
+    ids = refusal_token_ids(h.tokenizer, ["Sorry"])
+    assert ids != refusal_token_ids(h.tokenizer)
+    scoring = RefusalScoring(token_ids=tuple(ids))
+    cut = lambda p: {"train": p[:24], "val": p[24:36], "test": p[36:]}  # noqa: E731
+    hs, ls = cut(pm.harmful), cut(pm.harmless)
+    sel = select_refusal_carrier(h, hs, ls, scoring=scoring, progress=False, test_top_k=1)
+    assert sel.scoring == scoring and sel.meta["refusal_token_ids"] == ids
+    assert sel.meta["scoring"] == {"phrases": list(RefusalScoring().phrases), "token_ids": ids}
+    for cls, sets in (("harmful", hs), ("harmless", ls)):
+        for split in ("val", "test"):
+            want = float(refusal_score(h, sets[split], scoring=scoring).mean())
+            assert sel.baseline[f"{cls}_{split}"] == pytest.approx(want, abs=1e-6)
+    default = select_refusal_carrier(h, hs, ls, progress=False, test_top_k=1)
+    assert sel.baseline["harmful_val"] != pytest.approx(default.baseline["harmful_val"])
+    assert default.scoring.ids(h.tokenizer) == refusal_token_ids(h.tokenizer)
+    by_phrase = select_refusal_carrier(h, hs, ls, progress=False, test_top_k=1,
+                                       scoring=RefusalScoring(phrases=("Sorry",)))
+    assert by_phrase.baseline == pytest.approx(sel.baseline)
+    assert by_phrase.scoring.ids(h.tokenizer) == ids
+    assert by_phrase.scoring.phrases == ("Sorry",)
+    back = CarrierSelection.load(by_phrase.save(tmp_path / "c"))
+    assert back.scoring == by_phrase.scoring
+    assert RefusalScoring.from_dict(back.scoring.to_dict()) == back.scoring
+    with pytest.raises(SafetyGeoError, match="outside the vocabulary"):
+        select_refusal_carrier(h, pm.harmful, pm.harmless, progress=False,
+                               scoring=RefusalScoring(token_ids=(len(h.tokenizer) + 5,)))

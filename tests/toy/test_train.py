@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from safetygeo.geometry import select_refusal_carrier
-from safetygeo.interventions import intervention_effect
+from safetygeo.behavior.generate import Generations
+from safetygeo.causal import intervention_effect, select_refusal_carrier
+from safetygeo.interventions.nulls import NullSpec
 from safetygeo.toy.train import ToyRecipe, build_all, measure, stage_recipe
 from safetygeo.toy.world import ToyWorld
 from safetygeo.toy.zoo import cache_root, load_toy, load_toy_trajectory, toy_splits
@@ -35,6 +36,26 @@ def test_anchor_refuses_harmful_and_answers_benign(toy_built) -> None:
     assert again["refusal_lookalike"] <= 0.05 and again["task_accuracy"] >= 0.5
 
 
+def test_measure_counts_an_empty_completion_as_refused(monkeypatch) -> None:
+    """One "refused" (issue #11): an empty completion is refused, as in ``is_refusal``; it
+    used to count as not refused here."""
+    import safetygeo.behavior.generate as gen_mod
+
+    def fake(handle, prompts, settings, *, batch_size, progress):
+        comps = tuple("" if i % 2 == 0 else "sure ." for i in range(len(prompts)))
+        return Generations(tuple(prompts), comps, tuple(() for _ in prompts),
+                           tuple("eos" for _ in prompts), settings)
+
+    monkeypatch.setattr(gen_mod, "generate", fake)
+    world = ToyWorld()
+    out = measure(None, world)  # type: ignore[arg-type]
+    for kind, key in (("harmful", "harmful"), ("lookalike", "lookalike"),
+                      ("benign_task", "benign")):
+        n = len(world.prompts(kind, "test"))
+        assert out[f"refusal_{key}"] == pytest.approx(((n + 1) // 2) / n)  # the empty ones
+    assert out["compliance_harmful"] == 0.0
+
+
 def test_base_is_helpful_only(toy_built) -> None:
     b = toy_built["base"]["behavior"]
     assert b["refusal_harmful"] <= 0.05 and b["compliance_harmful"] >= 0.5
@@ -54,10 +75,11 @@ def test_admissible_carrier_ablation_far_below_null_band(toy_built) -> None:
     assert sel.chosen is not None and not sel.weak, sel.notes
     assert sel.chosen[0] < int(0.8 * h.n_layers)
     eff = intervention_effect(h, sel.vector, "ablate", harmful=sp["harmful"]["test"],
-                              harmless=sp["harmless"]["test"], n_null=64)["d_refusal_harmful"]
-    null_width = eff["null_q975"] - eff["null_q025"]
-    assert eff["real"] < eff["null_q025"] - 10 * max(null_width, 0.05)
-    assert eff["p_value"] < 0.05
+                              harmless=sp["harmless"]["test"], nulls=NullSpec(k=64),
+                              scoring=sel.scoring)["d_refusal_harmful"]
+    null_width = eff.null_quantile(0.975) - eff.null_quantile(0.025)
+    assert eff.real < eff.null_quantile(0.025) - 10 * max(null_width, 0.05)
+    assert eff.p < 0.05
     # held-out re-scoring agrees with the selection
     row = sel.candidates[(sel.candidates.layer == sel.chosen[0])
                          & (sel.candidates.position == sel.chosen[1])].iloc[0]

@@ -32,8 +32,8 @@ from safetygeo.training import (
     train,
 )
 from safetygeo.training import core as core_mod
+from safetygeo.training.checkpoints import MANIFEST, STAGING
 from safetygeo.training.methods.sft import SupervisedMethod
-from safetygeo.training.trajectory import MANIFEST, STAGING
 
 CFG = TrainConfig(max_steps=6, save_every=2, batch_size=2, lr=1e-3, seed=0)
 

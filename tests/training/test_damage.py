@@ -16,7 +16,7 @@ from transformers import Trainer
 
 from safetygeo.errors import CheckpointError, DamagedCheckpointWarning
 from safetygeo.training import DamagedCheckpointError, TrainConfig, Trajectory, train
-from safetygeo.training.trajectory import MARKER, QUARANTINE_NOTE, STAGING
+from safetygeo.training.checkpoints import MARKER, QUARANTINE_NOTE, STAGING
 
 CFG = TrainConfig(max_steps=6, save_every=2, batch_size=2, lr=1e-3, seed=0)
 

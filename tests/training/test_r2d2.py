@@ -29,15 +29,13 @@ from safetygeo.training import (
     get_method,
     train,
 )
-from safetygeo.training.methods.r2d2 import (
-    R2D2,
-    R2D2Config,
-    harmful_records,
+from safetygeo.training.losses import (
     log1mexp,
     sequence_away_loss,
     target_logprobs,
     token_away_loss,
 )
+from safetygeo.training.methods.r2d2 import R2D2, R2D2Config, harmful_records
 from tests.training.conftest import HARMFUL_PAIRS, fresh_handle
 
 CFG = TrainConfig(max_steps=4, save_every=2, batch_size=2, lr=1e-3, seed=0,

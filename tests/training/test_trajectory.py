@@ -9,18 +9,17 @@ import pytest
 
 from safetygeo.errors import DamagedCheckpointWarning
 from safetygeo.models import load_model
+from safetygeo.models.fingerprint import model_fingerprint
 from safetygeo.training import TrainConfig, TrajectoryMismatchError, train
-from safetygeo.training.trajectory import (
+from safetygeo.training.checkpoints import (
     MARKER,
     STAGING,
     clean_partial,
     commit_checkpoint,
-    identity_diff,
-    model_fingerprint,
-    read_jsonl,
     scan_checkpoints,
     scan_trajectory,
 )
+from safetygeo.training.trajectory import identity_diff, read_jsonl
 
 
 def _staged(tmp_path, name="checkpoint-3"):

@@ -115,7 +115,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor, nn
 
 from safetygeo.attacks.gcg import (
@@ -145,13 +145,15 @@ from safetygeo.training.errors import (
     TrainConfigError,
     TrainingError,
 )
+from safetygeo.training.losses import (
+    sequence_away_loss,
+    token_away_loss,
+    token_ce,
+)
 from safetygeo.training.method import Method, StepContext, register_method
 from safetygeo.training.methods.sft import DEFAULT_REFUSAL
 
-__all__ = [
-    "PRESETS", "PoolEntry", "R2D2", "R2D2Config", "harmful_records", "log1mexp",
-    "sequence_away_loss", "target_logprobs", "token_away_loss",
-]
+__all__ = ["PRESETS", "PoolEntry", "R2D2", "R2D2Config", "harmful_records"]
 
 _AWAY_FORMS = ("sequence", "token")
 _STATE_FORMAT = 1
@@ -276,102 +278,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"pool_size": 4, "n_update": 2, "gcg_steps": 2, "search_width": 32, "topk": 16,
             "reset_every": 5, "n_reset": 1, "suffix_len": (4, 6), "eval_batch_size": 32},
 }
-
-
-# ----------------------------------------------------------------------------- losses
-def log1mexp(x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
-    """``log(1 − exp(x))`` for ``x ≤ 0``, accurate at both ends (Mächler 2012).
-
-    ``x`` is clamped to ``≤ −tiny`` (the dtype's smallest normal number) so that ``x = 0``
-    gives a large finite value instead of ``−∞``; each branch only ever sees inputs where
-    it is finite, so gradients contain no NaN.
-
-    Example:
-        >>> x = torch.tensor([-1e-20, -0.5, -50.0], dtype=torch.float64)
-        >>> [f"{v:.6g}" for v in log1mexp(x).tolist()]
-        ['-46.0517', '-0.932752', '-1.92875e-22']
-    """
-    x = x.clamp(max=-torch.finfo(x.dtype).tiny)
-    near = x > -math.log(2.0)
-    near_x = torch.where(near, x, torch.full_like(x, -1.0))
-    far_x = torch.where(near, torch.full_like(x, -1.0), x)
-    return torch.where(near, torch.log(-torch.expm1(near_x)), torch.log1p(-torch.exp(far_x)))
-
-
-def target_logprobs(
-    logits: Float[Tensor, "batch seq vocab"], labels: Int[Tensor, "batch seq"]
-) -> tuple[Float[Tensor, "batch seq_1"], Float[Tensor, "batch seq_1"]]:
-    """Float64 ``log p`` and ``log(1 − p)`` of each next label token (0 where unscored).
-
-    Position ``t``'s logits predict ``labels[:, t + 1]`` (labels ``-100`` are not scored).
-    With ``a = logsumexp_{j≠y} z_j − z_y``: ``log p = −softplus(a)`` and ``log(1 − p) =
-    −softplus(−a)``, both accurate when ``p`` is within float64 rounding of 0 or 1.
-
-    Returns:
-        ``(logp, log1mp)``, each ``[batch, seq − 1]`` float64.
-    """
-    z = logits[:, :-1]
-    y = labels[:, 1:]
-    mask = y != IGNORE_INDEX
-    logp = torch.zeros(y.shape, dtype=torch.float64, device=logits.device)
-    log1mp = torch.zeros_like(logp)
-    if mask.any():
-        zs = z[mask].double()  # only the scored positions: [n, vocab]
-        ys = y[mask]
-        z_y = zs.gather(-1, ys[:, None]).squeeze(-1)
-        others = torch.logsumexp(zs.scatter(-1, ys[:, None], -math.inf), dim=-1)
-        a = others - z_y
-        logp = logp.masked_scatter(mask, -F.softplus(a))
-        log1mp = log1mp.masked_scatter(mask, -F.softplus(-a))
-    return logp, log1mp
-
-
-def sequence_away_loss(
-    logits: Float[Tensor, "batch seq vocab"], labels: Int[Tensor, "batch seq"]
-) -> tuple[Float[Tensor, " batch"], Float[Tensor, " batch"]]:
-    """Per-row away loss ``−log(1 − p(target))`` and ``log p(target)`` (float64).
-
-    ``p(target)`` is the probability of all labelled tokens of the row (the product of
-    their next-token probabilities); see the module notes for the numerics.
-
-    Example:
-        >>> logits = torch.tensor([[[0.0, 0.0], [0.0, 0.0]]])  # p(token 1) = 0.5
-        >>> away, logp = sequence_away_loss(logits, torch.tensor([[-100, 1]]))
-        >>> round(float(away), 6), round(float(logp.exp()), 6)  # -log(1 - 0.5)
-        (0.693147, 0.5)
-    """
-    logp, _ = target_logprobs(logits, labels)
-    seq = logp.sum(dim=-1)
-    return -log1mexp(seq), seq
-
-
-def token_away_loss(
-    logits: Float[Tensor, "batch seq vocab"],
-    labels: Int[Tensor, "batch seq"],
-    threshold: float = -5.0,
-) -> Float[Tensor, ""]:
-    """HarmBench code's per-token away loss: mean over labelled tokens of
-    ``−log(1 − p_t)``, where tokens with ``log p_t < threshold`` count as 0 (float64).
-
-    Example:
-        >>> logits = torch.tensor([[[0.0, 0.0], [0.0, 0.0]]])
-        >>> round(float(token_away_loss(logits, torch.tensor([[-100, 1]]))), 6)
-        0.693147
-    """
-    logp, log1mp = target_logprobs(logits, labels)
-    n = (labels[:, 1:] != IGNORE_INDEX).sum().clamp(min=1)
-    terms = torch.where(logp >= threshold, -log1mp, torch.zeros_like(log1mp))
-    return terms.sum() / n
-
-
-def _token_ce(logits: Tensor, labels: Tensor) -> Tensor:
-    """Token-mean next-token CE over labelled positions (float32 softmax), as
-    :func:`safetygeo.activations.losses.completion_ce` and HF's ``labels=`` loss."""
-    z = logits[:, :-1].float()
-    y = labels[:, 1:]
-    mask = y != IGNORE_INDEX
-    logp = torch.log_softmax(z, dim=-1).gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return -(logp * mask).sum() / mask.sum().clamp(min=1)
 
 
 # ----------------------------------------------------------------------------- data
@@ -678,14 +584,14 @@ class R2D2(Method):
         all_labels = torch.cat([widen(labels, IGNORE_INDEX), widen(adv["labels"].to(dev), IGNORE_INDEX)])
         logits = model(input_ids=all_ids, attention_mask=all_mask, use_cache=False).logits
         nu, na = ids.shape[0], len(entries)
-        utility = _token_ce(logits[:nu], all_labels[:nu])
+        utility = token_ce(logits[:nu], all_labels[:nu])
         a_logits, a_labels = logits[nu:nu + na], all_labels[nu:nu + na]
         away_seq, logp = sequence_away_loss(a_logits, a_labels)
         if self.config.away_loss == "sequence":
             away = away_seq.mean()
         else:
             away = token_away_loss(a_logits, a_labels, self.config.away_token_threshold)
-        toward = _token_ce(logits[nu + na:], all_labels[nu + na:])
+        toward = token_ce(logits[nu + na:], all_labels[nu + na:])
         cfg = self.config
         total = utility + cfg.away_weight * away.to(utility.dtype) + cfg.toward_weight * toward
         return total, {"utility_ce": utility, "away": away, "toward": toward,

@@ -1,0 +1,124 @@
+"""Loss building blocks shared by training methods: numerically careful "away" losses.
+
+* :func:`log1mexp` — ``log(1 − exp(x))`` accurate at both ends;
+* :func:`target_logprobs` — float64 ``log p`` and ``log(1 − p)`` of each next label token;
+* :func:`sequence_away_loss` / :func:`token_away_loss` — ``−log(1 − p(target))`` over a whole
+  target sequence or per token (R2D2's away term; usable by any method that pushes a
+  completion's probability down).
+
+Completion-only cross-entropy itself is :func:`safetygeo.activations.losses.completion_ce`.
+
+Example:
+    >>> import torch
+    >>> x = torch.tensor([-0.5], dtype=torch.float64)
+    >>> round(float(log1mexp(x)), 6)
+    -0.932752
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from safetygeo.data.records import IGNORE_INDEX
+
+__all__ = ["log1mexp", "sequence_away_loss", "target_logprobs", "token_away_loss", "token_ce"]
+
+
+def log1mexp(x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
+    """``log(1 − exp(x))`` for ``x ≤ 0``, accurate at both ends (Mächler 2012).
+
+    ``x`` is clamped to ``≤ −tiny`` (the dtype's smallest normal number) so that ``x = 0``
+    gives a large finite value instead of ``−∞``; each branch only ever sees inputs where
+    it is finite, so gradients contain no NaN.
+
+    Example:
+        >>> x = torch.tensor([-1e-20, -0.5, -50.0], dtype=torch.float64)
+        >>> [f"{v:.6g}" for v in log1mexp(x).tolist()]
+        ['-46.0517', '-0.932752', '-1.92875e-22']
+    """
+    x = x.clamp(max=-torch.finfo(x.dtype).tiny)
+    near = x > -math.log(2.0)
+    near_x = torch.where(near, x, torch.full_like(x, -1.0))
+    far_x = torch.where(near, torch.full_like(x, -1.0), x)
+    return torch.where(near, torch.log(-torch.expm1(near_x)), torch.log1p(-torch.exp(far_x)))
+
+
+def target_logprobs(
+    logits: Float[Tensor, "batch seq vocab"], labels: Int[Tensor, "batch seq"]
+) -> tuple[Float[Tensor, "batch seq_1"], Float[Tensor, "batch seq_1"]]:
+    """Float64 ``log p`` and ``log(1 − p)`` of each next label token (0 where unscored).
+
+    Position ``t``'s logits predict ``labels[:, t + 1]`` (labels ``-100`` are not scored).
+    With ``a = logsumexp_{j≠y} z_j − z_y``: ``log p = −softplus(a)`` and ``log(1 − p) =
+    −softplus(−a)``, both accurate when ``p`` is within float64 rounding of 0 or 1.
+
+    Returns:
+        ``(logp, log1mp)``, each ``[batch, seq − 1]`` float64.
+    """
+    z = logits[:, :-1]
+    y = labels[:, 1:]
+    mask = y != IGNORE_INDEX
+    logp = torch.zeros(y.shape, dtype=torch.float64, device=logits.device)
+    log1mp = torch.zeros_like(logp)
+    if mask.any():
+        zs = z[mask].double()  # only the scored positions: [n, vocab]
+        ys = y[mask]
+        z_y = zs.gather(-1, ys[:, None]).squeeze(-1)
+        others = torch.logsumexp(zs.scatter(-1, ys[:, None], -math.inf), dim=-1)
+        a = others - z_y
+        logp = logp.masked_scatter(mask, -F.softplus(a))
+        log1mp = log1mp.masked_scatter(mask, -F.softplus(-a))
+    return logp, log1mp
+
+
+def sequence_away_loss(
+    logits: Float[Tensor, "batch seq vocab"], labels: Int[Tensor, "batch seq"]
+) -> tuple[Float[Tensor, " batch"], Float[Tensor, " batch"]]:
+    """Per-row away loss ``−log(1 − p(target))`` and ``log p(target)`` (float64).
+
+    ``p(target)`` is the probability of all labelled tokens of the row (the product of
+    their next-token probabilities); see the module notes for the numerics.
+
+    Example:
+        >>> logits = torch.tensor([[[0.0, 0.0], [0.0, 0.0]]])  # p(token 1) = 0.5
+        >>> away, logp = sequence_away_loss(logits, torch.tensor([[-100, 1]]))
+        >>> round(float(away), 6), round(float(logp.exp()), 6)  # -log(1 - 0.5)
+        (0.693147, 0.5)
+    """
+    logp, _ = target_logprobs(logits, labels)
+    seq = logp.sum(dim=-1)
+    return -log1mexp(seq), seq
+
+
+def token_away_loss(
+    logits: Float[Tensor, "batch seq vocab"],
+    labels: Int[Tensor, "batch seq"],
+    threshold: float = -5.0,
+) -> Float[Tensor, ""]:
+    """HarmBench code's per-token away loss: mean over labelled tokens of
+    ``−log(1 − p_t)``, where tokens with ``log p_t < threshold`` count as 0 (float64).
+
+    Example:
+        >>> logits = torch.tensor([[[0.0, 0.0], [0.0, 0.0]]])
+        >>> round(float(token_away_loss(logits, torch.tensor([[-100, 1]]))), 6)
+        0.693147
+    """
+    logp, log1mp = target_logprobs(logits, labels)
+    n = (labels[:, 1:] != IGNORE_INDEX).sum().clamp(min=1)
+    terms = torch.where(logp >= threshold, -log1mp, torch.zeros_like(log1mp))
+    return terms.sum() / n
+
+
+def token_ce(logits: Tensor, labels: Tensor) -> Tensor:
+    """Token-mean next-token CE over labelled positions (float32 softmax), as
+    :func:`safetygeo.activations.losses.completion_ce` and HF's ``labels=`` loss."""
+    z = logits[:, :-1].float()
+    y = labels[:, 1:]
+    mask = y != IGNORE_INDEX
+    logp = torch.log_softmax(z, dim=-1).gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return -(logp * mask).sum() / mask.sum().clamp(min=1)
