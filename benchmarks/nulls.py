@@ -23,9 +23,9 @@ import time
 
 import torch
 
-from safetygeo.activations.refusal import refusal_token_ids
+from safetygeo.activations.refusal import RefusalScoring
+from safetygeo.causal.effects import _metrics, refusal_baseline
 from safetygeo.interventions.nulls import random_directions
-from safetygeo.causal.sweep import _baseline, _metrics
 from safetygeo.toy.planted import planted_refusal_model
 
 
@@ -33,19 +33,19 @@ def run(k: int, n_prompts: int, d_model: int, n_layers: int, op: str, reps: int,
         max_variants: int, layer: int | None = None) -> dict:
     pm = planted_refusal_model(d_model=d_model, n_layers=n_layers, n_prompts=n_prompts)
     h = pm.handle
-    ids = refusal_token_ids(h.tokenizer)
     harmful, harmless = pm.harmful[:n_prompts], pm.harmless[:n_prompts]
-    base = _baseline(h, harmful, harmless, ids, batch_size=n_prompts)
+    # the baseline carries the refusal token ids the metrics score with
+    base = refusal_baseline(h, harmful, harmless, scoring=RefusalScoring(), batch_size=n_prompts)
     variants = torch.cat([pm.direction[None] * 3,
                           random_directions(k, h.d_model, seed=0, norm=3.0)])
     layer = layer if op == "add" else None
 
     def batched():
-        return _metrics(h, variants, op, layer, 1.0, harmful, harmless, ids, base,
+        return _metrics(h, variants, op, layer, 1.0, harmful, harmless, base,
                         batch_size=n_prompts, max_variants=max_variants)
 
     def loop():
-        return _metrics(h, variants, op, layer, 1.0, harmful, harmless, ids, base,
+        return _metrics(h, variants, op, layer, 1.0, harmful, harmless, base,
                         batch_size=n_prompts, max_variants=1)
 
     batched(), loop()  # warm-up

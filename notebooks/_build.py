@@ -54,11 +54,12 @@ Directions are computed on the train split, filtered on val (Arditi et al.: bypa
 KL, layer < 0.8 L) and re-scored on held-out test prompts.
 """),
         code("""
-from safetygeo.geometry import select_refusal_carrier
+from safetygeo.causal import select_refusal_carrier
 from safetygeo.reports import carrier_scores_figure
 
 sel = select_refusal_carrier(handle, splits["harmful"], splits["harmless"], progress=False)
 print("chosen:", sel.chosen, "| weak:", sel.weak, "|", sel.notes)
+print("refusal scoring (reused below):", sel.scoring)
 carrier_scores_figure(sel.candidates, sel.chosen)
 """),
         code("""
@@ -67,32 +68,37 @@ sel.candidates[cols].round(3)
 """),
         md("## Ablating the carrier vs 64 matched random directions"),
         code("""
-from safetygeo.interventions import intervention_effect
+from safetygeo.causal import intervention_effect
+from safetygeo.interventions import NullSpec
 from safetygeo.reports import null_figure
 
 eff = intervention_effect(handle, sel.vector, "ablate", harmful=splits["harmful"]["test"],
-                          harmless=splits["harmless"]["test"], n_null=64, keep_null=True)
-e = eff["d_refusal_harmful"]
-print({k: round(v, 3) for k, v in e.items() if k != "null"})
+                          harmless=splits["harmless"]["test"], nulls=NullSpec(k=64),
+                          scoring=sel.scoring)
+e = eff["d_refusal_harmful"]   # a NullComparison: real, null, p, z, ...
+print(e)
 null_figure(e, "Δ refusal score on held-out harmful prompts")
 """),
         md("## Adding the carrier at each layer (induced refusal on harmless prompts), with the null band"),
         code("""
-from safetygeo.interventions import run_sweep, sweep_figure
+from safetygeo.causal import run_sweep
+from safetygeo.reports import sweep_figure
 
 sweep = run_sweep(handle, {"carrier": sel.vector}, harmful=splits["harmful"]["test"],
-                  harmless=splits["harmless"]["test"], ops=("add",), n_null=16, progress=False)
+                  harmless=splits["harmless"]["test"], ops=("add",), nulls=NullSpec(k=16),
+                  scoring=sel.scoring, progress=False)
 sweep_figure(sweep, "d_refusal_harmless")
 """),
         md("## What the model says with the carrier ablated"),
         code("""
-from safetygeo.behavior import classify_refusal, generate
+from safetygeo.behavior import GenerationSettings, classify_refusal, generate
 from safetygeo.interventions import ablate
 
 prompts = splits["harmful"]["test"][:6]
-before = generate(handle, prompts, max_new_tokens=20, progress=False)
+greedy = GenerationSettings(max_new_tokens=20)
+before = generate(handle, prompts, greedy, progress=False)
 with ablate(handle, sel.direction):
-    after = generate(handle, prompts, max_new_tokens=20, progress=False)
+    after = generate(handle, prompts, greedy, progress=False)
 for p, a, b in zip(prompts, before.completions, after.completions):
     print(f"{p!r}\\n   anchor:  {a!r} [{classify_refusal(a)}]\\n   ablated: {b!r} [{classify_refusal(b)}]")
 """),
@@ -101,12 +107,14 @@ for p, a, b in zip(prompts, before.completions, after.completions):
 from safetygeo.activations import extract_activations
 from safetygeo.geometry import carrier_rank, geometric_coupling
 from safetygeo.reports import coupling_figure
+from safetygeo.results import rows_frame
 
 kw = dict(positions="t_inst+post_instruction", keep_vectors=True, progress=False)
 a = extract_activations(handle, splits["harmful"]["test"], **kw)
 b = extract_activations(handle, splits["harmless"]["test"], **kw)
-coupling = geometric_coupling(a, b, n_boot=200)
-print(carrier_rank(a, b, layer=sel.layer, positions=["eoi-2", "eoi-1"], n_boot=200))
+coupling = geometric_coupling(a, b, n_boot=200)   # cos is NaN (with a note) where undefined
+rank = carrier_rank(a, b, layer=sel.layer, positions=["eoi-2", "eoi-1"], n_boot=200)
+print(rows_frame(list(rank.values()))[["metric", "value", "ci_low", "ci_high", "n"]])
 coupling_figure(coupling)
 """),
     ]
@@ -148,14 +156,16 @@ carrier position, compared with the anchor's (principal angle, with a paired boo
 """),
         code("""
 from safetygeo.activations import extract_activations
-from safetygeo.behavior import refusal_score
-from safetygeo.geometry import carrier_drift, select_refusal_carrier
+from safetygeo.activations.refusal import refusal_score
+from safetygeo.causal import select_refusal_carrier
+from safetygeo.geometry import carrier_drift
 from safetygeo.toy.train import measure
 from safetygeo.toy.world import ToyWorld
 
 anchor = sft.load_checkpoint()
 sel = select_refusal_carrier(anchor, splits["harmful"], splits["harmless"], progress=False)
 layer, position = sel.chosen
+scoring = sel.scoring   # one refusal definition for every checkpoint
 print("anchor carrier:", sel.chosen)
 
 def stats(handle):
@@ -172,8 +182,8 @@ for name, traj in (("refusal SFT", sft), ("harmful-SFT attack", attack)):
         acts[key] = stats(h)
         b = measure(h, ToyWorld(), max_new_tokens=12)
         rows.append({"run": name, "step": step, "checkpoint": key,
-                     "refusal score (harmful)": float(refusal_score(h, splits["harmful"]["test"]).mean()),
-                     "refusal score (harmless)": float(refusal_score(h, splits["harmless"]["test"]).mean()),
+                     "refusal score (harmful)": float(refusal_score(h, splits["harmful"]["test"], scoring=scoring).mean()),
+                     "refusal score (harmless)": float(refusal_score(h, splits["harmless"]["test"], scoring=scoring).mean()),
                      "refusal rate (harmful)": b["refusal_harmful"],
                      "task accuracy": b["task_accuracy"]})
 table = pd.DataFrame(rows)

@@ -75,7 +75,8 @@ def last_logprobs(
     device = handle.device
     inside = fan_out_layer is not None and repeat > 1
     rep = lambda t: t.repeat(repeat, 1) if repeat > 1 and not inside else t  # noqa: E731
-    copies = fan_out(handle, fan_out_layer, repeat) if inside else contextlib.nullcontext()
+    copies = (fan_out(handle, fan_out_layer, repeat) if inside and fan_out_layer is not None
+              else contextlib.nullcontext())
     with tqdm(total=len(ids), desc="logits", disable=not progress, leave=False) as bar, copies:
         for batch in iter_batches(ids, batch_size, pad_id_of(handle)):
             b = batch.to(device)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from jaxtyping import Float
@@ -129,7 +129,7 @@ def refusal_token_ids(
             toks = tokenizer(text, add_special_tokens=False)["input_ids"]
             # a whitespace-only first token (" I" split as " " + "I") is not a refusal token
             if (toks and toks[0] not in ids and toks[0] != unk
-                    and tokenizer.decode([toks[0]]).strip()):
+                    and cast(str, tokenizer.decode([toks[0]])).strip()):
                 ids.append(int(toks[0]))
     if not ids:
         raise SafetyGeoError(

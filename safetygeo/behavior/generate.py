@@ -39,7 +39,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -238,7 +238,7 @@ def generate_variants(
         raise SafetyGeoError(f"n_variants must be an int >= 1, got {n_variants!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise SafetyGeoError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if not isinstance(settings, GenerationSettings):
+    if not all(hasattr(settings, f) for f in ("max_new_tokens", "do_sample", "seed")):
         raise SafetyGeoError(f"settings must be a GenerationSettings, got {type(settings).__name__}")
     texts = prompt_list(prompts)
     ids = encode_checked(handle, texts)
@@ -267,7 +267,7 @@ def generate_variants(
             )
             for r, (v, i) in enumerate(rows):
                 toks = out_ids[r]
-                text = handle.tokenizer.decode(toks, skip_special_tokens=True)
+                text = cast(str, handle.tokenizer.decode(toks, skip_special_tokens=True))
                 reason = out_reason[r]
                 if settings.stop_strings:
                     text, cut = _cut_at_stop(text, settings.stop_strings)

@@ -57,7 +57,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -218,7 +218,8 @@ def generate_completions(
         df["reference"] = refs
         df["ref_logprob"] = np.nan
         if role == "benign" and likelihood and all(isinstance(r, str) and r.strip() for r in refs):
-            df["ref_logprob"] = reference_logprobs(handle, inputs, refs, batch_size=batch_size,
+            df["ref_logprob"] = reference_logprobs(handle, inputs, cast(list[str], refs),  # checked: all str
+                                                   batch_size=batch_size,
                                                    progress=progress).numpy()
         frames.append(df)
         if on_set_done is not None:
@@ -299,7 +300,7 @@ def score_completions(
         df["checkpoint"] = "unknown"
     rows: list[dict] = []
     scored: list[pd.DataFrame] = []
-    kw = dict(n_boot=n_boot, ci=ci, seed=seed)
+    kw: dict[str, Any] = dict(n_boot=n_boot, ci=ci, seed=seed)
     for name in dict.fromkeys(df["set"]):
         part = df[df["set"] == name].copy()
         role = str(part["role"].iloc[0])
@@ -522,7 +523,7 @@ def evaluate_behavior(
         where = f" and saved to {str(folder / 'completions.parquet')!r}" if folder else ""
         err = type(exc)(f"{exc}. The {len(completions)} generations are kept in "
                         f"exc.completions{where}; rescore with score_completions()")
-        err.completions = completions  # type: ignore[attr-defined]
+        err.completions = completions  # type: ignore[union-attr]  # ad-hoc attribute, documented
         raise err from exc
     meta["status"] = "complete"
     report = BehaviorReport(metrics, scored, meta)

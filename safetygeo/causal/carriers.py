@@ -35,11 +35,11 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import torch
@@ -83,7 +83,8 @@ def _as_splits(prompts: Any, fractions: Sequence[float], seed: int, what: str) -
         missing = [s for s in SPLITS if s not in prompts]
         if missing:
             raise SafetyGeoError(f"{what} splits must have keys {SPLITS}; missing {missing}")
-        out = {s: list(getattr(prompts[s], "prompts", prompts[s])) for s in SPLITS}
+        out = {s: list(cast(Iterable[str], getattr(prompts[s], "prompts", prompts[s])))
+               for s in SPLITS}
     else:
         from safetygeo.data import PromptSet
 
@@ -289,7 +290,7 @@ class CarrierSelection:
             sel = cls(
                 candidates=pd.DataFrame.from_records(info["candidates"]),
                 directions=directions,
-                chosen=tuple(info["chosen"]) if info["chosen"] else None,  # type: ignore[arg-type]
+                chosen=tuple(info["chosen"]) if info["chosen"] else None,
                 baseline=info["baseline"], split_sizes=info["split_sizes"],
                 thresholds=CarrierThresholds(**info["thresholds"]), weak=info["weak"],
                 notes=info["notes"], meta=info["meta"],

@@ -237,11 +237,11 @@ def run_sweep(
         lyr = None if np.isnan(layer) else int(layer)
         a = 1.0 if np.isnan(alpha) else alpha
         effects = list(intervention_effect(
-            handle, vecs[name], op, harmful=harmful, harmless=harmless, layer=lyr, alpha=a,  # type: ignore[arg-type]
+            handle, vecs[name], op, harmful=harmful, harmless=harmless, layer=lyr, alpha=a,
             nulls=nulls, batch_size=batch_size, baseline=base).values())
         if generations is not None:
             effects.append(generation_refusal_effect(
-                handle, vecs[name], op, harmful if op == "ablate" else harmless,  # type: ignore[arg-type]
+                handle, vecs[name], op, harmful if op == "ablate" else harmless,
                 layer=lyr, alpha=a, nulls=gen_nulls, settings=generations,
                 batch_size=batch_size, n_boot=200))
         cell = pd.DataFrame([{"direction": name, "op": op, "layer": layer, "alpha": alpha,

@@ -2,7 +2,7 @@
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, cast
 
 import typer
 from rich.table import Table
@@ -65,7 +65,8 @@ def attack_gcg(
                         n_replace=n_replace, suffix_init=suffix_init, seed=seed,
                         eval_batch_size=eval_batch_size, early_stop=early_stop)
         h = load_handle(model, model_opts)
-        state = gcg_init(h, list(ps.prompts), tgts, cfg, universal=universal)
+        state = gcg_init(h, list(ps.prompts), cast(list[str], tgts), cfg,  # no None: checked above
+                         universal=universal)
         results = gcg_run(h, state)
         if not results:
             raise SafetyGeoError("GCG returned no results")

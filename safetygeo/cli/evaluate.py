@@ -107,7 +107,8 @@ def evaluate(
             raise typer.BadParameter(f"{str(judge_template)!r} does not exist",
                                      param_hint="--judge-template")
     check_out(out)
-    sel = load_carriers(ablate or add) if (ablate or add) is not None else None
+    carriers_dir = ablate or add
+    sel = load_carriers(carriers_dir) if carriers_dir is not None else None
     loaded = load_sets(sets, ROLES, labels=_LABELS)
     # the set is named by its role; an xstest set has no role and is split by its labels
     role_map = {r: ("benign" if r == "harmless" else r) for r in loaded if r != "xstest"}

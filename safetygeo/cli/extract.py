@@ -1,7 +1,7 @@
 """``extract``: per-layer × per-position activation means of prompt sets."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional, cast
 
 import typer
 from rich.table import Table
@@ -70,7 +70,8 @@ def extract(
         for name, ps in named.items():
             stats = extract_activations(
                 h, ps, layers=layer_sel, positions=pos, batch_size=batch_size,
-                second_moment=second_moment, keep_vectors=keep_vectors, backend=backend,
+                second_moment=cast(Optional[Literal["diag", "full"]], second_moment),
+                keep_vectors=keep_vectors, backend=backend,
             )
             path = out / f"{name}.safetensors"
             stats.save(str(path))

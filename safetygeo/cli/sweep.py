@@ -1,7 +1,7 @@
 """``sweep``: ablation / addition of saved carriers against matched random-direction nulls."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional, cast
 
 import typer
 from rich.table import Table
@@ -30,6 +30,9 @@ from safetygeo.cli.common import (
     refusal_scoring,
 )
 
+if TYPE_CHECKING:
+    from torch import Tensor
+
 CarriersDir = Annotated[Path, typer.Option("--carriers", "-c", help="Folder written by "
                                            "`safetygeo select-carrier`.", show_default=False)]
 Candidate = Annotated[Optional[list[str]], typer.Option(
@@ -37,11 +40,11 @@ Candidate = Annotated[Optional[list[str]], typer.Option(
     show_default=False)]
 
 
-def carrier_directions(sel: object, candidates: Optional[list[str]]) -> dict[str, object]:
+def carrier_directions(sel: object, candidates: Optional[list[str]]) -> "dict[str, Tensor]":
     """The chosen carrier and any ``--candidate LAYER:POSITION`` as named raw vectors."""
     from safetygeo.errors import LayerIndexError, PositionError, SafetyGeoError
 
-    directions: dict[str, object] = {}
+    directions: dict[str, Tensor] = {}
     if sel.chosen is not None:  # type: ignore[attr-defined]
         directions[f"carrier {sel.chosen[0]}:{sel.chosen[1]}"] = sel.vector  # type: ignore[attr-defined]
     cands = sel.directions  # type: ignore[attr-defined]
@@ -136,7 +139,8 @@ def sweep(
         out.mkdir(parents=True, exist_ok=True)
         table = run_sweep(
             h, directions, harmful=list(named["harmful"].prompts),
-            harmless=list(named["harmless"].prompts), ops=op_list, layers=layer_sel,
+            harmless=list(named["harmless"].prompts),
+            ops=cast(list[Literal["ablate", "add"]], op_list), layers=layer_sel,
             alphas=alpha_list, nulls=NullSpec(k=n_null, seed=seed, max_variants=max_variants),
             scoring=scoring, out=out / "sweep.parquet", overwrite=overwrite,
             generations=GenerationSettings(max_new_tokens=max_new_tokens) if generations else None,

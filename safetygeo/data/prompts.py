@@ -113,11 +113,11 @@ class PromptSet:
         (('a?', 'b?'), ('c1', None))
     """
 
-    prompts: tuple[str, ...]
+    prompts: Sequence[str]
     name: str = "prompts"
     label: str | None = None
-    categories: tuple[str | None, ...] | None = None
-    targets: tuple[str | None, ...] | None = None
+    categories: Sequence[str | None] | None = None
+    targets: Sequence[str | None] | None = None
     meta: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:

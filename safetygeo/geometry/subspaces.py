@@ -23,7 +23,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -129,7 +130,7 @@ def carrier_drift(
             return np.degrees(principal_angles(ra_.mean(0) - rb_.mean(0), ca_.mean(0) - cb_.mean(0)))
 
         if same:  # one resample of prompt indices drives both models
-            stat = lambda h, l: angles(h[:, 0], l[:, 0], h[:, 1], l[:, 1])  # noqa: E731
+            stat: Callable[..., Any] = lambda h, l: angles(h[:, 0], l[:, 0], h[:, 1], l[:, 1])  # noqa: E731
             samples = [np.stack([ra, ca], 1), np.stack([rb, cb], 1)]
         else:
             stat, samples = angles, [ra, rb, ca, cb]
@@ -182,7 +183,7 @@ def direction_cosine(
 
     if a[0] is b[0] and a[1] is b[1]:
         samples = [np.stack([ah, bh], 1), np.stack([al, bl], 1)]
-        stat = lambda h, l: cos(h[:, 0].mean(0) - l[:, 0].mean(0), h[:, 1].mean(0) - l[:, 1].mean(0))  # noqa: E731
+        stat: Callable[..., float] = lambda h, l: cos(h[:, 0].mean(0) - l[:, 0].mean(0), h[:, 1].mean(0) - l[:, 1].mean(0))  # noqa: E731
     else:
         samples = [ah, al, bh, bl]
         stat = lambda w, x, y, z: cos(w.mean(0) - x.mean(0), y.mean(0) - z.mean(0))  # noqa: E731

@@ -148,7 +148,7 @@ def matched_variants(
     """
     from safetygeo.interventions.hooks import as_directions
 
-    if not isinstance(nulls, NullSpec):
+    if not hasattr(nulls, "identity") or not hasattr(nulls, "max_variants"):  # a NullSpec
         raise SafetyGeoError(f"nulls must be a NullSpec, got {type(nulls).__name__}")
     if op not in ("ablate", "add"):
         raise SafetyGeoError(f"op must be 'ablate' or 'add', got {op!r}")

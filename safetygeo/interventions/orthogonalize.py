@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from jaxtyping import Float
@@ -61,7 +62,7 @@ def _orthogonalize_experts(experts: nn.Module, unit: Tensor, d_model: int) -> No
     if not fused or fused[0].ndim != 3:
         raise UnknownArchitectureError(
             f"cannot find the experts' output projections in {type(experts).__name__}")
-    w = fused[0]
+    w: Tensor = fused[0]
     u = unit.to(w.dtype)
     if w.shape[1] == d_model:  # [E, out=d, in]
         w -= u[None, :, None] * (u @ w)[:, None, :]
@@ -97,7 +98,7 @@ def _orthogonalize_writer(writer: nn.Module, unit: Tensor, d_model: int) -> None
 
 @torch.no_grad()
 def _orthogonalize_output(layer: nn.Module, unit: Tensor) -> None:
-    w = layer.weight
+    w = cast(Tensor, layer.weight)
     u = unit.to(w.dtype)
     if isinstance(layer, nn.Linear):  # weight [out=d, in]
         w -= torch.outer(u, u @ w)
@@ -134,8 +135,9 @@ def orthogonalize_(handle: ModelHandle, direction: Float[Tensor, " d"]) -> Model
         if isinstance(trunk_child, nn.Embedding):
             embeddings.append(trunk_child)
     for emb in embeddings:
-        u = unit.to(emb.weight.dtype)
-        emb.weight -= torch.outer(emb.weight @ u, u)
+        ew = cast(Tensor, emb.weight)
+        u = unit.to(ew.dtype)
+        ew -= torch.outer(ew @ u, u)
     for block in blocks:
         for writer in residual_writers(block):
             _orthogonalize_writer(writer, unit, handle.d_model)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -75,7 +75,7 @@ class ModelHandle:
         for key in ("hidden_size", "n_embd", "d_model"):
             if isinstance(getattr(cfg, key, None), int):
                 return int(getattr(cfg, key))
-        return int(self.model.get_input_embeddings().weight.shape[1])
+        return int(cast(torch.Tensor, self.model.get_input_embeddings().weight).shape[1])
 
     @property
     def device(self) -> torch.device:
@@ -283,12 +283,13 @@ def load_model(
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer, trust_remote_code=trust_remote_code)
+    # (ignores below) transformers wraps .to with @wraps(nn.Module.to): its stub loses `self`
     if isinstance(model, nn.Module):
         resolved = _resolve_dtype(dtype)
         if isinstance(resolved, torch.dtype):
-            hf_model = hf_model.to(resolved)
+            hf_model = hf_model.to(resolved)  # type: ignore[arg-type]
     if device is not None:
-        hf_model = hf_model.to(device)
+        hf_model = hf_model.to(device)  # type: ignore[arg-type]
     hf_model.eval()
     arch = resolve_arch(hf_model, layers_path=layers_path, final_norm_path=final_norm_path)
     tmpl = ChatTemplate.from_string(template) if isinstance(template, str) else template

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from jaxtyping import Float
@@ -52,6 +52,7 @@ from safetygeo.models.hooks import hidden_from_inputs
 
 if TYPE_CHECKING:  # pragma: no cover
     from nnsight.modeling.transformers import TransformersModel
+    from transformers import PreTrainedModel
 
 _EXTRA_KEY = "nnsight"
 
@@ -154,7 +155,7 @@ def from_nnsight(nns_model: Any, **load_kwargs: Any) -> ModelHandle:
         )
     if not load_kwargs.get("model_id") and isinstance(getattr(nns_model, "repo_id", None), str):
         load_kwargs["model_id"] = nns_model.repo_id or None
-    handle = load_model(module, tokenizer, **load_kwargs)
+    handle = load_model(cast("PreTrainedModel", module), tokenizer, **load_kwargs)
     handle.extra[_EXTRA_KEY] = nns_model
     return handle
 
@@ -213,7 +214,7 @@ def capture_resid_nnsight(
         for envoy in envoys:
             args, kwargs = envoy.inputs
             hidden = hidden_from_inputs(args, kwargs)
-            saved.append(hidden.index_select(1, cols.to(hidden.device)).save())
+            saved.append(hidden.index_select(1, cols.to(hidden.device)).save())  # type: ignore[attr-defined]  # nnsight proxy method
         tracer.stop()
     out = {}
     for layer, value in zip(layers, saved):

@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -162,7 +164,7 @@ def tiny_config(
     """A small random-init config of a real architecture family (see :data:`ARCHS`)."""
     d_mlp = d_mlp or 2 * d_model
     head_dim = d_model // n_heads
-    common = dict(
+    common: dict[str, Any] = dict(
         vocab_size=vocab_size,
         hidden_size=d_model,
         intermediate_size=d_mlp,

@@ -48,7 +48,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from jaxtyping import Float
@@ -60,12 +60,13 @@ from safetygeo.models.handle import ModelHandle, load_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers import PreTrainedModel
 
 _EXTRA_KEY = "transformer_lens"
 _SOURCE_KEY = "transformer_lens.source"
 
 
-def _import_bridge() -> type:
+def _import_bridge() -> type[TransformerBridge]:
     try:
         from transformer_lens.model_bridge import TransformerBridge
     except ImportError as exc:  # pragma: no cover - transformer-lens is a dependency
@@ -218,7 +219,7 @@ def from_transformer_lens(bridge: Any, **load_kwargs: Any) -> ModelHandle:
     model_name = getattr(getattr(bridge, "cfg", None), "model_name", None)
     if not load_kwargs.get("model_id") and isinstance(model_name, str) and model_name:
         load_kwargs["model_id"] = model_name
-    handle = load_model(module, tokenizer, **load_kwargs)
+    handle = load_model(cast("PreTrainedModel", module), tokenizer, **load_kwargs)
     handle.extra[_EXTRA_KEY] = bridge
     handle.extra[_SOURCE_KEY] = _fingerprint(handle.model)
     return handle

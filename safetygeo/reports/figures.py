@@ -63,7 +63,7 @@ def null_figure(effect: NullComparison, xlabel: str, *, title: str | None = None
     """Histogram of the matched-null effects with the real effect as a line."""
     import plotly.graph_objects as go
 
-    if not isinstance(effect, NullComparison):
+    if not (hasattr(effect, "null") and hasattr(effect, "real") and hasattr(effect, "p")):
         raise SafetyGeoError(f"null_figure needs a NullComparison, got {type(effect).__name__}")
     fig = go.Figure(go.Histogram(x=effect.null.tolist(), name=f"{effect.k} matched nulls",
                                  marker_color="gray", opacity=0.7))

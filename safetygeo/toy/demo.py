@@ -131,7 +131,7 @@ def run_demo(
 
     with _timed(timings, "behaviour", say):
         sets = toy_behavior_sets(world, split="test", n=settings.behavior_n, seed=seed)
-        kw = dict(settings=gen_settings, n_boot=settings.n_boot, batch_size=32,
+        kw: dict[str, Any] = dict(settings=gen_settings, n_boot=settings.n_boot, batch_size=32,
                   progress=progress)
         tables = []
         conditions: list[tuple[str, Any, Any]] = [("base", base, None), ("anchor", anchor, None)]
@@ -148,7 +148,8 @@ def run_demo(
         behavior = pd.concat(tables, ignore_index=True)
 
     with _timed(timings, "geometry", say):
-        pos = dict(positions="t_inst+post_instruction", keep_vectors=True, progress=False)
+        pos: dict[str, Any] = dict(positions="t_inst+post_instruction", keep_vectors=True,
+                                   progress=False)
         acts_h = extract_activations(anchor, harmful_test, **pos)
         acts_l = extract_activations(anchor, harmless_test, **pos)
         coupling = geometric_coupling(acts_h, acts_l, n_boot=settings.n_boot, seed=seed)

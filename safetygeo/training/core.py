@@ -223,6 +223,7 @@ class MethodTrainer(Trainer):
         metrics = next((dict(r) for r in reversed(self.state.log_history)
                         if r.get("step") == step and "loss" in r), {})
         metrics.pop("step", None)
+        assert self.args.output_dir is not None  # always set by TrainConfig.training_arguments
         staged = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{step}"
         commit_checkpoint(staged, self.trajectory_dir, step, metrics=metrics,
                           method_state=self.method.state_dict())
@@ -333,7 +334,8 @@ def _wrap_lora(model: nn.Module, spec: LoraSpec) -> nn.Module:
 
     check_lora_targets(model, spec)
     tm = spec.target_modules if isinstance(spec.target_modules, str) else list(spec.target_modules)
-    cfg = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+    # peft annotates lora_alpha as int; a float works (scaling = alpha / r)
+    cfg = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,  # type: ignore[arg-type]
                      target_modules=tm, task_type="CAUSAL_LM")
     return get_peft_model(model, cfg)
 
@@ -522,6 +524,7 @@ def train(
     done = list(scan.checkpoints) if scan else []
     damaged = list(scan.damaged) if scan else []
     if (done or damaged) and resume:
+        assert old is not None  # checkpoints are only scanned when a manifest was read
         diff = identity_diff(_identity(old), _identity(manifest))
         if diff:
             raise TrajectoryMismatchError(
@@ -596,7 +599,8 @@ def train(
 
     # the model to train: dtype, then LoRA (its init draws from the seeded RNG)
     if config.dtype is not None:
-        handle.model.to(_DTYPES[config.dtype.lower()])
+        # transformers wraps .to with @wraps(nn.Module.to): its stub loses `self`
+        handle.model.to(_DTYPES[config.dtype.lower()])  # type: ignore[arg-type]
     model = _wrap_lora(handle.model, config.lora) if config.lora is not None else handle.model
     if resume_from is not None:
         method.load_state_dict(load_method_state(resume_from))
@@ -641,7 +645,8 @@ def train(
         raise
     finally:
         if config.lora is not None:
-            handle.model = model.merge_and_unload()
+            # nn.Module.__getattr__ stub types the PeftModel method as Tensor | Module
+            handle.model = model.merge_and_unload()  # type: ignore[operator]
         handle.model.eval()
     if is_main:
         write_manifest(out, trainer.manifest)

@@ -39,7 +39,10 @@ def test_anchor_refuses_harmful_and_answers_benign(toy_built) -> None:
 def test_measure_counts_an_empty_completion_as_refused(monkeypatch) -> None:
     """One "refused" (issue #11): an empty completion is refused, as in ``is_refusal``; it
     used to count as not refused here."""
-    import safetygeo.behavior.generate as gen_mod
+    import sys
+
+    # the module, not the ``generate`` function the behavior package exports under that name
+    gen_mod = sys.modules[Generations.__module__]
 
     def fake(handle, prompts, settings, *, batch_size, progress):
         comps = tuple("" if i % 2 == 0 else "sure ." for i in range(len(prompts)))

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from safetygeo.geometry.directions import refusal_directions
+from safetygeo.causal.candidates import refusal_directions
 from safetygeo.training import GeometryCallback, TrainConfig, TrainingError, train
 
 CFG = TrainConfig(max_steps=4, save_every=2, batch_size=2, lr=1e-3)

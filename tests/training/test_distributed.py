@@ -18,8 +18,8 @@ from safetygeo.training import Trajectory
 def _launch(model_dir, out, data):
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(29500 + os.getpid() % 1000), "-m", "safetygeo.cli", "train", "sft",
-           "--model", str(model_dir), "--out", str(out), "--data", f"harmful={data}",
+           "--master_port", str(29500 + os.getpid() % 1000), "-m", "safetygeo.cli", "train",
+           str(model_dir), "--method", "sft", "--out", str(out), "--set", f"harmful={data}",
            "--max-steps", "4", "--save-every", "2", "--batch-size", "2", "--lr", "1e-3",
            "--no-progress"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

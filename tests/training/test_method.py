@@ -17,6 +17,8 @@ from safetygeo.training import (
     get_method,
     register_method,
 )
+from safetygeo.errors import EmptyDatasetError, EmptyPromptSetError
+from safetygeo.training import errors as training_errors
 from safetygeo.training.method import get_method_class
 
 
@@ -65,8 +67,12 @@ def test_split_data_roles():
     assert m.split_data({"harmless": [("a", "b")], "harmful": None}) == {"harmless": [("a", "b")]}
     with pytest.raises(TrainingError, match=r"no data role\(s\) \['benign'\]"):
         m.split_data({"benign": []})
-    with pytest.raises(TrainingError, match="got no data"):
+    # EmptyDatasetError lives in safetygeo.errors since issue #11 and is an input error
+    # (an EmptyPromptSetError), no longer a TrainingError
+    with pytest.raises(EmptyDatasetError, match="got no data") as exc:
         m.split_data({})
+    assert isinstance(exc.value, EmptyPromptSetError) and not isinstance(exc.value, TrainingError)
+    assert training_errors.EmptyDatasetError is EmptyDatasetError  # still re-exported there
 
 
 def test_light_submodules_do_not_import_the_trainer() -> None:

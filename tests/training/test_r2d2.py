@@ -488,8 +488,8 @@ def test_cli_trains_r2d2_with_the_cpu_preset(toy, tmp_path):
     util.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in toy.HARMLESS))
     harm.write_text("".join(json.dumps({"goal": p, "target": t}) + "\n" for p, t in toy.HARMFUL_PAIRS))
     out = tmp_path / "traj"
-    r = CliRunner().invoke(app, ["train", "r2d2", "-m", str(model_dir), "-o", str(out),
-                                 "-d", f"utility={util}", "-d", f"harmful={harm}",
+    r = CliRunner().invoke(app, ["train", str(model_dir), "-m", "r2d2", "-o", str(out),
+                                 "-s", f"utility={util}", "-s", f"harmful={harm}",
                                  "--method-opt", "preset=cpu", "--method-opt", "pool_size=3",
                                  "--max-steps", "2", "--batch-size", "2", "--save-every", "2",
                                  "--no-progress"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -173,7 +173,8 @@ def _suffix_texts(
     live = list(range(len(rows)))
     for j, p in enumerate(prompts):
         anchor = list(p.before_ids[-1:])
-        anchor_text = tokenizer.decode(anchor, clean_up_tokenization_spaces=False) if anchor else ""
+        anchor_text = (cast(str, tokenizer.decode(anchor, clean_up_tokenization_spaces=False))
+                       if anchor else "")
         decoded = tokenizer.batch_decode([anchor + rows[i] for i in live],
                                          clean_up_tokenization_spaces=False)
         here: dict[int, str] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -71,8 +72,9 @@ def _layout(
 
 def _check_embedding(handle: ModelHandle, ids: Tensor) -> None:
     embed = handle.model.get_input_embeddings()
+    weight = cast(Tensor, embed.weight)
     with torch.no_grad():
-        onehot = F.one_hot(ids.to(handle.device), embed.weight.shape[0]).to(embed.weight.dtype)
+        onehot = F.one_hot(ids.to(handle.device), weight.shape[0]).to(weight.dtype)
         if not torch.allclose(_embed_onehot(embed, onehot), embed(ids.to(handle.device)),
                               rtol=1e-3, atol=1e-5):
             raise GCGError(
@@ -114,7 +116,7 @@ def gcg_init(
         raise GCGError("no instructions to attack")
     if len(targets) != len(instructions):
         raise GCGError(f"got {len(instructions)} instructions but {len(targets)} targets")
-    n_vocab = handle.model.get_input_embeddings().weight.shape[0]
+    n_vocab = cast(Tensor, handle.model.get_input_embeddings().weight).shape[0]
     allowed = allowed_tokens(handle.tokenizer, n_vocab, allow_non_ascii=config.allow_non_ascii,
                              forbidden_token_ids=config.forbidden_token_ids)
     if not allowed.any():
@@ -181,7 +183,8 @@ def _step_item(handle: ModelHandle, item: GCGItem, state: GCGState, config: GCGC
         j = int(loss.argmin())
     text = texts[j]
     if text is None:  # filter off: best-effort text
-        text = handle.tokenizer.decode(cands[j].tolist(), clean_up_tokenization_spaces=False)
+        text = cast(str, handle.tokenizer.decode(cands[j].tolist(),
+                                                 clean_up_tokenization_spaces=False))
     item.suffix_ids, item.suffix, item.loss = cands[j].clone(), text, float(loss[j])
     item.solved = bool(greedy[j])
     item.losses.append(item.loss)
@@ -248,7 +251,7 @@ def gcg_attack(
         progress: show a tqdm bar.
     """
     single = isinstance(instruction, str)
-    instructions = [instruction] if single else list(instruction)  # type: ignore[list-item]
+    instructions = [instruction] if isinstance(instruction, str) else list(instruction)
     targets = [target] if isinstance(target, str) else list(target)
     if isinstance(target, str) and not single:
         targets = targets * len(instructions)

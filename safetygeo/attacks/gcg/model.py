@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -113,7 +113,7 @@ def _expand_cache(prefix: list[tuple], batch: int) -> Any:
 
 def _embed_onehot(embed: nn.Module, onehot: Tensor) -> Tensor:
     """``onehot @ W_E``, with the embedding module's own scale if it has one (Gemma 3)."""
-    out = onehot @ embed.weight
+    out = onehot @ cast(Tensor, embed.weight)
     scale = getattr(embed, "embed_scale", None)
     if scale is not None:
         out = out * (scale.to(out.dtype) if torch.is_tensor(scale) else scale)
@@ -155,7 +155,8 @@ def _token_gradient(
     lm: nn.Module, item: GCGItem, prefixes: Sequence[list[tuple] | None]
 ) -> tuple[Tensor, float]:
     device = next(lm.parameters()).device
-    embed = lm.get_input_embeddings()
+    # torch's nn.Module.__getattr__ stub types methods as Tensor | Module
+    embed = lm.get_input_embeddings()  # type: ignore[operator]
     n_vocab = embed.weight.shape[0]
     ids = item.suffix_ids.to(device)
     grad = torch.zeros(len(ids), n_vocab, dtype=torch.float32)

@@ -519,6 +519,7 @@ class R2D2(Method):
                                         use_prefix_cache=cfg.use_prefix_cache)[0][0])
                  for e in entries]
         if cfg.gcg_steps:
+            assert self._allowed is not None  # set by setup()'s first _new_item (pool_size >= 1)
             view = GCGState([e.item for e in entries], self._step_config, self._allowed, self._gen)
             for _ in range(cfg.gcg_steps):
                 gcg_step(model, view)
@@ -552,7 +553,8 @@ class R2D2(Method):
                                                                       list[dict[str, list[int]]]]:
         """``(away_rows, toward_rows)``: ``before + suffix + after`` followed by the harmful
         target (away) or the refusal + end-of-turn (toward), labels on the completion only."""
-        away, toward = [], []
+        away: list[dict[str, list[int]]] = []
+        toward: list[dict[str, list[int]]] = []
         for e in entries:
             p = e.prompt
             prompt = list(p.before_ids) + e.item.suffix_ids.tolist() + list(p.after_ids)
