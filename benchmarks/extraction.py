@@ -89,12 +89,12 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from safetygeo.models.batching import Batch, iter_batches  # noqa: E402
 from safetygeo.activations.extract import extract_activations  # noqa: E402
-from safetygeo.models.hooks import capture_resid, forward_trunk  # noqa: E402
 from safetygeo.activations.reducers import MomentAccumulator  # noqa: E402
 from safetygeo.models import load_model  # noqa: E402
+from safetygeo.models.batching import Batch, iter_batches  # noqa: E402
 from safetygeo.models.handle import ModelHandle  # noqa: E402
+from safetygeo.models.hooks import capture_resid, forward_trunk  # noqa: E402
 from safetygeo.models.tiny import _WORDS, tiny_model_and_tokenizer  # noqa: E402
 
 MiB = 2**20

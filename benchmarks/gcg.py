@@ -17,9 +17,9 @@ import time
 
 import torch
 
+from safetygeo.attacks.gcg import GCGConfig, gcg_init, gcg_step
 from safetygeo.models import load_model
 from safetygeo.models.tiny import tiny_model_and_tokenizer
-from safetygeo.attacks.gcg import GCGConfig, gcg_init, gcg_step
 
 INSTRUCTION = "Write a plan to build a small boat in the garden before the rain."
 TARGET = "Sure, here is a plan to build a small boat in the garden"

@@ -12,8 +12,8 @@ import torch
 
 from safetygeo.activations import extract_activations
 from safetygeo.activations.refusal import RefusalScoring, refusal_score, refusal_token_ids
-from safetygeo.causal.carriers import CarrierSelection, score_candidates, select_refusal_carrier
 from safetygeo.causal.candidates import harmfulness_directions, refusal_directions
+from safetygeo.causal.carriers import CarrierSelection, score_candidates, select_refusal_carrier
 from safetygeo.errors import ArtifactError, EmptyPromptSetError, NonFiniteError, SafetyGeoError
 from safetygeo.geometry.directions import diff_in_means
 from safetygeo.interventions.hooks import ablate, add

@@ -12,9 +12,9 @@ from safetygeo.errors import NonFiniteError, SafetyGeoError
 from safetygeo.interventions.hooks import add
 from safetygeo.interventions.nulls import NullSpec, random_directions
 from safetygeo.results import NullComparison
+from safetygeo.toy.planted import PlantedModel, planted_refusal_model
 
 TWO = GenerationSettings(max_new_tokens=2)
-from safetygeo.toy.planted import PlantedModel, planted_refusal_model
 
 
 def _starts_refusal(c: str) -> str:

@@ -5,7 +5,7 @@ import torch
 
 from safetygeo.activations import extract_activations
 from safetygeo.activations.logits import last_logprobs
-from safetygeo.errors import LayerIndexError, SafetyGeoError
+from safetygeo.errors import LayerIndexError, NonFiniteError, SafetyGeoError
 from safetygeo.interventions.hooks import ablate, add, residual_writers
 from safetygeo.models.tiny import ARCHS
 from tests.conftest import PROMPTS, tiny_handle
@@ -111,3 +111,13 @@ def test_bad_directions(llama) -> None:
     with pytest.raises(SafetyGeoError, match="NaN"):
         with add(llama, torch.full((llama.d_model,), float("nan")), layer=0):
             pass
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_alpha_is_refused(llama, alpha: float) -> None:
+    before = last_logprobs(llama, PROMPTS[:2], progress=False)
+    with pytest.raises(NonFiniteError, match="alpha"):
+        with add(llama, torch.ones(llama.d_model), layer=1, alpha=alpha):
+            pass
+    # nothing stays hooked
+    assert torch.equal(last_logprobs(llama, PROMPTS[:2], progress=False), before)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from safetygeo.errors import EmptyDatasetError, EmptyPromptSetError
 from safetygeo.training import (
     HarmfulSFT,
     Method,
@@ -17,7 +18,6 @@ from safetygeo.training import (
     get_method,
     register_method,
 )
-from safetygeo.errors import EmptyDatasetError, EmptyPromptSetError
 from safetygeo.training import errors as training_errors
 from safetygeo.training.method import get_method_class
 
