@@ -215,9 +215,23 @@ longer read, is what the angle plot answers for this run.
     return nb
 
 
+def all_notebooks() -> dict[str, nbf.NotebookNode]:
+    """Every notebook by file name: the two defined here, plus one per ``_build_*.py`` module
+    next to this file (each defines ``NAME``, the .ipynb file name, and ``build()``)."""
+    import importlib.util
+
+    out = {"01_explore_checkpoint.ipynb": explore(), "02_trajectory.ipynb": trajectory()}
+    for path in sorted(HERE.glob("_build_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(mod)  # type: ignore[union-attr]
+        out[mod.NAME] = mod.build()
+    return out
+
+
 def main() -> None:
-    nbf.write(explore(), HERE / "01_explore_checkpoint.ipynb")
-    nbf.write(trajectory(), HERE / "02_trajectory.ipynb")
+    for name, nb in all_notebooks().items():
+        nbf.write(nb, HERE / name)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ def test_notebooks_match_their_generator() -> None:
     spec = importlib.util.spec_from_file_location("nb_build", ROOT / "notebooks" / "_build.py")
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)  # type: ignore[union-attr]
-    generated = {"01_explore_checkpoint.ipynb": build.explore(), "02_trajectory.ipynb": build.trajectory()}
+    generated = build.all_notebooks()
     assert sorted(generated) == [p.name for p in NOTEBOOKS]
     for path in NOTEBOOKS:
         on_disk = nbformat.read(path, as_version=4)
