@@ -57,3 +57,41 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as pretty JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_text(path: str | os.PathLike[str], *, what: str = "file",
+              error: type[Exception] | None = None) -> str:
+    """Read a UTF-8 text file (a leading BOM is dropped); a file that is not UTF-8 raises
+    ``error`` (default :class:`~safetygeo.errors.SafetyGeoError`) naming the file and the
+    first bad byte.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+        >>> _ = p.write_bytes(b"ok \\xff")
+        >>> read_text(p, what="prompt file")
+        Traceback (most recent call last):
+        ...
+        safetygeo.errors.SafetyGeoError: prompt file ... is not UTF-8 text (byte 0xff at offset 3)
+    """
+    from safetygeo.errors import SafetyGeoError
+
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        cls = error or SafetyGeoError
+        raise cls(f"{what} {str(path)!r} is not UTF-8 text (byte {raw[exc.start]:#04x} at "
+                  f"offset {exc.start})") from None
+
+
+def read_json(path: str | os.PathLike[str], *, what: str = "JSON file",
+              error: type[Exception] | None = None) -> Any:
+    """Read a UTF-8 JSON file; invalid UTF-8 or JSON raises ``error`` naming the file."""
+    from safetygeo.errors import SafetyGeoError
+
+    text = read_text(path, what=what, error=error)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise (error or SafetyGeoError)(f"{what} {str(path)!r} is not valid JSON ({exc})") from None

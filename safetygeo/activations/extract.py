@@ -32,6 +32,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from safetygeo._validate import positive_int, prompt_list
 from safetygeo.activations.positions import PositionSelection, PositionSpec, resolve_positions
 from safetygeo.activations.reducers import MomentAccumulator, SecondMoment
 from safetygeo.errors import (
@@ -166,10 +167,14 @@ def extract_activations(
     Raises:
         EmptyPromptSetError, LayerIndexError, PositionError, PromptTooLongError, ChatTemplateError.
     """
-    texts = list(getattr(prompts, "prompts", prompts))
     set_name = getattr(prompts, "name", None)
+    texts = prompt_list(prompts, f"prompt set {set_name}" if set_name else "prompts",
+                        allow_empty=True)
     if not texts:
         raise EmptyPromptSetError(f"prompt set {set_name or ''!s} is empty".replace("  ", " "))
+    batch_size = positive_int(batch_size, "batch_size")
+    if second_moment not in (None, "diag", "full"):
+        raise SafetyGeoError(f"second_moment must be None, 'diag' or 'full', got {second_moment!r}")
     layer_sel = handle.check_layers(layers)
     capture = get_backend(backend)
     encoded = handle.encode(texts)

@@ -96,10 +96,21 @@ def resolve_positions(spec: PositionSpec, n_eoi: int) -> PositionSelection:
     Raises:
         PositionError: unknown name, non-negative offset, duplicates, or empty selection.
     """
-    if isinstance(spec, (str, int)):
+    import numbers
+
+    if isinstance(spec, numbers.Integral) and not isinstance(spec, bool):
+        spec = int(spec)
+    if isinstance(spec, (str, int)) and not isinstance(spec, bool):
         pairs = _one(spec, n_eoi)
+    elif spec is None or isinstance(spec, (bool, float, bytes)) or not hasattr(spec, "__iter__"):
+        raise PositionError(f"positions must be a name like 'post_instruction', a negative int "
+                            f"offset or a list of them, got {spec!r}")
     else:
-        pairs = [p for s in spec for p in _one(s, n_eoi)]
+        items = list(spec)
+        bad = [s for s in items if isinstance(s, (bool, float)) or not isinstance(s, (str, int))]
+        if bad:
+            raise PositionError(f"positions must be names or negative int offsets, got {bad[0]!r}")
+        pairs = [p for s in items for p in _one(s, n_eoi)]
     if not pairs:
         raise PositionError("empty position selection")
     offsets = tuple(o for o, _ in pairs)

@@ -79,9 +79,18 @@ def load_stats(path: str | os.PathLike[str]) -> Any:
         raise ArtifactError(f"corrupt activation artifact {str(path)!r}: {exc}") from exc
     if raw is None:
         raise ArtifactError(f"{str(path)!r} is a safetensors file without safetygeo metadata")
-    header = json.loads(raw)
-    if header.get("format") != "safetygeo.activation_stats":
-        raise ArtifactError(f"{str(path)!r} holds {header.get('format')!r}, not activation stats")
+    try:
+        header = json.loads(raw)
+    except ValueError as exc:
+        raise ArtifactError(f"{str(path)!r}: damaged safetygeo metadata ({exc})") from exc
+    if not isinstance(header, dict) or header.get("format") != "safetygeo.activation_stats":
+        fmt = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise ArtifactError(f"{str(path)!r} holds {fmt!r}, not activation stats")
+    missing = [k for k in ("layers", "positions", "count", "n_eoi", "meta") if k not in header]
+    if missing or not isinstance(header.get("positions"), dict) or \
+            not {"offsets", "labels"} <= set(header["positions"]):
+        raise ArtifactError(f"{str(path)!r}: incomplete safetygeo metadata (missing "
+                            f"{missing or ['positions.offsets/labels']})")
     mean = tensors.get("mean")
     n_layers, n_pos = len(header["layers"]), len(header["positions"]["offsets"])
     if mean is None or tuple(mean.shape[:2]) != (n_layers, n_pos):

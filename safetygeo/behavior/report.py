@@ -62,7 +62,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from safetygeo._io import atomic_path, atomic_write_json
+from safetygeo._io import atomic_path, atomic_write_json, read_json
 from safetygeo.behavior.classify import (
     EmptyCompletionError,
     classify_completions,
@@ -420,13 +420,19 @@ class BehaviorReport:
         paths = [folder / n for n in ("behavior.json", "behavior.parquet", "completions.parquet")]
         if not all(p.is_file() for p in paths):
             raise ArtifactError(f"{str(folder)!r} is not a complete behaviour report folder")
-        info = json.loads(paths[0].read_text())
-        if info.get("format") != _FORMAT:
+        info = read_json(paths[0], what="behaviour report metadata", error=ArtifactError)
+        if not isinstance(info, dict) or info.get("format") != _FORMAT:
             raise ArtifactError(f"{str(paths[0])!r} is not a behaviour report")
+        if not isinstance(info.get("sha256"), dict) or "meta" not in info:
+            raise ArtifactError(f"{str(paths[0])!r} is incomplete (no file hashes or metadata): "
+                                "the report was not finished")
         for p in paths[1:]:
             if hashlib.sha256(p.read_bytes()).hexdigest() != info["sha256"].get(p.name):
                 raise ArtifactError(f"{str(p)!r} does not match behavior.json (corrupt or replaced)")
-        return cls(pd.read_parquet(paths[1]), pd.read_parquet(paths[2]), info["meta"])
+        try:
+            return cls(pd.read_parquet(paths[1]), pd.read_parquet(paths[2]), info["meta"])
+        except Exception as exc:  # pyarrow raises several unrelated types for damaged files
+            raise ArtifactError(f"{str(folder)!r}: a behaviour table cannot be read ({exc})") from exc
 
 
 def _provenance(handle: ModelHandle, sets: list[tuple[str, str, PromptSet]], **kw: Any) -> dict:

@@ -32,6 +32,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from safetygeo._validate import prompt_list
 from safetygeo.activations.logits import encode_checked, pad_id_of
 from safetygeo.data.prompts import PromptSet
 from safetygeo.errors import PromptTooLongError, SafetyGeoError
@@ -68,7 +69,9 @@ def reference_logprobs(
 
     if reduction not in ("mean", "sum"):
         raise SafetyGeoError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    texts = list(getattr(prompts, "prompts", prompts))
+    texts = prompt_list(prompts)
+    if isinstance(references, str):
+        references = [references]
     if len(texts) != len(references):
         raise SafetyGeoError(f"{len(texts)} prompts but {len(references)} references")
     p_ids = encode_checked(handle, texts)

@@ -47,6 +47,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from safetygeo._io import atomic_path, atomic_write_json
+from safetygeo._validate import positive_int
 from safetygeo.activations.logits import last_logprobs
 from safetygeo.activations.positions import PositionSelection
 from safetygeo.activations.refusal import RefusalScoring, refusal_score_from_logprobs
@@ -125,6 +126,8 @@ def score_candidates(
     """
     from tqdm.auto import tqdm
 
+    batch_size = positive_int(batch_size, "batch_size")
+    max_variants = positive_int(max_variants, "max_variants")
     k = vectors.shape[0]
     norms = vectors.norm(dim=-1)
     ok = [i for i in range(k) if bool(torch.isfinite(vectors[i]).all()) and norms[i] > 1e-12]
@@ -334,6 +337,10 @@ def select_refusal_carrier(
             (``None`` = every scored candidate).
         progress: progress bars.
     """
+    batch_size = positive_int(batch_size, "batch_size")
+    max_variants = positive_int(max_variants, "max_variants")
+    if test_top_k is not None:
+        test_top_k = positive_int(test_top_k, "test_top_k", minimum=0)
     hs = _as_splits(harmful, splits, seed, "harmful")
     ls = _as_splits(harmless, splits, seed, "harmless")
     ids = scoring.ids(handle.tokenizer)

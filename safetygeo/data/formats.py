@@ -293,7 +293,11 @@ def load_jsonl(
     p = _check_file(path)
     source = str(p)
     rows: list[_Row] = []
-    for lineno, line in enumerate(p.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise PromptSetFormatError(f"{str(p)!r}: not UTF-8 text ({e})") from e
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -38,6 +38,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from safetygeo._io import read_text
 from safetygeo.data.prompts import PromptSet
 from safetygeo.errors import DatasetFormatError, EmptyDatasetError
 from safetygeo.models.handle import ModelHandle
@@ -68,7 +69,7 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
     p = Path(path).expanduser()
     if not p.is_file():
         raise DatasetFormatError(f"training data file {str(p)!r} does not exist")
-    text = p.read_text(encoding="utf-8-sig")
+    text = read_text(p, what="training data file", error=DatasetFormatError)
     try:
         if p.suffix.lower() == ".jsonl":
             recs = [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -116,15 +116,25 @@ class ModelHandle:
             >>> h.check_layers("all"), h.check_layers(-1)
             ((0, 1, 2, 3), (3,))
         """
+        import numbers
+
         total = self.n_layers + 1
         if layers is None or (isinstance(layers, str) and layers == "all"):
             return tuple(range(total))
-        if isinstance(layers, int):
-            layers = [layers]
+        if isinstance(layers, str):
+            raise LayerIndexError(f"layers must be 'all', an int or a list of ints, got {layers!r}")
+        if isinstance(layers, numbers.Integral) and not isinstance(layers, bool):
+            layers = [int(layers)]  # numpy / torch integers too
+        try:
+            layers = list(layers)
+        except TypeError:
+            raise LayerIndexError(f"layers must be 'all', an int or a list of ints, got "
+                                  f"{layers!r}") from None
         out = []
         for layer in layers:
-            if not isinstance(layer, int) or isinstance(layer, bool):
+            if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
                 raise LayerIndexError(f"layer indices must be ints, got {layer!r}")
+            layer = int(layer)
             idx = layer + total if layer < 0 else layer
             if not 0 <= idx < total:
                 raise LayerIndexError(
@@ -181,6 +191,9 @@ class ModelHandle:
 def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
     if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
         return dtype
+    if not isinstance(dtype, str):
+        raise CheckpointError(f"dtype must be a name like 'bf16', 'float32' or 'auto' (or a "
+                              f"torch.dtype), got {dtype!r}")
     try:
         return _DTYPES[dtype.lower()]
     except KeyError:
@@ -247,10 +260,18 @@ def load_model(
         UnknownArchitectureError: the residual stream cannot be located.
     """
     if isinstance(model, tuple):
+        if len(model) != 2:
+            raise CheckpointError(f"a (model, tokenizer) pair is expected, got a tuple of {len(model)}")
         model, tokenizer = model
+    if not isinstance(model, (str, os.PathLike, nn.Module)):
+        raise CheckpointError(f"model must be a hub id, a folder, a PreTrainedModel or a "
+                              f"(model, tokenizer) pair, got {type(model).__name__}")
     if isinstance(model, nn.Module):
         if tokenizer is None:
             raise CheckpointError("an in-memory model needs a tokenizer: load_model(model, tokenizer)")
+        if getattr(model, "config", None) is None or not callable(getattr(model, "forward", None)):
+            raise CheckpointError(f"load_model needs a Hugging Face model with a .config (a "
+                                  f"PreTrainedModel), got {type(model).__name__}")
         name = model_id or getattr(model, "name_or_path", None) or "in-memory"
         hf_model = model
     else:

@@ -240,7 +240,9 @@ def load_run_file(path: str | Any) -> dict[str, Any]:
     p = Path(path).expanduser()
     if not p.is_file():
         raise TrainConfigError(f"config file {str(p)!r} does not exist")
-    text = p.read_text(encoding="utf-8")
+    from safetygeo._io import read_text
+
+    text = read_text(p, what="config file", error=TrainConfigError)
     try:
         if p.suffix.lower() in (".yaml", ".yml"):
             import yaml

@@ -33,7 +33,7 @@ import torch
 from safetygeo._identity import identity_diff as _identity_diff
 from safetygeo._identity import jsonable as _jsonable
 from safetygeo._identity import sha256_json
-from safetygeo._io import atomic_write_json, atomic_write_text
+from safetygeo._io import atomic_write_json, atomic_write_text, read_json
 from safetygeo.models.chat import ChatTemplate
 from safetygeo.models.fingerprint import model_fingerprint
 from safetygeo.models.handle import ModelHandle, load_model
@@ -229,7 +229,10 @@ class Trajectory:
     def log_history(self, step: int | None = None) -> list[dict[str, Any]]:
         """The trainer's log history up to checkpoint ``step`` (``None``: the last)."""
         state = self.checkpoint(step).path / "trainer_state.json"
-        return list(json.loads(state.read_text(encoding="utf-8")).get("log_history", []))
+        info = read_json(state, what="trainer state", error=TrajectoryError)
+        if not isinstance(info, dict):
+            raise TrajectoryError(f"{str(state)!r} is not a trainer state (not a JSON object)")
+        return list(info.get("log_history", []))
 
     def losses(self, step: int | None = None) -> dict[int, float]:
         """``{step: logged training loss}`` up to checkpoint ``step``."""
