@@ -52,11 +52,13 @@ from safetygeo.gradients.objectives import (
     objective_sum,
     token_weights,
 )
+from safetygeo.gradients.probe import GradientGeometry, GradientGeometrySeries, GradientProbe
 from safetygeo.gradients.tokens import TokenWeights, per_token_weights
 
 __all__ = [
     "DEFAULT_REFUSAL", "LOSS_KINDS", "OBJECTIVES", "STUDY_EMA", "FrozenModelError", "GEffect",
-    "GEffectRow", "GEffectSeries", "GradientCosines", "GroupCosine", "LossSpec", "ParamGroup",
+    "GEffectRow", "GEffectSeries", "GradientCosines", "GradientGeometry",
+    "GradientGeometrySeries", "GradientProbe", "GroupCosine", "LossSpec", "ParamGroup",
     "ParamGroups", "ReferenceLogprobs", "TokenWeights", "UndefinedGradientError",
     "UnlearningObjective", "ema_smooth", "g_effect", "gradient_products", "layer_gradient_cosines",
     "objective_sum", "parameter_groups", "per_token_weights", "reference_logprobs", "token_weights",
