@@ -9,8 +9,11 @@
 
 Peak memory is therefore that of two plain backward passes plus the stash — one
 parameter-sized set of gradients, in the parameters' dtype. Reductions run under
-``torch.no_grad`` with float64 accumulation, in chunks of at most :data:`CHUNK` elements
-(so a float64 copy never exceeds ``8 · CHUNK`` bytes).
+``torch.no_grad``: dot products over blocks of 2^16 elements (2^20 on an accelerator) —
+float32 for float32 gradients, float64 for bf16 / fp16 ones (upcast one block at a time) —
+accumulated in float64 across blocks. For float32 this agrees with a full float64 dot to
+~1e-6 relative (a single float32 dot over 16M elements was off by 1.5e-4) at a tenth of the
+cost of converting everything to float64.
 
 Model state is left as found: train / eval mode, every ``requires_grad`` flag, and every
 ``.grad`` (gradients present before the call are restored; none are left behind). The
@@ -44,10 +47,12 @@ from safetygeo.gradients.groups import ParamGroup, ParamGroups, parameter_groups
 from safetygeo.gradients.losses import CallableLoss, PreparedLoss  # noqa: F401  (doctest)
 from safetygeo.models.handle import ModelHandle
 
-#: Largest number of elements converted to float64 at once by a reduction.
-CHUNK = 1 << 22
+#: Elements per float32 block of a dot product on the CPU / on an accelerator (the blocks'
+#: results are summed in float64).
+BLOCK_CPU = 1 << 16
+BLOCK_GPU = 1 << 20
 
-__all__ = ["CHUNK", "FrozenModelError", "GradientProducts", "GroupProducts", "gradient_products"]
+__all__ = ["BLOCK_CPU", "BLOCK_GPU", "FrozenModelError", "GradientProducts", "GroupProducts", "gradient_products"]
 
 
 class FrozenModelError(SafetyGeoError):
@@ -110,28 +115,23 @@ class GradientProducts:
 
 
 def _dot64(x: Tensor, y: Tensor) -> Tensor:
-    """``⟨x, y⟩`` accumulated in float64, in chunks (a 0-dim tensor on x's device)."""
-    x, y = x.reshape(-1), y.reshape(-1)
-    if x.numel() <= CHUNK:
-        xd = x.double()
-        return torch.dot(xd, xd if y is x else y.double())
-    acc = torch.zeros((), dtype=torch.float64, device=x.device)
-    for i in range(0, x.numel(), CHUNK):
-        xs = x[i:i + CHUNK].double()
-        acc += torch.dot(xs, xs if y is x else y[i:i + CHUNK].double())
-    return acc
-
-
-def _dots64(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """``(⟨a, b⟩, ⟨b, b⟩)`` in float64, converting each chunk of ``b`` once."""
-    a, b = a.reshape(-1), b.reshape(-1)
-    ab = torch.zeros((), dtype=torch.float64, device=a.device)
-    bb = torch.zeros((), dtype=torch.float64, device=a.device)
-    for i in range(0, a.numel(), CHUNK):
-        bs = b[i:i + CHUNK].double()
-        ab += torch.dot(a[i:i + CHUNK].double(), bs)
-        bb += torch.dot(bs, bs)
-    return ab, bb
+    """``⟨x, y⟩`` (a 0-dim float64 tensor on x's device): dots over blocks of
+    :data:`BLOCK_CPU` / :data:`BLOCK_GPU` elements in the gradients' dtype when that is
+    float32 / float64 (bf16 / fp16 blocks are upcast to float64), accumulated in float64
+    across blocks."""
+    x = x.reshape(-1)
+    same = y is x or y.data_ptr() == x.data_ptr()
+    y = x if same else y.reshape(-1)
+    block = BLOCK_CPU if x.device.type == "cpu" else BLOCK_GPU
+    up = x.dtype not in (torch.float32, torch.float64)
+    parts = []
+    for i in range(0, x.numel(), block):
+        xs = x[i:i + block].double() if up else x[i:i + block]
+        ys = xs if same else (y[i:i + block].double() if up else y[i:i + block])
+        parts.append(torch.dot(xs, ys))
+    if not parts:
+        return torch.zeros((), dtype=torch.float64, device=x.device)
+    return torch.stack(parts).double().sum()
 
 
 def gradient_products(
@@ -201,12 +201,9 @@ def gradient_products(
                             continue
                         seen = True
                         a = stash.get(n)
-                        if a is None:
-                            bb.append(_dot64(p.grad, p.grad))
-                        else:
-                            x, y = _dots64(a, p.grad)
-                            ab.append(x)
-                            bb.append(y)
+                        bb.append(_dot64(p.grad, p.grad))
+                        if a is not None:
+                            ab.append(_dot64(a, p.grad))
                     dots[g.name].append(float(torch.stack(ab).sum()) if ab else 0.0)
                     nb2[g.name].append(float(torch.stack(bb).sum()) if bb else 0.0)
                     b_unused[g.name].append(not seen)

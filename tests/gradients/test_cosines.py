@@ -207,3 +207,16 @@ def test_loss_spec_kinds_and_validation() -> None:
     d = spec.describe()
     assert d["kind"] == "refusal_ce" and d["n"] == 3 and len(d["sha256"]) == 64
     assert hash(spec) == hash(LossSpec.from_data(HARMFUL_PAIRS, "refusal_ce", refusal="No."))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_blocked_dot_is_accurate(dtype: torch.dtype) -> None:
+    from safetygeo.gradients.core import _dot64
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(3_000_001, generator=g) + 0.3).to(dtype)
+    y = (torch.randn(3_000_001, generator=g) + 0.3).to(dtype)
+    want = float(torch.dot(x.double(), y.double()))
+    assert float(_dot64(x, y)) == pytest.approx(want, rel=1e-6)
+    assert float(_dot64(x, x)) == pytest.approx(float(x.double().pow(2).sum()), rel=1e-6)
+    assert _dot64(x, y).dtype == torch.float64
