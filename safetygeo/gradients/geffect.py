@@ -149,12 +149,14 @@ class GEffect:
         return r.g_effect
 
     def to_frame(self, **constant: Any) -> Any:
-        """Tidy table: one row per risk × group with ``step``, ``objective``, ``beta``."""
+        """Tidy table: one row per risk × group with ``step``, ``objective``, ``beta``, the
+        objective's value (``objective_loss``) and the risk's (``risk_nll``) at θ."""
         import pandas as pd
 
         head = {**constant, "step": self.step, "objective": self.objective.name,
-                "beta": self.objective.beta}
-        return pd.DataFrame([{**head, **r.to_row()} for r in self.rows])
+                "beta": self.objective.beta, "objective_loss": self.values["objective"]}
+        return pd.DataFrame([{**head, **r.to_row(), "risk_nll": self.values[r.risk]}
+                             for r in self.rows])
 
 
 def _reference(handle: ModelHandle, objective: UnlearningObjective, forget: LossSpec,
