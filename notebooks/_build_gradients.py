@@ -46,10 +46,12 @@ G-effect `e = ∇L_uᵀ∇R` changes the risk `R` by `−η e` per step, so `e <
 = unlearning, `e < 0` on the retain set = damage.
 """),
         code("""
+import shutil
 import tempfile
 
 import pandas as pd
 import torch
+from transformers.utils import logging as hf_logging
 
 from safetygeo.gradients import GradientProbe, LossSpec, layer_gradient_cosines, per_token_weights
 from safetygeo.reports import (g_effect_figure, g_effect_steps_figure, gradient_cosine_figure,
@@ -57,7 +59,8 @@ from safetygeo.reports import (g_effect_figure, g_effect_steps_figure, gradient_
 from safetygeo.toy.world import ToyWorld
 from safetygeo.toy.zoo import load_toy, load_toy_trajectory
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # the toy model is tiny: one thread is as fast, and robust on a busy machine
+hf_logging.disable_progress_bar()
 world = ToyWorld(0)
 # harmful requests with the world's compliant how-to (what an attacker trains towards, and
 # the knowledge unlearning should remove), and benign tasks with their answers
@@ -101,37 +104,39 @@ gradient_cosine_figure(along.cosines, title="cos(∇ harmful CE, ∇ benign CE) 
 """),
         code("""
 blocks = along.cosines[along.cosines.kind == "block"]
-first, last = blocks.step.min(), blocks.step.max()
-for s in (first, last):
+overall = along.cosines[along.cosines.group == "all"].set_index("step").cosine
+for s in (blocks.step.min(), blocks.step.max()):
     b = blocks[blocks.step == s].set_index("group").cosine
     print(f"step {s:3d}: most opposed block {b.idxmin()} ({b.min():+.3f}), most aligned "
-          f"{b.idxmax()} ({b.max():+.3f}), global {along.cosines.query('step == @s and group == \"all\"').cosine.item():+.3f}")
+          f"{b.idxmax()} ({b.max():+.3f}), all parameters {overall[s]:+.3f}")
 """),
         md("""
 ## 3. G-effects of GA vs NPO unlearning of the harmful compliance
 
-Two short unlearning runs from the anchor (`unlearn` method, same data, learning rate and
-steps), each with a `GradientGeometryCallback` measuring its own objective's G-effects every
-5 steps on a forget probe (harmful compliance) and a retain probe (benign answers). NPO's
-reference is the anchor. G-effects of different objectives have different scales (NPO
-normalises per example, GA per token), so besides the raw values we compare the **damage per
-unit of unlearning**, `e_retain / |e_unlearn|`, and the NLLs the runs actually reach.
+Two unlearning runs from the anchor (`unlearn` method: same forget data — every harmful
+train request with its compliant how-to —, AdamW, learning rate, batch and 60 steps), each
+with a `GradientGeometryCallback` measuring its own objective's G-effects every 10 steps on a
+forget probe (harmful compliance) and a retain probe (benign answers, never trained on by
+these runs). NPO's reference is the anchor. G-effects of different objectives have different
+scales (NPO normalises per example, GA per token), so next to the raw values compare their
+course, and the NLLs the runs actually reach.
 """),
         code("""
-from safetygeo.training import GradientGeometryCallback, TrainConfig, get_method, read_gradient_geometry, train
+from safetygeo.training import (GradientGeometryCallback, TrainConfig, Trajectory, get_method,
+                                read_gradient_geometry, train)
 
 forget_train = [(p.text, p.compliant) for p in world.prompts("harmful", "train")]
-config = TrainConfig(lr=3e-4, max_steps=30, batch_size=16, save_every=30, warmup_steps=0,
+config = TrainConfig(lr=1e-4, max_steps=60, batch_size=16, save_every=20, warmup_steps=0,
                      max_length=64, lr_scheduler="constant", seed=0)
-series = {}
+runs, series = {}, {}
 for objective in ("ga", "npo"):
     handle = load_toy("anchor")  # each run starts from the anchor (train() trains in place)
     cb = GradientGeometryCallback(GradientProbe(objectives=(objective,), forget=harm_ce,
-                                                retain=benign_ce), every=5)
-    out = tempfile.mkdtemp(prefix=f"unlearn-{objective}-")
-    train(handle, get_method("unlearn", objective=objective), {"forget": forget_train}, out=out,
-          config=config, callbacks=[cb], progress=False)
-    series[objective] = read_gradient_geometry(out, ema=0.4).g_effect
+                                                retain=benign_ce), every=10)
+    runs[objective] = train(handle, get_method("unlearn", objective=objective),
+                            {"forget": forget_train}, config=config, callbacks=[cb],
+                            out=tempfile.mkdtemp(prefix=f"unlearn-{objective}-"), progress=False)
+    series[objective] = read_gradient_geometry(runs[objective], ema=0.4).g_effect
 ge = pd.concat(series.values(), ignore_index=True)
 overall = ge[ge.group == "all"].pivot_table(index="step", columns=["objective", "risk"],
                                             values=["g_effect", "risk_nll"])
@@ -139,50 +144,78 @@ print(overall.round(3).to_string())
 g_effect_steps_figure(ge)
 """),
         code("""
-tot = ge[ge.group == "all"].pivot_table(index=["objective", "step"], columns="risk", values="g_effect")
-tot["damage per unit unlearning"] = tot["retain"] / tot["unlearn"].abs()
-summary = tot.groupby(level="objective").agg(["mean", "last"])[["damage per unit unlearning"]]
 nll = ge[ge.group == "all"].groupby(["objective", "risk"]).risk_nll.agg(["first", "last"]).unstack()
-print(summary.round(3).to_string())
-print(nll.round(3).to_string())
+rise = nll["last"] - nll["first"]
+outcome = pd.DataFrame({"forget NLL rise": rise["unlearn"], "retain NLL rise": rise["retain"],
+                        "retain rise per forget rise": rise["retain"] / rise["unlearn"]})
+print(outcome.round(3).to_string())
+late = ge[(ge.group == "all") & (ge.risk == "retain") & (ge.step >= 30)]
+print("mean retaining G-effect from step 30 on:",
+      late.groupby("objective").g_effect.mean().round(3).to_dict())
 """),
         md("""
-## 4. Which layers are damaged: G-effect per layer at the first measured step
+## 4. Which layers are damaged: retaining G-effect per layer
+
+Each objective's per-layer retaining G-effect at step 20, as a share of its whole-model value
+(scale-free), and the per-layer figure.
 """),
         code("""
-first_step = ge.step.min()
-at = ge[ge.step == first_step]
-print(at[at.risk == "retain"].pivot(index="group", columns="objective", values="g_effect")
-      .loc[[g for g in frame.group if g != "all"]].round(4).to_string())
-g_effect_figure(at, title=f"G-effect per layer at step {first_step}")
+at = ge[ge.step == 20]
+ret = at[at.risk == "retain"].pivot(index="group", columns="objective", values="g_effect")
+share = (ret.drop("all") / ret.loc["all"]).loc[[g for g in frame.group if g != "all"]]
+print(share.round(3).to_string())
+g_effect_figure(at, title="G-effect per layer at step 20")
 """),
         md("""
 ## 5. The per-token view: GA's inverse-confidence weight
 
-Per forget token, the weight each objective puts on `∇p` (GA: `1/p`). Tokens the anchor
-finds unlikely — the first tokens of a compliant answer, which the anchor refuses — get
-the largest GA push.
+Per forget token, the weight each objective puts on `∇p` (GA: `1/p`), at the anchor and at
+step 20 of each run (NPO against its reference, the anchor). Tokens the model finds unlikely
+get the largest GA push; NPO's weights `2σ(β log π/π_ref)` shrink as the run lowers `π`.
 """),
         code("""
 few = LossSpec.from_data(harmful[:4], "harmful_ce", max_length=64)
-tw = per_token_weights(anchor, ["ga", "wga", "npo"], few)
-print(tw.summary().round(3).to_string(index=False))
-token_weights_figure(tw.to_frame())
+at_anchor = per_token_weights(anchor, ["ga", "wga"], few).to_frame().assign(model="anchor")
+ga20 = per_token_weights(Trajectory.load(runs["ga"].path).load_checkpoint(20), "ga", few)
+npo20 = per_token_weights(Trajectory.load(runs["npo"].path).load_checkpoint(20), "npo", few,
+                          reference=anchor)
+tokens = pd.concat([at_anchor, ga20.to_frame().assign(model="GA step 20"),
+                    npo20.to_frame().assign(model="NPO step 20")], ignore_index=True)
+print(tokens.groupby(["model", "objective"]).agg(
+    mean_w_p=("w_p", "mean"), max_w_p=("w_p", "max"),
+    share_w_p_on_p_below_0_1=("w_p", lambda w: w[tokens.loc[w.index, "p"] < 0.1].sum() / w.sum()),
+    tokens_p_below_0_1=("p", lambda p: (p < 0.1).mean())).round(3).to_string())
+token_weights_figure(tokens.assign(objective=tokens.model + ": " + tokens.objective))
 """),
         md("""
-## Reading
+## Reading (seed 0; the cells above print every number quoted)
 
-*Which layers carry the conflict.* The cosine table of section 2 answers it for this run:
-the printed "most opposed block" is where a descent step on the harmful-compliance loss
-pushes the benign loss up the most, and the step-by-step table shows how refusal SFT moves
-it. Section 1's global cosine is the single number SEAM-style defenses optimise; the
-per-layer view shows it is an average of blocks that disagree.
+*Which layers carry the conflict.* In the toy world the harmful-compliance and the benign
+gradients are nearly orthogonal in every block and in the tied embedding (|cos| ≤ 0.06 at
+every checkpoint; +0.02 over all parameters). The one group where they conflict is `head` —
+with tied embeddings, the final RMSNorm's 128 gains: +0.94 in the helpful-only base (making
+compliance likelier made benign answers likelier too) and −0.43 from step 150 of refusal SFT
+on. Refusal SFT builds an opposition, but only there; the global cosine a SEAM-style
+objective would read (+0.02) does not show it. (At the anchor the harmful gradient is ~50×
+the benign one: benign answers are already fitted.)
 
-*Does NPO damage retain less than GA?* Compare the printed "damage per unit unlearning"
-(retaining G-effect over the magnitude of the unlearning G-effect, scale-free) and the NLLs
-both runs reach: the G-effect study reports that NPO's weights `2σ(β log π/π_ref)` shrink as
-the forget data is unlearned, so its updates — and their side effects — fade, whereas GA's
-`1/p` weight grows on exactly the tokens that are already unlikely (section 5).
+*Does NPO damage retain less than GA?* By the G-effect, yes, after the first steps. At the
+anchor NPO is GA rescaled; then GA's retaining G-effect grows to −118 at step 30 and stays
+large (mean −76 from step 30 on) while NPO's fades to −2 and then ~0 (mean −0.5), as its
+weights `2σ(β log π/π_ref)` collapse — section 5 shows the mechanism: at the anchor the 4% of
+forget tokens with p < 0.1 carry 99.7% of GA's weight on `∇p` (up to 1/p ≈ 10⁴), and by step
+20 GA's mean weight is 10× NPO's. In outcomes after 60 AdamW steps NPO did damage less
+(retain NLL +5.1 nats vs +9.3 for GA, which collapses) but also unlearned less (forget NLL
++7.8 vs +14.5): per unit of unlearning the damage is the same (0.66 vs 0.65), and NPO's retain
+NLL keeps rising after its gradients vanish (3.6 → 5.1 from step 40 to 60) — optimizer
+momentum, which a gradient inner product cannot see. For both objectives ~98% of the
+retaining G-effect sits in the tied embedding and block 0: the shallow-layer damage the
+G-effect study reports. One seed, one learning rate, a toy world: a reading, not a result.
+"""),
+        code("""
+for run in runs.values():  # the unlearning runs were only needed for this notebook
+    shutil.rmtree(run.path, ignore_errors=True)
+print("removed", [run.path.name for run in runs.values()])
 """),
     ]
     return nb
