@@ -9,6 +9,10 @@
 * :func:`gradient_geometry_along` reloads every saved checkpoint (and the base, step 0)
   and measures the same probe.
 
+Under LoRA only the adapters are trainable, so the callback's gradients are the adapters';
+the post-hoc pass reloads merged checkpoints, whose weights are all trainable — there the two
+measure different parameters (full fine-tunes: the same ones).
+
 For the same checkpoint both give the same numbers (the callback measures the weights the
 checkpoint then saves; tested). NPO / TNPO's reference is, by default, the model the
 trajectory starts from (``reference="base"``): the callback takes its log-probs when it is
