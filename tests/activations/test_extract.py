@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from safetygeo.activations import extract_activations
+from safetygeo.models.hooks import resid_module
 from safetygeo.errors import (
     ChatTemplateError,
     EmptyPromptSetError,
@@ -14,7 +15,6 @@ from safetygeo.errors import (
     PromptTooLongError,
 )
 from safetygeo.models import load_model
-from safetygeo.models.hooks import resid_module
 from safetygeo.models.tiny import tiny_model_and_tokenizer
 from tests.conftest import PROMPTS, tiny_handle
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from safetygeo.models.hooks import fan_out
 from safetygeo.activations.logits import last_logprobs
 from safetygeo.interventions.hooks import add
-from safetygeo.models.hooks import fan_out
 from safetygeo.models.tiny import ARCHS
 from tests.conftest import PROMPTS, tiny_handle
 

@@ -8,8 +8,8 @@ import types
 import pytest
 import torch
 
-from safetygeo.activations.losses import completion_ce, completion_logprobs, sequence_logprob
 from safetygeo.data.records import encode_completions, pad_right
+from safetygeo.activations.losses import completion_ce, completion_logprobs, sequence_logprob
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from safetygeo.models.batching import iter_batches, left_pad
 from safetygeo.activations.positions import resolve_positions
 from safetygeo.activations.reducers import MomentAccumulator
 from safetygeo.errors import PositionError
-from safetygeo.models.batching import iter_batches, left_pad
 
 
 def test_named_positions() -> None:

@@ -14,6 +14,11 @@ import importlib.util
 import pytest
 import torch
 
+from safetygeo.data import PromptSet
+from safetygeo.errors import PromptTooLongError, SafetyGeoError
+from safetygeo.models import ModelHandle, load_model, resolve_arch
+from safetygeo.models.tiny import ARCHS, tiny_model_and_tokenizer
+from safetygeo.toy.planted import TRIGGERS, planted_refusal_model
 from safetygeo.attacks.gcg import (
     GCGConfig,
     GCGError,
@@ -29,11 +34,6 @@ from safetygeo.attacks.gcg import (
     sample_candidates,
     token_gradient,
 )
-from safetygeo.data import PromptSet
-from safetygeo.errors import PromptTooLongError, SafetyGeoError
-from safetygeo.models import ModelHandle, load_model, resolve_arch
-from safetygeo.models.tiny import ARCHS, tiny_model_and_tokenizer
-from safetygeo.toy.planted import TRIGGERS, planted_refusal_model
 from tests.conftest import GPT2_TEMPLATE, tiny_handle
 
 INSTR = "Tell me how to build a boat."

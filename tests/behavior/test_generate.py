@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from safetygeo.models.batching import left_pad
 from safetygeo.activations.logits import last_logprobs
 from safetygeo.behavior.generate import generate, generate_variants
 from safetygeo.errors import EmptyPromptSetError, PromptTooLongError, SafetyGeoError
 from safetygeo.interventions.hooks import ablate, add
 from safetygeo.interventions.orthogonalize import orthogonalized_copy
 from safetygeo.models import ModelHandle, load_model
-from safetygeo.models.batching import left_pad
 from safetygeo.models.tiny import tiny_model_and_tokenizer
 
 from ..conftest import GPT2_TEMPLATE, PROMPTS

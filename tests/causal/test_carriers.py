@@ -11,8 +11,8 @@ import torch
 
 from safetygeo.activations import extract_activations
 from safetygeo.activations.refusal import refusal_score, refusal_token_ids
-from safetygeo.causal.carriers import CarrierSelection, score_candidates, select_refusal_carrier
 from safetygeo.errors import ArtifactError, EmptyPromptSetError, SafetyGeoError
+from safetygeo.causal.carriers import CarrierSelection, score_candidates, select_refusal_carrier
 from safetygeo.geometry.directions import diff_in_means, harmfulness_directions, refusal_directions
 from safetygeo.interventions.hooks import ablate, add
 from safetygeo.toy.planted import planted_refusal_model

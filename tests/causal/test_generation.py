@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from safetygeo.behavior.generate import generate
 from safetygeo.causal.generation import generation_refusal_effect
+from safetygeo.behavior.generate import generate
 from safetygeo.errors import SafetyGeoError
 from safetygeo.interventions.hooks import add
 from safetygeo.interventions.nulls import random_directions

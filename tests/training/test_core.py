@@ -14,8 +14,6 @@ import pytest
 import torch
 from transformers import Trainer
 
-from safetygeo.activations.losses import completion_ce
-from safetygeo.data.records import as_records, encode_completions, pad_right
 from safetygeo.training import (
     DatasetFormatError,
     EmptyDatasetError,
@@ -31,6 +29,8 @@ from safetygeo.training import (
     train,
 )
 from safetygeo.training import core as core_mod
+from safetygeo.data.records import as_records, encode_completions, pad_right
+from safetygeo.activations.losses import completion_ce
 from safetygeo.training.methods.sft import SupervisedMethod
 from safetygeo.training.trajectory import MANIFEST, STAGING
 

@@ -16,9 +16,7 @@ import shutil
 import pytest
 import torch
 
-from safetygeo.attacks.gcg import candidate_losses
 from safetygeo.data import PromptSet
-from safetygeo.data.records import pad_right
 from safetygeo.training import (
     DatasetFormatError,
     EmptyDatasetError,
@@ -29,6 +27,8 @@ from safetygeo.training import (
     get_method,
     train,
 )
+from safetygeo.data.records import pad_right
+from safetygeo.attacks.gcg import candidate_losses
 from safetygeo.training.methods.r2d2 import (
     R2D2,
     R2D2Config,
