@@ -3,7 +3,8 @@
 ``safetygeo VERB MODEL --set ROLE=SPEC [options]`` — see :mod:`safetygeo.cli.common` for
 the shared options and rules. Commands (one module each): ``inspect``, ``make-tiny``,
 ``version`` (:mod:`.models`), ``extract``, ``select-carrier``, ``sweep``, ``evaluate``,
-``attack-gcg``, ``train``, ``demo``.
+``attack-gcg``, ``train``, ``demo``, ``compare-gradients``, ``measure-g-effect``
+(:mod:`.gradients`).
 
 Example (shell)::
 
@@ -18,6 +19,7 @@ from safetygeo.cli import (  # noqa: F401  (importing registers the commands, in
     demo,
     evaluate,
     extract,
+    gradients,
     models,
     sweep,
     train,

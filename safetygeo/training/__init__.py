@@ -4,7 +4,9 @@ methods, checkpointed into resumable trajectory folders.
 * :func:`train` runs a :class:`Method` (``"sft"``, ``"harmful_sft"``, ...) on a
   :class:`~safetygeo.models.ModelHandle` (full fine-tune or LoRA) and returns a
   :class:`Trajectory` (``out/step-NNNNNN/`` checkpoints + ``out/trajectory.json``).
-* :class:`GeometryCallback` computes geometry on the fly.
+* :class:`GeometryCallback` computes geometry on the fly; :class:`GradientGeometryCallback`
+  logs per-layer gradient cosines and G-effects (:mod:`.gradient_geometry`, which also
+  measures them post hoc over a trajectory: :func:`gradient_geometry_along`).
 
 Example:
     >>> from safetygeo.training import TrainConfig, available_methods
@@ -27,6 +29,7 @@ _LAZY = {
     "DatasetFormatError": "safetygeo.training.errors",
     "EmptyDatasetError": "safetygeo.training.errors",
     "GeometryCallback": "safetygeo.training.callbacks",
+    "GradientGeometryCallback": "safetygeo.training.gradient_geometry",
     "HarmfulSFT": "safetygeo.training.methods.harmful_sft",
     "HarmfulSFTConfig": "safetygeo.training.methods.harmful_sft",
     "InstructSFT": "safetygeo.training.methods.sft",
@@ -45,6 +48,8 @@ _LAZY = {
     "TrajectoryError": "safetygeo.training.errors",
     "TrajectoryMismatchError": "safetygeo.training.errors",
     "UnknownMethodError": "safetygeo.training.errors",
+    "Unlearn": "safetygeo.training.methods.unlearn",
+    "UnlearnConfig": "safetygeo.training.methods.unlearn",
     "as_records": "safetygeo.data.records",
     "available_methods": "safetygeo.training.method",
     "check_lora_targets": "safetygeo.training.core",
@@ -55,6 +60,8 @@ _LAZY = {
     "get_method": "safetygeo.training.method",
     "get_method_class": "safetygeo.training.method",
     "model_fingerprint": "safetygeo.models.fingerprint",
+    "gradient_geometry_along": "safetygeo.training.gradient_geometry",
+    "read_gradient_geometry": "safetygeo.training.gradient_geometry",
     "records_sha256": "safetygeo.data.records",
     "register_method": "safetygeo.training.method",
     "sequence_logprob": "safetygeo.activations.losses",
@@ -70,6 +77,7 @@ __all__ = [
     "DatasetFormatError",
     "EmptyDatasetError",
     "GeometryCallback",
+    "GradientGeometryCallback",
     "HarmfulSFT",
     "HarmfulSFTConfig",
     "InstructSFT",
@@ -88,6 +96,8 @@ __all__ = [
     "TrajectoryError",
     "TrajectoryMismatchError",
     "UnknownMethodError",
+    "Unlearn",
+    "UnlearnConfig",
     "as_records",
     "available_methods",
     "check_lora_targets",
@@ -97,7 +107,9 @@ __all__ = [
     "end_of_turn",
     "get_method",
     "get_method_class",
+    "gradient_geometry_along",
     "model_fingerprint",
+    "read_gradient_geometry",
     "records_sha256",
     "register_method",
     "sequence_logprob",

@@ -218,6 +218,7 @@ _BUILTIN: dict[str, str] = {
     "instruct": "safetygeo.training.methods.sft:InstructSFT",
     "harmful_sft": "safetygeo.training.methods.harmful_sft:HarmfulSFT",
     "r2d2": "safetygeo.training.methods.r2d2:R2D2",
+    "unlearn": "safetygeo.training.methods.unlearn:Unlearn",
 }
 _REGISTRY: dict[str, type[Method]] = {}
 
