@@ -54,8 +54,12 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from safetygeo.gradients import GradientProbe, LossSpec, layer_gradient_cosines, per_token_weights
-from safetygeo.reports import (g_effect_figure, g_effect_steps_figure, gradient_cosine_figure,
-                               token_weights_figure)
+from safetygeo.reports import (
+    g_effect_figure,
+    g_effect_steps_figure,
+    gradient_cosine_figure,
+    token_weights_figure,
+)
 from safetygeo.toy.world import ToyWorld
 from safetygeo.toy.zoo import load_toy, load_toy_trajectory
 
@@ -122,8 +126,14 @@ scales (NPO normalises per example, GA per token), so next to the raw values com
 course, and the NLLs the runs actually reach.
 """),
         code("""
-from safetygeo.training import (GradientGeometryCallback, TrainConfig, Trajectory, get_method,
-                                read_gradient_geometry, train)
+from safetygeo.training import (
+    GradientGeometryCallback,
+    TrainConfig,
+    Trajectory,
+    get_method,
+    read_gradient_geometry,
+    train,
+)
 
 forget_train = [(p.text, p.compliant) for p in world.prompts("harmful", "train")]
 config = TrainConfig(lr=1e-4, max_steps=60, batch_size=16, save_every=20, warmup_steps=0,
@@ -221,9 +231,9 @@ print("removed", [run.path.name for run in runs.values()])
     return nb
 
 
-def main() -> None:
-    nbf.write(gradients(), HERE / "03_gradient_geometry.ipynb")
+NAME = "03_gradient_geometry.ipynb"
+build = gradients
 
 
 if __name__ == "__main__":
-    main()
+    nbf.write(build(), HERE / NAME)

@@ -184,7 +184,7 @@ def gradient_products(
         b_unused: dict[str, list[bool]] = {g.name: [] for g in groups}
         with torch.no_grad():
             for g in groups:
-                acc = [_dot64(stash[n], stash[n]) for n in g.params if stash.get(n) is not None]
+                acc = [_dot64(t, t) for t in (stash.get(n) for n in g.params) if t is not None]
                 na2[g.name] = float(torch.stack(acc).sum()) if acc else 0.0
                 if not math.isfinite(na2[g.name]):
                     raise NonFiniteError(f"the gradient of {first.label!r} has non-finite "
@@ -196,14 +196,14 @@ def gradient_products(
                 for g in groups:
                     ab, bb, seen = [], [], False
                     for n in g.params:
-                        p = params.get(n)
-                        if p is None or p.grad is None:
+                        param = params.get(n)
+                        if param is None or param.grad is None:
                             continue
                         seen = True
                         a = stash.get(n)
-                        bb.append(_dot64(p.grad, p.grad))
+                        bb.append(_dot64(param.grad, param.grad))
                         if a is not None:
-                            ab.append(_dot64(a, p.grad))
+                            ab.append(_dot64(a, param.grad))
                     dots[g.name].append(float(torch.stack(ab).sum()) if ab else 0.0)
                     nb2[g.name].append(float(torch.stack(bb).sum()) if bb else 0.0)
                     b_unused[g.name].append(not seen)

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -84,7 +85,7 @@ class ParamGroups:
                 return g
         raise SafetyGeoError(f"no parameter group {name!r}; groups: {list(self.names)}")
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ParamGroup]:
         return iter(self.groups)
 
     def __len__(self) -> int:

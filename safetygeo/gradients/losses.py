@@ -274,7 +274,7 @@ class CallableLoss(PreparedLoss):
 
     def __init__(self, fn: LossFn, label: str | None = None) -> None:
         self.fn = fn
-        self.label = label or getattr(fn, "__name__", type(fn).__name__)
+        self.label: str = label or str(getattr(fn, "__name__", type(fn).__name__))
 
     def backward(self, model: nn.Module) -> float:
         loss = self.fn(model)

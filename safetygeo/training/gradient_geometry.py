@@ -94,7 +94,7 @@ def read_gradient_geometry(trajectory: Trajectory | str | Path, *, name: str = "
     traj = trajectory if isinstance(trajectory, Trajectory) else Trajectory.load(trajectory)
     recs = [r["values"] for r in traj.callback_records() if r.get("name") == name]
     if not recs:
-        names = sorted({r.get("name") for r in traj.callback_records()})
+        names = sorted({str(r.get("name")) for r in traj.callback_records()})
         raise SafetyGeoError(f"trajectory {str(traj.path)!r} has no callback records named "
                              f"{name!r} (found: {names or 'none'})")
     return GradientGeometrySeries.from_records(recs, ema=ema)
