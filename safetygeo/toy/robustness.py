@@ -136,8 +136,9 @@ def toy_attack(stage: str, *, seed: int = 0, steps: int | None = None,
     """The harmful-SFT attack trajectory of toy stage ``stage`` (built if absent, resumed if
     interrupted): ``steps`` (default ``recipe.attack_steps``) optimizer steps with the
     toy attacker, a checkpoint every 5 steps."""
-    from safetygeo.training import Trajectory, attack
     from safetygeo.toy.zoo import cache_root, load_toy
+    from safetygeo.training import Trajectory
+    from safetygeo.training.finetune_attack import attack
 
     steps = recipe.attack_steps if steps is None else steps
     folder = cache_root(cache_dir) / f"attack-{stage}-n{steps}-s{seed}"

@@ -61,7 +61,7 @@ _LAZY = {
     "Unlearn": "safetygeo.training.methods.unlearn",
     "UnlearnConfig": "safetygeo.training.methods.unlearn",
     "as_records": "safetygeo.data.records",
-    "attack": "safetygeo.training.attack",
+    "attack": "safetygeo.training.finetune_attack",
     "available_methods": "safetygeo.training.method",
     "build_sdd_pairs": "safetygeo.training.methods.sdd",
     "check_lora_targets": "safetygeo.training.core",

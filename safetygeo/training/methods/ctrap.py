@@ -31,9 +31,10 @@ encodes to exactly one id; never EOS by default, because an empty completion cou
 *refused* in safetygeo and would make a collapsed model look safe). The optimisation
 defaults are refusal SFT's (:meth:`CTRAP.default_train_config`).
 
-``preset="cpu"`` (the toy world): α = 1.0 — the toy attack moves the weights by a norm of
-~10 in 30 steps, so the paper's α = 0.1 probes a neighbourhood the attack leaves after its
-first step; λ stays 0.1.
+``preset="cpu"`` (the toy world): α = 1.0, about the parameter distance the toy attack
+covers in its first 5 steps (measured on the seed-0 anchor: 1.1 after 5 steps, 1.9 after
+10, when the anchor is fully broken; weight norm 69) — the paper's α = 0.1 would probe a
+twentieth of that; λ stays 0.1.
 
 Diagnostic: :func:`collapse_trap_probe` — the collapse loss after ``k`` simulated harmful
 vs benign fine-tuning steps from a checkpoint. A working trap shows it *falling* along the
@@ -60,6 +61,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -264,7 +266,7 @@ def collapse_trap_probe(
                 values.append(float(_collapse_loss(token, gen)(model)))
             if k == steps:
                 break
-            _, g = grads_at(model, lambda m, b=b: completion_ce(m, b))
+            _, g = grads_at(model, functools.partial(completion_ce, batch=b))
             n = norm(g)
             with torch.no_grad():
                 for p, gi in zip(trainable(model)[1], g):

@@ -44,10 +44,14 @@ benign CE over the whole sequence); the lens mean is over the ``L + 1`` read-out
 divides the sum of ``L + 2`` terms by ``L + 1``); their warm-up ratio 0.1 has no
 ``TrainConfig`` equivalent (set ``warmup_steps``).
 
-``preset="cpu"`` (the toy world): β = 1.0. At β = 0.01 the cosine term is ~1e-3 of the
-gradient of ``L_ul + α L_up`` on the toy model, and 100 CPU steps do not move the cosine
-(measured: see ``benchmarks/RESULTS.md``); the full recipe's thousands of steps are out of
-CPU reach.
+``preset="cpu"`` (the toy world): β = 1.0. Measured from the seed-0 toy anchor, 40 steps
+at LR 2e-4, batch 16: with β = 0.01 the gradient ascent of ``L_ul`` dominates — the global
+cosine *rose* (0.02 → 0.17) and the model was destroyed before any attack (task accuracy
+0.82 → 0.00, over-refusal on look-alikes 0.84); with β = 1 the cosine fell (0.02 → −0.33;
+embedding −0.44, block 0 −0.22) and the model stayed usable (task accuracy 0.75). Once
+``g_a ≈ −g_b``, ascending the harmful CE *descends* the benign one: the coupling is also
+what keeps ``L_ul`` from wrecking utility. The full recipe's thousands of small steps are
+out of CPU reach.
 
 Data roles (both required):
 
@@ -213,9 +217,9 @@ def _exact_cosine_gradient(model: nn.Module, params: list[nn.Parameter], loss_a:
         ga = torch.autograd.grad(la, params, create_graph=True, allow_unused=True)
         gb = torch.autograd.grad(lb, params, create_graph=True, allow_unused=True)
         pairs = [(a, b) for a, b in zip(ga, gb) if a is not None and b is not None]
-        ab = sum((a * b).sum() for a, b in pairs)
-        aa = sum((a * a).sum() for a, _ in pairs)
-        bb = sum((b * b).sum() for _, b in pairs)
+        ab = torch.stack([(a * b).sum() for a, b in pairs]).sum()
+        aa = torch.stack([(a * a).sum() for a, _ in pairs]).sum()
+        bb = torch.stack([(b * b).sum() for _, b in pairs]).sum()
         cos = ab / (aa.sqrt() * bb.sqrt())
         grad = torch.autograd.grad(cos, params, allow_unused=True)
     return CosineGradient(float(cos.detach()), [torch.zeros_like(p) if g is None else g.detach()
