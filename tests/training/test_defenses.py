@@ -316,6 +316,29 @@ def test_resume_from_step_k_equals_uninterrupted_run(tmp_path, name, data, opts)
     assert t_res.checkpoint(4).metrics == t_full.checkpoint(4).metrics
 
 
+def test_lora_runs_differentiate_the_adapters_only(tmp_path):
+    from safetygeo.training import LoraSpec
+
+    cfg = CFG.replace(max_steps=2, lora=LoraSpec(r=2, target_modules=("q_proj", "v_proj")))
+    for name, method, data in (("ctrap", CTRAP(collapse_token=E), {"harmful": HP}),
+                               ("seam", Seam(preset="cpu"), {"harmful": HP, "benign": BEN})):
+        h = pretrained()
+        before = {k: v.clone() for k, v in h.model.state_dict().items()}
+        traj = train(h, method, data, out=tmp_path / name, config=cfg, progress=False)
+        after = h.model.state_dict()  # adapters merged: the q / v projections moved, MLPs did not
+        assert not torch.equal(before["model.layers.0.self_attn.q_proj.weight"],
+                               after["model.layers.0.self_attn.q_proj.weight"])
+        assert torch.equal(before["model.layers.0.mlp.up_proj.weight"],
+                           after["model.layers.0.mlp.up_proj.weight"])
+        assert all(np.isfinite(v) for v in traj.losses().values())
+
+
+def test_seam_refuses_half_precision_weights(tmp_path):
+    with pytest.raises(TrainConfigError, match="need float32 weights"):
+        train(fresh(), Seam(), {"harmful": HP, "benign": BEN}, out=tmp_path / "a",
+              config=CFG.replace(dtype="bf16"), progress=False)
+
+
 def test_auxiliary_gradients_leave_the_model_and_grads_untouched():
     h = pretrained()
     before = {k: v.clone() for k, v in h.model.state_dict().items()}

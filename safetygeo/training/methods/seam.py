@@ -28,7 +28,9 @@ gradients; ``fd="central"``: ``(∇L(θ + εv) − ∇L(θ − εv)) / 2ε``, er
 :func:`cosine_gradient` computes it (and ``exact=True`` the double-backward reference).
 Gradients at θ ± εv use ``torch.func.functional_call`` (weights never modified in place);
 ``β·∇cos`` enters the trainer's backward as a linear surrogate
-(:mod:`safetygeo.training.grads`). Cost per micro-batch: 4 gradients (forward; 6 central)
+(:mod:`safetygeo.training.grads`). The weights must be float32 (bf16 / fp16 *autocast*
+is fine): a shift of ε = 1e-3 along a unit direction is below half-precision resolution.
+Cost per micro-batch: 4 gradients (forward; 6 central)
 + the backward of ``L_ul + α L_up``.
 
 The per-layer diagnostic is :func:`safetygeo.gradients.layer_gradient_cosines` of the same
@@ -266,6 +268,13 @@ class Seam(Method):
         for role in self.required_roles:
             if not records.get(role):
                 raise EmptyDatasetError(f"data role {role!r} of method 'seam' has no examples")
+        half = {"bfloat16", "bf16", "float16", "fp16"}
+        if (config.dtype or "").lower() in half or handle.dtype in (torch.bfloat16, torch.float16):
+            raise TrainConfigError(
+                "seam's finite differences (ε = {:g}) need float32 weights: a shift that small "
+                "is below bf16 / fp16 resolution; keep the weights in float32 and use "
+                "mixed precision (--bf16) instead of dtype={}".format(
+                    self.config.epsilon, config.dtype or handle.dtype))
         self._handle = handle
         harm = records["harmful"]
         enc = lambda recs, role: encode_completions(handle, recs, max_length=config.max_length,  # noqa: E731
