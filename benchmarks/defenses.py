@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import time
 from typing import Any
@@ -46,6 +47,29 @@ def row_json(e: Any) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- robustness
+def measured(traj: Any, step: int | None, world: Any) -> Any:
+    """``toy_behavior`` of a checkpoint (``None``: the stage's recorded final step), cached
+    under the toy cache as ``behavior/<folder>-<step>.npz`` keyed by the checkpoint's
+    modification time (a rebuilt checkpoint is measured again)."""
+    from safetygeo.toy.robustness import ToyBehavior, toy_behavior
+    from safetygeo.toy.train import read_marker
+    from safetygeo.toy.zoo import cache_root
+
+    if step is None:
+        info = read_marker(traj.path) or {}
+        step = info.get("final_step", traj.steps[-1])
+    ck = traj.checkpoint(step)
+    key = f"{traj.path.name}-{step}-{os.stat(ck.path).st_mtime_ns}"
+    path = cache_root() / "behavior" / f"{key}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return ToyBehavior({k: z[k] for k in z.files})
+    b = toy_behavior(traj.load_checkpoint(step), world)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{k: np.asarray(v) for k, v in b.values.items()})
+    return b
+
+
 def robustness(seeds: list[int]) -> dict[str, Any]:
     from safetygeo.toy.robustness import (
         COLLAPSED_BELOW,
@@ -53,10 +77,10 @@ def robustness(seeds: list[int]) -> dict[str, Any]:
         attack_budget,
         pooled,
         toy_attack,
-        toy_behavior,
     )
     from safetygeo.toy.world import ToyWorld
-    from safetygeo.toy.zoo import ensure_toy, load_toy
+    from safetygeo.toy.zoo import cache_root, ensure_toy
+    from safetygeo.training import Trajectory
 
     for seed in seeds:
         for stage in DEFENSE_STAGES:
@@ -78,15 +102,13 @@ def robustness(seeds: list[int]) -> dict[str, Any]:
     for seed in seeds:
         world = ToyWorld(seed)
         for stage in DEFENSE_STAGES:
-            before[stage].append(toy_behavior(load_toy(stage, seed=seed), world))
+            defended = Trajectory.load(cache_root() / f"{stage}-s{seed}")
+            before[stage].append(measured(defended, None, world))
             traj = attacks[stage, seed]
-            after[stage].append(toy_behavior(traj.load_checkpoint(budget), world))
+            after[stage].append(measured(traj, budget, world))
             curve_s = asr_curves.setdefault(stage, {})
             for step in traj.steps:
-                if step == budget:
-                    v = float(after[stage][-1].values["asr"].mean())
-                else:
-                    v = float(toy_behavior(traj.load_checkpoint(step), world).values["asr"].mean())
+                v = float(measured(traj, step, world).values["asr"].mean())
                 curve_s.setdefault(step, []).append(v)
             say(f"seed {seed} {stage}: measured before / after N")
     table = {}
@@ -247,6 +269,9 @@ def main() -> None:
     ap.add_argument("--skip-cost", action="store_true")
     ap.add_argument("--skip-geometry", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--phases", default="robustness,diagnostics,geometry,cost",
+                    help="comma-separated subset; with --json, results of earlier runs in that "
+                         "file are kept for the phases not run")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging
@@ -254,12 +279,22 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     seeds = [int(s) for s in args.seeds.split(",")]
-    result: dict[str, Any] = {"seeds": seeds, "threads": args.threads}
-    result["robustness"] = robustness(seeds)
-    result["diagnostics"] = diagnostics(seeds)
-    if not args.skip_geometry:
+    phases = set(args.phases.split(","))
+    if args.skip_geometry:
+        phases.discard("geometry")
+    if args.skip_cost:
+        phases.discard("cost")
+    result: dict[str, Any] = {}
+    if args.json and os.path.exists(args.json):
+        with open(args.json, encoding="utf-8") as f:
+            result = json.load(f)
+    if "robustness" in phases:
+        result.update(seeds=seeds, threads=args.threads, robustness=robustness(seeds))
+    if "diagnostics" in phases:
+        result["diagnostics"] = diagnostics(seeds)
+    if "geometry" in phases:
         result["geometry"] = geometry([int(s) for s in args.geometry_seeds.split(",")])
-    if not args.skip_cost:
+    if "cost" in phases:
         result["cost"] = cost(args.cost_steps)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
