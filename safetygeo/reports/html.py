@@ -36,6 +36,8 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 .note { background: #fff8e1; border-left: 4px solid #f0ad4e; padding: .4rem .8rem; }
 .kv td:first-child { font-weight: 600; }
 caption { caption-side: bottom; font-size: .8rem; color: #666; text-align: left; }
+pre { background: #f7f7f7; border: 1px solid #ddd; padding: .6rem; font-size: .8rem;
+      overflow-x: auto; }
 """
 
 
@@ -56,6 +58,10 @@ class HtmlReport:
         """A paragraph of plain text (escaped); ``note=True`` highlights it."""
         cls = ' class="note"' if note else ""
         self._blocks.append(f"<p{cls}>{html.escape(text)}</p>")
+
+    def code(self, text: str) -> None:
+        """A preformatted block (escaped), e.g. a protocol file."""
+        self._blocks.append(f"<pre>{html.escape(text)}</pre>")
 
     def key_values(self, items: Mapping[str, Any]) -> None:
         """A two-column table of facts."""
