@@ -689,6 +689,8 @@ def _write(result: ReportResult, d: _Driver) -> None:
     out = result.out
     with atomic_path(out / "table.parquet") as tmp:
         result.table.to_parquet(tmp, index=False)
+    # what the caller gets is exactly what is on disk (dtypes included)
+    result.table = pd.read_parquet(out / "table.parquet")
     atomic_write_text(out / "table.csv", result.table.to_csv(index=False))
     atomic_write_text(out / "status.csv", result.status.to_csv(index=False))
     atomic_write_text(out / "protocol.yaml", result.protocol.to_yaml())
