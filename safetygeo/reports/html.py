@@ -76,6 +76,8 @@ class HtmlReport:
         for col in shown.columns:
             if pd.api.types.is_float_dtype(shown[col]):
                 shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}g}")
+            else:  # missing values read as blanks, not NaN / <NA> / None
+                shown[col] = shown[col].astype(object).where(shown[col].notna(), "")
         body = shown.to_html(index=False, escape=True, border=0)
         if caption or len(frame) > max_rows:
             extra = f" (first {max_rows} of {len(frame)} rows)" if len(frame) > max_rows else ""

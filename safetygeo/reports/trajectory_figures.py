@@ -13,7 +13,8 @@ trajectory_report.TABLE_COLUMNS`) and overlays the trajectories against the trai
 * :func:`export_figures` — static PNG / SVG through kaleido, when installed.
 
 Where a figure needs one layer (drift, coupling), it is the admissible carrier's layer at
-the trajectory's first checkpoint that has one (else the most frequent carrier layer).
+the trajectory's first checkpoint that has one (else the report's most frequent carrier
+layer). Each trajectory keeps its colour across figures.
 
 Example:
     >>> import pandas as pd
@@ -44,6 +45,12 @@ _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#
 
 def _color(i: int) -> str:
     return _PALETTE[i % len(_PALETTE)]
+
+
+def _colors(table: pd.DataFrame) -> dict[str, str]:
+    """One colour per trajectory, by its order in the (whole) table: the same trajectory has
+    the same colour in every figure of a report."""
+    return {name: _color(i) for i, name in enumerate(_trajectories(table))}
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -84,15 +91,15 @@ def _err(t: pd.DataFrame) -> dict[str, Any] | None:
 
 
 def reference_layer(table: pd.DataFrame, trajectory: str) -> int | None:
-    """The layer figures use for ``trajectory``: its first checkpoint's admissible carrier
-    layer, else the most frequent carrier layer, else ``None``."""
+    """The layer figures use for ``trajectory``: the admissible carrier layer of its first
+    checkpoint that has one; else the most frequent carrier layer of the whole report (so
+    trajectories without any admissible carrier are read at the same layer as the others);
+    else ``None``."""
     t = _rows(table, "carrier_layer", trajectory=trajectory).dropna(subset=["value"])
-    if not len(t):
-        return None
-    first = t.iloc[0]
-    if not math.isnan(float(first.value)):
-        return int(first.value)
-    return int(t.value.mode().iloc[0])
+    if len(t):
+        return int(t.iloc[0].value)
+    every = table[table.metric == "carrier_layer"].value.dropna()
+    return int(every.mode().iloc[0]) if len(every) else None
 
 
 def carrier_layer_figure(table: pd.DataFrame) -> Any:
@@ -103,11 +110,12 @@ def carrier_layer_figure(table: pd.DataFrame) -> Any:
     if not len(t):
         return _empty("Admissible carrier layer", "no carrier rows (the carriers step did not run)")
     fig = go.Figure()
-    for i, name in enumerate(_trajectories(t)):
+    colors = _colors(table)
+    for name in _trajectories(t):
         g = t[t.trajectory == name]
         fig.add_trace(go.Scatter(
             x=g.step.tolist(), y=g.value.tolist(), mode="lines+markers", name=name,
-            line=dict(color=_color(i), shape="hv"), marker=dict(size=8),
+            line=dict(color=colors[name], shape="hv"), marker=dict(size=8),
             customdata=list(zip(g.position.fillna("none"), g.note.fillna(""))),
             hovertemplate="step %{x}<br>layer %{y} (%{customdata[0]})<br>%{customdata[1]}"
                           "<extra>" + name + "</extra>"))
@@ -161,8 +169,9 @@ def _vs_step(table: pd.DataFrame, metric: str, title: str, ylabel: str, *,
     if not len(t):
         return _empty(title, f"no {metric} rows")
     fig = go.Figure()
+    colors = _colors(table)
     used = []
-    for i, name in enumerate(_trajectories(t)):
+    for name in _trajectories(t):
         g = t[t.trajectory == name]
         if layer_from_reference:
             layer = reference_layer(table, name)
@@ -174,7 +183,7 @@ def _vs_step(table: pd.DataFrame, metric: str, title: str, ylabel: str, *,
         if not len(g):
             continue
         fig.add_trace(go.Scatter(x=g.step.tolist(), y=g.value.tolist(), mode="lines+markers",
-                                 name=name, line=dict(color=_color(i)), error_y=_err(g),
+                                 name=name, line=dict(color=colors[name]), error_y=_err(g),
                                  hovertemplate="step %{x}<br>%{y:.3f}<extra>" + name + "</extra>"))
     sub = f" ({'; '.join(used)})" if used else ""
     fig.update_layout(title=title + sub, xaxis_title="training step", yaxis_title=ylabel,
@@ -210,9 +219,10 @@ def ablation_figure(table: pd.DataFrame, metric: str = "d_refusal_harmful") -> A
     if not len(t):
         return _empty(f"Ablation: {metric}", "no ablation rows")
     fig = go.Figure()
-    for i, name in enumerate(_trajectories(t)):
+    colors = _colors(table)
+    for name in _trajectories(t):
         g = t[t.trajectory == name]
-        c = _color(i)
+        c = colors[name]
         fig.add_trace(go.Scatter(x=g.step.tolist(), y=g.null_q975.tolist(), mode="lines",
                                  line=dict(width=0, color=c), showlegend=False, hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=g.step.tolist(), y=g.null_q025.tolist(), mode="lines",
@@ -273,8 +283,9 @@ def behavior_steps_figure(table: pd.DataFrame) -> Any:
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels],
                         horizontal_spacing=0.06)
     names = _trajectories(table)
+    colors = _colors(table)
     for j, (_title, t, invert) in enumerate(panels, start=1):
-        for i, name in enumerate(names):
+        for name in names:
             g = t[t.trajectory == name]
             if not len(g):
                 continue
@@ -282,7 +293,7 @@ def behavior_steps_figure(table: pd.DataFrame) -> Any:
             lo, hi = ((1 - g.ci_high), (1 - g.ci_low)) if invert else (g.ci_low, g.ci_high)
             fig.add_trace(go.Scatter(
                 x=g.step.tolist(), y=y.tolist(), mode="lines+markers", name=name,
-                legendgroup=name, showlegend=j == 1, line=dict(color=_color(i)),
+                legendgroup=name, showlegend=j == 1, line=dict(color=colors[name]),
                 error_y=dict(type="data", array=(hi - y).clip(lower=0).tolist(),
                              arrayminus=(y - lo).clip(lower=0).tolist(), thickness=1),
                 hovertemplate="step %{x}<br>%{y:.2f}<extra>" + name + "</extra>"), row=1, col=j)
@@ -316,11 +327,13 @@ def frontier_figure(table: pd.DataFrame) -> Any:
     u = util.groupby(["trajectory", "step"]).value.mean().rename("utility")
     both = pd.concat([a, u], axis=1).dropna().reset_index()
     fig = go.Figure()
-    for i, name in enumerate(_trajectories(both)):
+    colors = _colors(table)
+    for name in _trajectories(both):
         g = both[both.trajectory == name].sort_values("step")
         fig.add_trace(go.Scatter(x=g.asr.tolist(), y=g.utility.tolist(), mode="lines+markers+text",
-                                 text=[str(s) for s in g.step], textposition="top center",
-                                 name=name, line=dict(color=_color(i), dash="dot"),
+                                 text=[str(s) for s in g.step], textposition="top right",
+                                 textfont=dict(size=9), name=name,
+                                 line=dict(color=colors[name], dash="dot"),
                                  hovertemplate="step %{text}<br>ASR %{x:.2f}<br>utility "
                                                "%{y:.2f}<extra>" + name + "</extra>"))
     fig.update_layout(title="Robustness–utility frontier (points labelled by step; up-left is "
@@ -341,15 +354,16 @@ def transfer_figure(table: pd.DataFrame) -> Any:
     judged = t[t.method == "judge_score"]
     t = judged if len(judged) else t[t.method == "ours"]
     fig = go.Figure()
+    colors = _colors(table)
     source = ", ".join(str(s) for s in dict.fromkeys(t.set.dropna()))
-    for i, name in enumerate(_trajectories(t)):
+    for name in _trajectories(t):
         for metric, dash, label in (("transfer_asr", "solid", "with suffix"),
                                     ("transfer_asr_no_suffix", "dot", "no suffix")):
             g = t[(t.trajectory == name) & (t.metric == metric)].sort_values("step")
             if not len(g):
                 continue
             fig.add_trace(go.Scatter(x=g.step.tolist(), y=g.value.tolist(), mode="lines+markers",
-                                     name=f"{name} ({label})", line=dict(color=_color(i), dash=dash),
+                                     name=f"{name} ({label})", line=dict(color=colors[name], dash=dash),
                                      error_y=_err(g) if metric == "transfer_asr" else None))
     fig.update_layout(title=f"Transfer ASR of GCG suffixes optimized on {source}"
                             + (" (judged)" if len(judged) else ""),

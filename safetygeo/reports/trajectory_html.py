@@ -42,6 +42,7 @@ class ReportInfo:
 def _fmt_ci(v: float, lo: float, hi: float, digits: int = 3) -> str:
     if pd.isna(v):
         return ""
+    v, lo, hi = (0.0 if abs(x) < 1e-9 else x for x in (v, lo, hi))  # round-off of exact zeros
     if pd.isna(lo) or pd.isna(hi):
         return f"{v:.{digits}g}"
     return f"{v:.{digits}g} [{lo:.{digits}g}, {hi:.{digits}g}]"
@@ -100,9 +101,11 @@ def _carriers(r: HtmlReport, table: pd.DataFrame, info: ReportInfo) -> None:
     c = table[table.metric.isin(["carrier_layer", "carrier_weak"])]
     if len(c):
         piv = c.pivot_table(index=["trajectory", "step"], columns="metric", values="value",
-                            aggfunc="first").reset_index()
+                            aggfunc="first", sort=False).reset_index()
+        piv.columns.name = None
         notes = c[c.metric == "carrier_layer"].set_index(["trajectory", "step"]).note
-        piv["notes"] = [notes.get((a, b)) or "" for a, b in zip(piv.trajectory, piv.step)]
+        piv["notes"] = [notes.get((a, b)) if isinstance(notes.get((a, b)), str) else ""
+                        for a, b in zip(piv.trajectory, piv.step)]
         r.table(piv, caption="admissible carrier per checkpoint (carrier_weak = 1: weak or none)")
 
 
@@ -132,7 +135,7 @@ def _ablation(r: HtmlReport, table: pd.DataFrame, info: ReportInfo) -> None:
            "same ablation of matched random directions (shaded: their 2.5–97.5 % band). p from "
            "the nulls, q = Benjamini–Hochberg across the report.")
     r.figure(tf.ablation_figure(table))
-    a = table[(table.protocol_step == "ablation") & (table.metric != "error")]
+    a = table[(table.protocol_step == "ablation") & table.value.notna()]
     if len(a):
         r.table(a[["trajectory", "step", "layer", "position", "metric", "value", "null_q025",
                    "null_q975", "p", "q"]], caption="ablation effects vs matched nulls")

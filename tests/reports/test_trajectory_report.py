@@ -253,8 +253,8 @@ def test_user_text_is_escaped_in_the_html(toy_zoo, tmp_path) -> None:
     assert "<script src=" not in html  # self-contained: nothing fetched
 
 
-def test_ray_executor_gives_the_in_process_table(report, toy_zoo, tmp_path) -> None:
-    pytest.importorskip("ray", reason="the ray executor needs ray (pip install 'safetygeo[ray]')")
+def test_ray_executor_gives_the_in_process_table(report, toy_zoo, ray_executor, tmp_path) -> None:
+    # run_report(executor="ray") finds the session's local instance (2 workers) running
     p = small_protocol((30,))  # attacked-s0: base + 30 (3 jobs with the transfer source)
     r = run_report([toy_zoo["attacked"]], tmp_path / "ray", p, executor="ray", workers=2,
                    html=False)
