@@ -82,6 +82,9 @@ def report(
     toy_seed: Annotated[int, typer.Option(help="Seed of toy:NAME trajectories.")] = 0,
     title: Annotated[Optional[str], typer.Option(help="Title of the HTML report.",
                                                  show_default=False)] = None,
+    export: Annotated[Optional[str], typer.Option(
+        help="Also write the figures as static images, e.g. png,svg (needs kaleido: "
+             "pip install 'safetygeo[static]', and a Chromium).", show_default=False)] = None,
 ) -> None:
     """Run the safety-geometry protocol over every checkpoint of TRAJECTORY_DIR... .
 
@@ -142,8 +145,12 @@ def report(
         paths = _trajectory_paths(trajectories, toy_seed)
         console.print(f"[bold]report[/] over {len(paths)} trajectories, steps "
                       f"{', '.join(proto.step_names)} ({executor})")
-        result = run_report(paths, out, proto, executor=executor,
-                            ray_address=ray_address, workers=workers, title=title, progress=True)
+        formats = [f.strip() for f in (export or "").split(",") if f.strip()]
+        bad_fmt = [f for f in formats if f not in ("png", "svg", "pdf", "jpeg", "webp")]
+        if bad_fmt:
+            raise typer.BadParameter(f"unknown image format(s) {bad_fmt}", param_hint="--export")
+        result = run_report(paths, out, proto, executor=executor, ray_address=ray_address,
+                            workers=workers, title=title, export=formats, progress=True)
     c = result.counts
     summary = Table(title="step results")
     for col in ("computed", "cached", "failed", "models loaded", "seconds"):
@@ -157,4 +164,9 @@ def report(
         for f in result.failures.head(10).itertuples():
             console.print(f"  {f.trajectory}@{f.step} {f.protocol_step}: {f.error}",
                           highlight=False, markup=False)
-    console.print(f"wrote {out / 'table.parquet'}, {out / 'table.csv'} and {result.html}")
+    if formats and not result.figures:
+        console.print("[yellow]note[/]: no static images written (kaleido is not installed or "
+                      "found no Chromium)")
+    console.print(f"wrote {out / 'table.parquet'}, {out / 'table.csv'} and {result.html}"
+                  + (f" (+ {len(result.figures)} images in {out / 'figures'})"
+                     if result.figures else ""))

@@ -373,21 +373,26 @@ def transfer_figure(table: pd.DataFrame) -> Any:
 
 def export_figures(figures: Mapping[str, Any], folder: str | os.PathLike[str], *,
                    formats: Sequence[str] = ("png", "svg"), scale: float = 2.0) -> list[Path]:
-    """Write each figure as static images through kaleido; returns the files written
-    (empty, with nothing written, when kaleido is not installed or cannot start)."""
+    """Write each figure as static images (``NAME.png``, ``NAME.svg``) through kaleido (one
+    browser session for all of them where plotly offers ``write_images``); returns the
+    files written — empty, with nothing written, when kaleido is not installed or cannot
+    start its browser (it needs a Chrome / Chromium)."""
     try:
         import kaleido  # noqa: F401
     except ImportError:
         return []
+    import plotly.io as pio
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for name, fig in figures.items():
-        for fmt in formats:
-            path = folder / f"{name}.{fmt}"
-            try:
+    jobs = [(fig, folder / f"{name}.{fmt}", fmt) for name, fig in figures.items() for fmt in formats]
+    try:
+        if hasattr(pio, "write_images"):
+            pio.write_images([j[0] for j in jobs], [str(j[1]) for j in jobs],
+                             format=[j[2] for j in jobs], scale=scale)
+        else:  # pragma: no cover - older plotly
+            for fig, path, fmt in jobs:
                 fig.write_image(str(path), format=fmt, scale=scale)
-            except Exception:  # noqa: BLE001 - kaleido needs a browser; export is optional
-                return written
-            written.append(path)
-    return written
+    except Exception:  # noqa: BLE001 - export is optional; the HTML has every figure
+        return [p for _, p, _ in jobs if p.is_file()]
+    return [p for _, p, _ in jobs]

@@ -4,14 +4,15 @@ user text escaped (:class:`~safetygeo.reports.html.HtmlReport`).
 
 A protocol step contributes its section through ``ProtocolStep.section`` (plug-ins) or the
 built-in sections here (:data:`SECTIONS`); a section is ``fn(report, table, info)`` with
-``info`` a :class:`ReportInfo`.
+``info`` a :class:`ReportInfo` (``info.figure(report, name, fig)`` adds a figure and
+names it for the static export).
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -33,6 +34,12 @@ class ReportInfo:
     refs: Mapping[Any, Any]
     prepared: Mapping[str, Any]
     cache: Any
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def figure(self, r: HtmlReport, name: str, fig: Any, caption: str | None = None) -> None:
+        """Add ``fig`` to the report and remember it by ``name`` (for static export)."""
+        r.figure(fig, caption=caption)
+        self.figures[name] = fig
 
     def cached_file(self, step: str, key: str, name: str) -> bytes | None:
         res = self.cache.load(step, key, files=True) if self.cache is not None else None
@@ -96,8 +103,8 @@ def _carriers(r: HtmlReport, table: pd.DataFrame, info: ReportInfo) -> None:
     r.text("Per checkpoint, the admissible refusal carrier (Arditi et al. filters on the val "
            "split: induce ≥ 0, KL ≤ 0.1, layer < 0.8 L; lowest bypass wins), re-scored on "
            "held-out test prompts. A jump in the line is the carrier relocating.")
-    r.figure(tf.carrier_layer_figure(table))
-    r.figure(tf.bypass_heatmap_figure(table))
+    info.figure(r, "carrier_layer", tf.carrier_layer_figure(table))
+    info.figure(r, "bypass_heatmap", tf.bypass_heatmap_figure(table))
     c = table[table.metric.isin(["carrier_layer", "carrier_weak"])]
     if len(c):
         piv = c.pivot_table(index=["trajectory", "step"], columns="metric", values="value",
@@ -112,7 +119,7 @@ def _carriers(r: HtmlReport, table: pd.DataFrame, info: ReportInfo) -> None:
 def _rank(r: HtmlReport, table: pd.DataFrame, info: ReportInfo) -> None:
     r.text("Effective rank (Roy–Vetterli) of the stack of refusal directions across the "
            "post-instruction positions at each checkpoint's carrier layer; 1 = one direction.")
-    r.figure(tf.rank_figure(table))
+    info.figure(r, "erank", tf.rank_figure(table))
 
 
 def _drift(r: HtmlReport, table: pd.DataFrame, info: ReportInfo) -> None:
@@ -121,20 +128,20 @@ def _drift(r: HtmlReport, table: pd.DataFrame, info: ReportInfo) -> None:
     r.text("Largest principal angle between each checkpoint's carrier subspace and its "
            "reference's (paired bootstrap over the same held-out prompts). References: "
            + "; ".join(refs))
-    r.figure(tf.drift_figure(table))
+    info.figure(r, "drift", tf.drift_figure(table))
 
 
 def _coupling(r: HtmlReport, table: pd.DataFrame, info: ReportInfo) -> None:
     r.text("Geometric H/R coupling: cosine between the harmfulness direction (diff-in-means "
            "at t_inst) and the refusal direction (post-instruction), at the carrier layer.")
-    r.figure(tf.coupling_figure(table))
+    info.figure(r, "coupling", tf.coupling_figure(table))
 
 
 def _ablation(r: HtmlReport, table: pd.DataFrame, info: ReportInfo) -> None:
     r.text("Ablating each checkpoint's admissible carrier on held-out prompts, next to the "
            "same ablation of matched random directions (shaded: their 2.5–97.5 % band). p from "
            "the nulls, q = Benjamini–Hochberg across the report.")
-    r.figure(tf.ablation_figure(table))
+    info.figure(r, "ablation", tf.ablation_figure(table))
     a = table[(table.protocol_step == "ablation") & table.value.notna()]
     if len(a):
         r.table(a[["trajectory", "step", "layer", "position", "metric", "value", "null_q025",
@@ -167,15 +174,15 @@ def _behavior(r: HtmlReport, table: pd.DataFrame, info: ReportInfo) -> None:
     r.text("Robust refusal (harmful prompts), harmful usefulness (ASR judged for real "
            "compliance, when a judge ran), exaggerated safety (over-refusal of safe "
            "look-alikes), benign utility (task accuracy); greedy decoding, bootstrap CIs.")
-    r.figure(tf.behavior_steps_figure(table))
-    r.figure(tf.frontier_figure(table))
+    info.figure(r, "behavior", tf.behavior_steps_figure(table))
+    info.figure(r, "frontier", tf.frontier_figure(table))
     _examples(r, info, "behavior", "Example completions (last checkpoint of each trajectory)")
 
 
 def _transfer(r: HtmlReport, table: pd.DataFrame, info: ReportInfo) -> None:
     r.text("GCG suffixes optimized once against the source checkpoint, then evaluated on "
            "every checkpoint: transfer ASR vs step.")
-    r.figure(tf.transfer_figure(table))
+    info.figure(r, "transfer", tf.transfer_figure(table))
     prep = info.prepared.get("transfer")
     if prep is not None:
         d = prep.data
@@ -197,10 +204,12 @@ _TITLES = {"carriers": "Admissible refusal carrier", "rank": "Effective rank",
 
 
 def build_report(result: Any, *, title: str | None = None, refs: Mapping[Any, Any] | None = None,
-                 prepared: Mapping[str, Any] | None = None, cache: Any = None) -> HtmlReport:
-    """The :class:`HtmlReport` of a :class:`~safetygeo.reports.trajectory_report.ReportResult`."""
+                 prepared: Mapping[str, Any] | None = None, cache: Any = None,
+                 info: ReportInfo | None = None) -> HtmlReport:
+    """The :class:`HtmlReport` of a :class:`~safetygeo.reports.trajectory_report.ReportResult`
+    (pass ``info`` to collect the figures it draws in ``info.figures``)."""
     table = result.table
-    info = ReportInfo(result, refs or {}, prepared or {}, cache)
+    info = info or ReportInfo(result, refs or {}, prepared or {}, cache)
     names = list(dict.fromkeys(table.trajectory.dropna()))
     r = HtmlReport(title or f"safetygeo trajectory report: {', '.join(map(str, names))}")
     r.heading("Overview")

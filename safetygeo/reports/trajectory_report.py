@@ -112,6 +112,7 @@ class ReportResult:
         counts: ``computed``, ``cached``, ``failed`` step results and ``models_loaded``.
         out: the output folder; html: the HTML report (``None`` when not written).
         protocol: the protocol run; seconds: wall time; executor: what ran the jobs.
+        figures: static images written (``export=``).
     """
 
     table: pd.DataFrame
@@ -124,6 +125,7 @@ class ReportResult:
     seconds: float
     executor: dict[str, Any] = field(default_factory=dict)
     sets: ReportSets | None = None
+    figures: list[Path] = field(default_factory=list)
 
 
 def _parse_ref(spec: str, what: str) -> tuple[str, int]:
@@ -616,6 +618,7 @@ def run_report(
     workers: int | None = None,
     title: str | None = None,
     html: bool = True,
+    export: Sequence[str] = (),
     progress: bool = False,
 ) -> ReportResult:
     """Run ``protocol`` over every selected checkpoint of ``trajectories`` into ``out``.
@@ -632,6 +635,9 @@ def run_report(
         workers: CPUs of a local Ray instance.
         title: HTML title.
         html: also write the HTML report.
+        export: also write every figure as static images in these formats (``"png"``,
+            ``"svg"``, ``"pdf"``) under ``out/figures/`` — needs kaleido (``safetygeo[static]``)
+            and a Chromium; silently nothing without them.
         progress: a progress bar over checkpoints.
 
     Raises:
@@ -676,12 +682,19 @@ def run_report(
     result = ReportResult(table, status, failures, dict(d.counts), out, None, protocol, seconds,
                           info, d.sets)
     _write(result, d)
-    if html:
-        from safetygeo.reports.trajectory_html import build_report
+    if html or export:
+        from safetygeo.reports.trajectory_figures import export_figures
+        from safetygeo.reports.trajectory_html import ReportInfo, build_report
 
-        path = out / "report.html"
-        build_report(result, title=title, refs=d.refs, prepared=d.prep, cache=d.cache).save(path)
-        result.html = path
+        page_info = ReportInfo(result, d.refs, d.prep, d.cache)
+        page = build_report(result, title=title, info=page_info)
+        if html:
+            path = out / "report.html"
+            page.save(path)
+            result.html = path
+        if export:
+            result.figures = export_figures(page_info.figures, out / "figures",
+                                            formats=tuple(export))
     return result
 
 

@@ -281,3 +281,19 @@ def test_html_renders_in_headless_chromium(report, tmp_path) -> None:
     assert check.errors == []
     assert check.figures >= 9 and check.rendered == check.figures
     assert shot.stat().st_size > 10_000
+
+
+def test_static_export_through_kaleido(report, tmp_path) -> None:
+    pytest.importorskip("kaleido", reason="static export needs kaleido (safetygeo[static])")
+    from safetygeo.reports import trajectory_figures as tf
+    from safetygeo.reports.browser import find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("kaleido needs a Chrome / Chromium")
+    figs = {"carrier_layer": tf.carrier_layer_figure(report.table),
+            "drift": tf.drift_figure(report.table)}
+    paths = tf.export_figures(figs, tmp_path, formats=("png", "svg"))
+    assert sorted(p.name for p in paths) == ["carrier_layer.png", "carrier_layer.svg",
+                                             "drift.png", "drift.svg"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert (tmp_path / "drift.svg").read_text().lstrip().startswith("<svg")
