@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("--ray-trajectories", default="attacked,r2d2",
                     help="trajectories of the in-process vs Ray comparison")
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--only-ray", action="store_true", help="skip the first run / rerun")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="artifacts/bench-report")
     ap.add_argument("--json", default=None)
@@ -60,7 +62,6 @@ def main() -> None:
 
     import safetygeo.toy  # noqa: F401  (toy: sets and judge)
     from safetygeo.reports import Protocol
-    from safetygeo.reports.browser import browser_check, find_chromium
     from safetygeo.toy.zoo import load_toy_trajectory
 
     names = ("anchor", "r2d2", "attacked")
@@ -68,9 +69,21 @@ def main() -> None:
     proto = Protocol.toy()
     proto = proto.replace(checkpoints=proto.checkpoints.__class__(stride=args.stride))
     out = Path(args.out)
-    if out.exists():
-        shutil.rmtree(out)
+    for sub in (["cmp-local", "cmp-ray"] if args.only_ray else ["report", "cmp-local", "cmp-ray"]):
+        if (out / sub).exists():
+            shutil.rmtree(out / sub)
     res: dict = {"threads": args.threads, "stride": args.stride, "torch": torch.__version__}
+    if not args.only_ray:
+        first_run(res, paths, names, proto, out)
+    if not args.no_ray:
+        ray_compare(res, paths, args, proto, out)
+    print(json.dumps(res, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+
+
+def first_run(res: dict, paths: dict, names: tuple, proto, out: Path) -> None:
+    from safetygeo.reports.browser import browser_check, find_chromium
 
     first_s, first = _run([paths[n] for n in names], out / "report", proto)
     rerun_s, rerun = _run([paths[n] for n in names], out / "report", proto)
@@ -90,31 +103,42 @@ def main() -> None:
         res["browser"] = {"figures": check.figures, "rendered": check.rendered,
                           "errors": check.errors, "screenshot": str(check.screenshot)}
 
-    if not args.no_ray:
-        sub = [paths[n] for n in args.ray_trajectories.split(",")]
-        local_s, local = _run(sub, out / "cmp-local", proto, html=False)
-        ray_s, ray = _run(sub, out / "cmp-ray", proto, html=False, executor="ray",
-                          workers=args.workers)
-        a = local.table.drop(columns=["q"]).reset_index(drop=True)
-        b = ray.table.drop(columns=["q"]).reset_index(drop=True)
-        try:
-            pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6)
-            same = True
-        except AssertionError:
-            same = False
-        res["ray"] = {"trajectories": args.ray_trajectories, "workers": args.workers,
-                      "in_process_s": round(local_s, 1), "ray_s": round(ray_s, 1),
-                      "speedup": round(local_s / ray_s, 2), "same_table": same,
-                      "jobs": int(local.counts["models_loaded"])}
-
     t = first.table
     summary = {}
     for traj, g in t[t.metric == "carrier_layer"].groupby("trajectory"):
         summary[traj] = {int(s): (None if pd.isna(v) else int(v)) for s, v in zip(g.step, g.value)}
     res["carrier_layer_by_step"] = summary
-    print(json.dumps(res, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1))
+
+
+def ray_compare(res: dict, paths: dict, args: argparse.Namespace, proto, out: Path) -> None:
+    from safetygeo._executor import RayExecutor
+
+    sub = [paths[n] for n in args.ray_trajectories.split(",")]
+    local_s, local = _run(sub, out / "cmp-local", proto, html=False)
+    t = time.perf_counter()
+    ex = RayExecutor(workers=args.workers)
+    ex.describe()
+    start_s = time.perf_counter() - t
+    try:
+        ray_s, ray = _run(sub, out / "cmp-ray", proto, html=False, executor=ex)
+    finally:
+        ex.close()
+    a = local.table.drop(columns=["q"]).reset_index(drop=True)
+    b = ray.table.drop(columns=["q"]).reset_index(drop=True)
+    try:
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6)
+        same = True
+    except AssertionError:
+        same = False
+    res["ray"] = {"trajectories": args.ray_trajectories, "workers": args.workers,
+                  "in_process_s": round(local_s, 1), "ray_start_s": round(start_s, 1),
+                  "ray_s": round(ray_s, 1), "speedup": round(local_s / ray_s, 2),
+                  "speedup_with_start": round(local_s / (ray_s + start_s), 2),
+                  "same_table": same, "models_loaded": int(local.counts["models_loaded"])}
+    try:
+        res["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":
