@@ -32,19 +32,20 @@ def _trajectory_paths(values: list[str], toy_seed: int) -> list[str]:
     return out
 
 
-def _protocol(spec: Optional[str]) -> "Protocol":
+def _protocol(spec: Optional[str], trajectories: list[str]) -> "Protocol":
     from safetygeo.reports import Protocol
+    from safetygeo.reports.protocol import default_protocol
 
-    if spec is None or spec == "default":
+    if spec is None:  # Protocol.toy() on toy-zoo trajectories
+        if all(t.startswith("toy:") for t in trajectories):
+            return Protocol.toy()
+        return default_protocol(trajectories)
+    if spec == "default":
         return Protocol.default()
     if spec == "toy":
         return Protocol.toy()
-    path = Path(spec)
-    if not path.is_file():
-        raise typer.BadParameter(f"{spec!r} is neither a protocol file nor a preset (toy, "
-                                 "default)", param_hint="--protocol")
     with guarded():
-        return Protocol.from_yaml(path)
+        return Protocol.from_yaml(Path(spec))
 
 
 @app.command()
@@ -52,7 +53,8 @@ def report(
     trajectories: TrajArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("artifacts/report"),
     protocol: Annotated[Optional[str], typer.Option(
-        help="Protocol YAML file, or a preset: default, toy.", show_default=False)] = None,
+        help="Protocol YAML file, or a preset: default, toy (default: toy for toy-zoo "
+             "trajectories, else default).", show_default=False)] = None,
     sets: Annotated[Optional[list[str]], typer.Option(
         "--set", "-s", help="Override a prompt set: harmful=SPEC, harmless=SPEC or "
         "behavior.ROLE[.NAME]=SPEC (repeat).", show_default=False)] = None,
@@ -107,7 +109,11 @@ def report(
                                  param_hint="--executor")
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{str(out)!r} exists and is not a folder", param_hint="--out")
-    proto = _protocol(protocol)
+    if protocol is not None and protocol not in ("default", "toy") and not Path(protocol).is_file():
+        raise typer.BadParameter(f"{protocol!r} is neither a protocol file nor a preset (toy, "
+                                 "default)", param_hint="--protocol")
+    proto = _protocol(protocol, trajectories)
+    paths = _trajectory_paths(trajectories, toy_seed)
     with guarded():
         sets_cfg = proto.sets
         behavior = dict(sets_cfg.behavior)
@@ -142,7 +148,6 @@ def report(
             proto = proto.with_steps(**{n: None for n in proto.step_names
                                         if n not in wanted},
                                      **{n: {} for n in wanted})
-        paths = _trajectory_paths(trajectories, toy_seed)
         console.print(f"[bold]report[/] over {len(paths)} trajectories, steps "
                       f"{', '.join(proto.step_names)} ({executor})")
         formats = [f.strip() for f in (export or "").split(",") if f.strip()]

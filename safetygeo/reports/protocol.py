@@ -44,7 +44,7 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,8 @@ from safetygeo.reports.registry import get_step, step_names
 from safetygeo.reports.registry import steps as registered_steps
 
 __all__ = ["CheckpointSelection", "LoadSettings", "Protocol", "ProtocolError", "SetsConfig",
-           "settings_from_dict", "settings_to_dict"]
+           "default_protocol", "register_default_protocol", "settings_from_dict",
+           "settings_to_dict"]
 
 
 class ProtocolError(SafetyGeoError):
@@ -431,3 +432,28 @@ class Protocol:
                 "gcg": {"num_steps": 12, "search_width": 32, "topk": 16,
                         "suffix_init": "the the the"}})
         return p
+
+
+# ----------------------------------------------------------------------------- defaults
+_DEFAULTS: list[tuple[Callable[[Sequence[Path]], bool], Callable[[], Protocol]]] = []
+
+
+def register_default_protocol(applies: Callable[[Sequence[Path]], bool],
+                              factory: Callable[[], Protocol]) -> None:
+    """When no protocol is given, ``factory()`` is used for trajectories where
+    ``applies(folders)`` holds (``safetygeo.toy`` registers :meth:`Protocol.toy` for the toy
+    zoo's trajectories: the toy world's own prompt splits and judge)."""
+    _DEFAULTS.append((applies, factory))
+
+
+def default_protocol(trajectories: Sequence[str | os.PathLike[str]]) -> Protocol:
+    """The protocol for ``trajectories`` when none is given: the first registered default
+    that applies, else :meth:`Protocol.default`."""
+    folders = [Path(t) for t in trajectories]
+    for applies, factory in reversed(_DEFAULTS):
+        try:
+            if folders and applies(folders):
+                return factory()
+        except OSError:
+            continue
+    return Protocol.default()

@@ -627,8 +627,9 @@ def run_report(
         trajectories: trajectory folders (``trajectory.json`` + ``step-NNNNNN/``).
         out: output folder: ``table.parquet``, ``table.csv``, ``status.csv``,
             ``protocol.yaml``, ``report.json``, ``report.html`` and ``cache/``.
-        protocol: the :class:`~safetygeo.reports.protocol.Protocol` (default: every default
-            step with default settings).
+        protocol: the :class:`~safetygeo.reports.protocol.Protocol` (default:
+            :func:`~safetygeo.reports.protocol.default_protocol` — ``Protocol.toy()`` for the
+            toy zoo's trajectories, else every default step with default settings).
         executor: ``"local"`` (in-process), ``"ray"`` or an
             :class:`~safetygeo._executor.Executor`.
         ray_address: Ray cluster address (default ``$RAY_ADDRESS``; neither: a local instance).
@@ -645,7 +646,10 @@ def run_report(
         SafetyGeoError: a prompt set cannot be loaded.
     """
     t_start = time.perf_counter()
-    protocol = protocol or Protocol()
+    if protocol is None:
+        from safetygeo.reports.protocol import default_protocol
+
+        protocol = default_protocol(trajectories)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SafetyGeoError(f"{str(out)!r} exists and is not a folder")

@@ -297,3 +297,20 @@ def test_static_export_through_kaleido(report, tmp_path) -> None:
                                              "drift.png", "drift.svg"]
     assert all(p.stat().st_size > 1000 for p in paths)
     assert (tmp_path / "drift.svg").read_text().lstrip().startswith("<svg")
+
+
+def test_named_drift_reference_and_the_toy_default(toy_zoo, tmp_path) -> None:
+    from safetygeo.reports import Protocol
+    from safetygeo.reports.protocol import default_protocol
+
+    assert default_protocol([toy_zoo["attacked"], toy_zoo["r2d2"]]) == Protocol.toy()
+    assert default_protocol([tmp_path]) == Protocol.default()
+    p = small_protocol((10,)).with_steps(
+        carriers=None, rank=None, coupling=None, ablation=None, behavior=None, transfer=None,
+        drift={"reference": "anchor-s0@300", "n_boot": 20, "layers": [4, 5]})
+    r = run_report([toy_zoo["attacked"]], tmp_path / "o", p, html=False)
+    assert r.counts["failed"] == 0, r.failures
+    d = r.table[r.table.metric == "drift_angle_deg"]
+    # the attack starts from the anchor's last checkpoint: no drift at its step 0
+    assert (d[d.step == 0].value.abs() < 1e-4).all() and (d[d.step == 10].value > 1).all()
+    assert set(r.table.trajectory) == {"attacked-s0"}  # the reference is not a row itself
