@@ -108,8 +108,11 @@ def _carriers(r: HtmlReport, table: pd.DataFrame, info: ReportInfo) -> None:
     c = table[table.metric.isin(["carrier_layer", "carrier_weak"])]
     if len(c):
         piv = c.pivot_table(index=["trajectory", "step"], columns="metric", values="value",
-                            aggfunc="first", sort=False).reset_index()
+                            aggfunc="first").reset_index()
         piv.columns.name = None
+        order = {t: i for i, t in enumerate(dict.fromkeys(table.trajectory.dropna()))}
+        piv = piv.iloc[sorted(range(len(piv)), key=lambda i: (order.get(piv.trajectory.iloc[i], 0),
+                                                              piv.step.iloc[i]))]
         notes = c[c.metric == "carrier_layer"].set_index(["trajectory", "step"]).note
         piv["notes"] = [notes.get((a, b)) if isinstance(notes.get((a, b)), str) else ""
                         for a, b in zip(piv.trajectory, piv.step)]
