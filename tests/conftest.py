@@ -78,3 +78,15 @@ def toy_built() -> dict:
         return ensure_toy(("anchor", "attacked"))
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def ray_executor():
+    """One local Ray instance (2 CPUs) for the whole session (starting one costs ~10-30 s);
+    executors made later find it running and leave it up; shut down at the end."""
+    pytest.importorskip("ray", reason="the ray executor needs ray (pip install 'safetygeo[ray]')")
+    from safetygeo._executor import RayExecutor
+
+    ex = RayExecutor(workers=2)
+    yield ex
+    ex.close()

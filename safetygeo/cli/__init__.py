@@ -4,7 +4,7 @@
 the shared options and rules. Commands (one module each): ``inspect``, ``make-tiny``,
 ``version`` (:mod:`.models`), ``extract``, ``select-carrier``, ``sweep``, ``evaluate``,
 ``attack-gcg``, ``train``, ``demo``, ``compare-gradients``, ``measure-g-effect``
-(:mod:`.gradients`).
+(:mod:`.gradients`), ``report`` (batch reports across training trajectories).
 
 Example (shell)::
 
@@ -21,6 +21,7 @@ from safetygeo.cli import (  # noqa: F401  (importing registers the commands, in
     extract,
     gradients,
     models,
+    report,
     sweep,
     train,
 )

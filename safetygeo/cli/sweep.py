@@ -102,6 +102,12 @@ def sweep(
     limit: Limit = None,
     batch_size: BatchSize = BATCH_SIZE,
     max_variants: MaxVariants = MAX_VARIANTS,
+    executor: Annotated[str, typer.Option(help="local, or ray: cells as Ray tasks (one per "
+                                               "direction / layer).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster (default $RAY_ADDRESS; none: a local instance).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="CPUs of a local Ray instance.")] = None,
+    num_gpus: Annotated[float, typer.Option(min=0, help="GPUs per Ray task.")] = 0.0,
 ) -> None:
     """Sweep ablation / addition of saved carriers against matched random directions.
 
@@ -116,6 +122,8 @@ def sweep(
     from safetygeo.interventions.nulls import NullSpec
     from safetygeo.reports.figures import sweep_figure
 
+    if executor not in ("local", "ray"):
+        raise typer.BadParameter(f"{executor!r}; use local or ray", param_hint="--executor")
     op_list = [o.strip() for o in ops.split(",") if o.strip()]
     if not op_list or any(o not in ("ablate", "add") for o in op_list):
         raise typer.BadParameter(f"{ops!r}; use ablate, add or ablate,add", param_hint="--ops")
@@ -137,15 +145,26 @@ def sweep(
             raise typer.BadParameter(f"the carriers have d_model={d_sel} but {model} has "
                                      f"d_model={h.d_model}", param_hint="--carriers")
         out.mkdir(parents=True, exist_ok=True)
-        table = run_sweep(
-            h, directions, harmful=list(named["harmful"].prompts),
-            harmless=list(named["harmless"].prompts),
-            ops=cast(list[Literal["ablate", "add"]], op_list), layers=layer_sel,
-            alphas=alpha_list, nulls=NullSpec(k=n_null, seed=seed, max_variants=max_variants),
-            scoring=scoring, out=out / "sweep.parquet", overwrite=overwrite,
-            generations=GenerationSettings(max_new_tokens=max_new_tokens) if generations else None,
-            gen_nulls=NullSpec(k=gen_n_null, seed=seed, max_variants=max_variants),
-            batch_size=batch_size)
+        kw = dict(harmful=list(named["harmful"].prompts),
+                  harmless=list(named["harmless"].prompts),
+                  ops=cast(list[Literal["ablate", "add"]], op_list), layers=layer_sel,
+                  alphas=alpha_list, nulls=NullSpec(k=n_null, seed=seed, max_variants=max_variants),
+                  scoring=scoring, out=out / "sweep.parquet", overwrite=overwrite,
+                  generations=GenerationSettings(max_new_tokens=max_new_tokens) if generations else None,
+                  gen_nulls=NullSpec(k=gen_n_null, seed=seed, max_variants=max_variants),
+                  batch_size=batch_size)
+        if executor == "local":
+            table = run_sweep(h, directions, **kw)
+        else:
+            import functools
+
+            from safetygeo._executor import make_executor
+            from safetygeo.causal.sweep_parallel import run_sweep_parallel
+
+            with make_executor(executor, address=ray_address, workers=workers) as ex:
+                table = run_sweep_parallel(
+                    h, directions, loader=functools.partial(load_handle, model, model_opts),
+                    executor=ex, num_gpus=num_gpus, **kw)
     fig = sweep_figure(table)
     atomic_write_text(out / "sweep.html", fig.to_html(include_plotlyjs=True, full_html=True))
     summary = Table(title="strongest effects (|z|)")

@@ -6,7 +6,9 @@ demo, and a hand-planted refusal model.
   :func:`safetygeo.training.train`;
 * :mod:`~safetygeo.toy.zoo` — cached models and trajectories, built from a seed when absent;
 * :mod:`~safetygeo.toy.demo` — ``safetygeo demo``;
-* :mod:`~safetygeo.toy.planted` — a tiny Llama with a hand-set refusal direction.
+* :mod:`~safetygeo.toy.planted` — a tiny Llama with a hand-set refusal direction;
+* :mod:`~safetygeo.toy.report` — ``toy:`` prompt sets and the ``toy`` judge for
+  trajectory reports (registered on import).
 
 Example:
     >>> from safetygeo.toy import ToyWorld
@@ -14,6 +16,7 @@ Example:
     True
 """
 
+from safetygeo.toy import report as _report  # noqa: F401  (registers toy: sets and judge)
 from safetygeo.toy.demo import DemoSettings, run_demo
 from safetygeo.toy.planted import PlantedModel, planted_refusal_model
 from safetygeo.toy.train import ToyRecipe
