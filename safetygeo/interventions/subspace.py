@@ -144,7 +144,7 @@ def biprojected_bases(basis: Any, harmless_means: Any) -> Float[Tensor, "n k d"]
     Example:
         >>> import torch
         >>> e = torch.eye(3, dtype=torch.float64)
-        >>> biprojected_bases(e[0] + e[1], torch.stack([e[1], e[2]]))[0, 0].tolist()
+        >>> biprojected_bases(e[0] + e[1], torch.stack([e[1], e[2]]))[0, 0].abs().tolist()
         [1.0, 0.0, 0.0]
     """
     b = torch.as_tensor(basis).detach().to("cpu", torch.float64)
