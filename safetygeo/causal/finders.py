@@ -309,7 +309,8 @@ def _batch(rows: Sequence[dict[str, list[int]]], pad_id: int, device: torch.devi
 def _token_ce(handle: ModelHandle, batch: dict[str, Tensor], v: int) -> Tensor:
     """Per-variant mean cross-entropy of the labelled tokens: ``[v]``."""
     logits = handle.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          use_cache=False).logits[:, :-1].float()
+                          use_cache=False).logits[:, :-1]
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     labels = batch["labels"][:, 1:]
     mask = labels != IGNORE_INDEX
     lp = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
@@ -321,7 +322,8 @@ def _token_ce(handle: ModelHandle, batch: dict[str, Tensor], v: int) -> Tensor:
 def _target_logprobs(handle: ModelHandle, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
     """Log-softmax at the positions that predict labelled tokens: ``([rows, T, vocab], mask)``."""
     logits = handle.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          use_cache=False).logits[:, :-1].float()
+                          use_cache=False).logits[:, :-1]
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     mask = batch["labels"][:, 1:] != IGNORE_INDEX
     return torch.log_softmax(logits, dim=-1), mask
 

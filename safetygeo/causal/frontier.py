@@ -398,7 +398,7 @@ def min_refusal_dimension(
     fit_harmless: Sequence[str] | None = None,
     layer: int | None = None,
     position: str = "eoi-1",
-    finder: Literal["pca", "som"] = "pca",
+    finder: Literal["dim+pca", "pca", "som"] = "dim+pca",
     k_max: int = 4,
     target: float = 0.1,
     alpha: float = 0.05,
@@ -416,9 +416,11 @@ def min_refusal_dimension(
 
     Args:
         harmful, harmless: evaluation prompts (held out from the basis fit).
-        basis: an ordered ``[k_max, d]`` basis; default: ``finder`` directions (PCA of paired
-            differences) fitted on ``fit_harmful`` / ``fit_harmless`` at ``layer`` and
-            ``position`` (e.g. the carrier's).
+        basis: an ordered ``[k_max, d]`` basis; default: ``finder`` directions fitted on
+            ``fit_harmful`` / ``fit_harmless`` at ``layer`` and ``position`` (e.g. the
+            carrier's): ``"dim+pca"`` = the diff-in-means direction first (so ``k = 1`` is
+            the standard single-direction ablation), then the principal directions of paired
+            differences (Gram–Schmidt); ``"pca"`` or ``"som"`` alone.
         k_max: largest ``k`` tried.
         mode: the ablation (``project`` by default).
         stop_at_target: stop at the first ``k`` that reaches the target.
@@ -434,13 +436,23 @@ def min_refusal_dimension(
     k_max = positive_int(k_max, "k_max")
     if not 0 <= target < 1 or not 0 < alpha <= 1:
         raise SafetyGeoError(f"target must lie in [0, 1) and alpha in (0, 1], got {target}, {alpha}")
+    if 1 / (nulls.k + 1) > alpha:
+        raise SafetyGeoError(f"with K = {nulls.k} random subspaces the smallest p-value is "
+                             f"1/(K+1) = {1 / (nulls.k + 1):.3g} > alpha = {alpha}; use "
+                             f"K >= {math.ceil(1 / alpha) - 1}")
     if basis is None:
         if fit_harmful is None or fit_harmless is None or layer is None:
             raise SafetyGeoError("without a basis, give fit_harmful, fit_harmless and layer "
                                  "(e.g. the carrier selection's train split and sel.layer)")
-        cands = finder_directions(handle, fit_harmful, fit_harmless, method=finder, k=k_max,
+        method = "pca" if finder == "dim+pca" else finder
+        cands = finder_directions(handle, fit_harmful, fit_harmless, method=method, k=k_max,
                                   layers=[layer], batch_size=batch_size)
         ordered = cands.basis(layer, position)
+        if finder == "dim+pca":
+            assert cands.harmful is not None and cands.harmless is not None
+            dim = (cands.harmful.at(layer, position) - cands.harmless.at(layer, position)).double()
+            ordered = orthonormalize(torch.cat([(dim / dim.norm())[None],
+                                                cands.basis(layer, position)]))
         source = {"finder": finder, "layer": layer, "position": position}
     else:
         ordered = orthonormalize(torch.as_tensor(basis).double().reshape(-1, handle.d_model))
