@@ -74,7 +74,7 @@ from safetygeo.interventions.hooks import ablate, add
 from safetygeo.interventions.nulls import random_directions
 from safetygeo.interventions.subspace import ablate_subspace, add_vector
 from safetygeo.models.handle import ModelHandle
-from safetygeo.models.hooks import resid_module
+from safetygeo.models.hooks import hidden_from_inputs, resid_module
 from safetygeo.results import NullComparison
 
 __all__ = [
@@ -404,7 +404,7 @@ def _last_token_cos(handle: ModelHandle, batch: dict[str, Tensor], probes: Tenso
 
     def hook_for(layer: int) -> Callable[..., Any]:
         def hook(module: Any, args: tuple, kwargs: dict) -> None:
-            x = args[0] if args else kwargs.get("hidden_states", kwargs.get("x"))
+            x = hidden_from_inputs(args, kwargs)
             seen[layer] = x[torch.arange(x.shape[0], device=x.device), last.to(x.device)]
         return hook
 

@@ -218,8 +218,8 @@ def _context(handle: ModelHandle, edit: SubspaceEdit, chunk: Tensor) -> Any:
     if edit.mode == "biprojected":
         return ablate_subspace(handle, chunk, strength=edit.strength, layers=edit.layers,
                                per_layer=True)
-    return ablate_subspace(handle, chunk, mode=edit.mode, strength=edit.strength,  # type: ignore[arg-type]
-                           layers=edit.layers)
+    mode: Any = edit.mode
+    return ablate_subspace(handle, chunk, mode=mode, strength=edit.strength, layers=edit.layers)
 
 
 @torch.no_grad()
@@ -403,7 +403,7 @@ def min_refusal_dimension(
     target: float = 0.1,
     alpha: float = 0.05,
     mode: EditMode = "project",
-    nulls: NullSpec = NullSpec(k=16, max_variants=8),
+    nulls: NullSpec = NullSpec(k=19, max_variants=10),
     settings: GenerationSettings = GenerationSettings(max_new_tokens=16),
     classifier: Callable[[str], str] = classify_refusal,
     n_boot: int = 1000,
@@ -422,6 +422,7 @@ def min_refusal_dimension(
             the standard single-direction ablation), then the principal directions of paired
             differences (Gram–Schmidt); ``"pca"`` or ``"som"`` alone.
         k_max: largest ``k`` tried.
+        nulls: random ``k``-dim subspaces per ``k`` (``K ≥ 1/alpha − 1``, default 19).
         mode: the ablation (``project`` by default).
         stop_at_target: stop at the first ``k`` that reaches the target.
 

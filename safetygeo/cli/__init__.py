@@ -2,7 +2,7 @@
 
 ``safetygeo VERB MODEL --set ROLE=SPEC [options]`` — see :mod:`safetygeo.cli.common` for
 the shared options and rules. Commands (one module each): ``inspect``, ``make-tiny``,
-``version`` (:mod:`.models`), ``extract``, ``select-carrier``, ``sweep``, ``evaluate``,
+``version`` (:mod:`.models`), ``extract``, ``select-carrier``, ``sweep``, ``measure-frontier``, ``evaluate``,
 ``attack-gcg``, ``train``, ``demo``.
 
 Example (shell)::
@@ -18,6 +18,7 @@ from safetygeo.cli import (  # noqa: F401  (importing registers the commands, in
     demo,
     evaluate,
     extract,
+    frontier,
     models,
     sweep,
     train,
