@@ -34,7 +34,7 @@ answer we know, then on the CPU-trained toy world.
 import torch
 
 from safetygeo.behavior.generate import GenerationSettings
-from safetygeo.causal.frontier import SubspaceEdit, frontier_point, min_refusal_dimension
+from safetygeo.causal.frontier import min_refusal_dimension
 from safetygeo.interventions.nulls import NullSpec
 from safetygeo.toy.planted import planted_refusal_model, planted_two_dimensional_model
 
