@@ -71,6 +71,40 @@ def _finders(handle: Any, splits: dict, layer: int, pos: str, ref: torch.Tensor,
     return bases
 
 
+def _windows(handle: Any, bases: dict, layer: int, test_h: list, test_l: list, nulls: Any,
+             gen: Any, args: Any) -> list[dict[str, Any]]:
+    """Layer-window sweep: the writes of blocks before the carrier layer, from it on, and all."""
+    from safetygeo.causal.frontier import refusal_frontier
+
+    n = handle.n_layers
+    windows = [tuple(range(0, layer)), tuple(range(layer, n)), tuple(range(max(layer - 2, 0),
+                                                                           min(layer + 2, n)))]
+    sub = {k: v for k, v in bases.items() if k in ("diff-in-means", "pca")}
+    t = refusal_frontier(handle, sub, test_h, test_l, ks=(1, 2), windows=windows, nulls=nulls,
+                         settings=gen, n_boot=args.n_boot)
+    return t.to_dict("records")
+
+
+def run_windows_only(stage: str, args: Any) -> dict[str, Any]:
+    from safetygeo.behavior.generate import GenerationSettings
+    from safetygeo.causal.carriers import select_refusal_carrier
+    from safetygeo.causal.finders import finder_directions
+    from safetygeo.interventions.nulls import NullSpec
+    from safetygeo.toy.geometry import carrier_or_best
+    from safetygeo.toy.zoo import load_toy, toy_splits
+
+    handle, splits = load_toy(stage), toy_splits()
+    sel = select_refusal_carrier(handle, splits["harmful"], splits["harmless"], progress=False)
+    layer, pos, _ = carrier_or_best(sel)
+    tr_h, tr_l = splits["harmful"]["train"], splits["harmless"]["train"]
+    bases = {m: finder_directions(handle, tr_h, tr_l, method=m, k=4, layers=[layer]).basis(layer, pos)
+             for m in ("diff-in-means", "pca")}
+    rows = _windows(handle, bases, layer, splits["harmful"]["test"], splits["harmless"]["test"],
+                    NullSpec(k=args.n_null, max_variants=10),
+                    GenerationSettings(max_new_tokens=args.max_new_tokens), args)
+    return {"stage": stage, "carrier_layer": layer, "windows": rows}
+
+
 def run_stage(stage: str, args: Any) -> dict[str, Any]:
     from safetygeo.activations.extract import extract_activations
     from safetygeo.behavior.generate import GenerationSettings
@@ -104,6 +138,7 @@ def run_stage(stage: str, args: Any) -> dict[str, Any]:
                              harmless_means=means, nulls=nulls, settings=gen,
                              n_boot=args.n_boot)
     out["frontier_seconds"] = time.perf_counter() - t
+    out["windows"] = _windows(handle, bases, layer, test_h, test_l, nulls, gen, args)
     out["frontier"] = sweep.to_dict("records")
     out["modes"] = modes.to_dict("records")
     t = time.perf_counter()
@@ -113,6 +148,17 @@ def run_stage(stage: str, args: Any) -> dict[str, Any]:
     out["min_k_table"] = dim.table().to_dict("records")
     out["geometry_seconds"] = time.perf_counter() - t
     return out
+
+
+COLS = ["edit", "mode", "k", "strength", "layers", "refusals", "refusals_ci_low",
+        "refusals_ci_high", "kl", "kl_ci_low", "kl_ci_high", "null_refusals_mean", "null_kl_mean",
+        "p_refusals", "pareto"]
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    import pandas as pd
+
+    return pd.DataFrame(rows)[COLS].round(4).to_string(index=False)
 
 
 def _print(res: dict[str, Any]) -> None:
@@ -125,8 +171,9 @@ def _print(res: dict[str, Any]) -> None:
     cols = ["edit", "mode", "k", "strength", "refusals", "refusals_ci_low", "refusals_ci_high",
             "kl", "kl_ci_low", "kl_ci_high", "null_refusals_mean", "null_kl_mean", "p_refusals",
             "pareto"]
-    print(pd.DataFrame(res["frontier"])[cols].round(4).to_string(index=False))
-    print(pd.DataFrame(res["modes"])[cols].round(4).to_string(index=False))
+    print(_table(res["frontier"]))
+    print(_table(res["modes"]))
+    print(_table(res["windows"]))
     print(pd.DataFrame([res["geometry"]]).round(3).to_string(index=False))
     print(pd.DataFrame(res["min_k_table"])[cols[:12]].round(4).to_string(index=False))
 
@@ -142,6 +189,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=12)
     ap.add_argument("--strengths", default="0.5,1.0")
     ap.add_argument("--quick", action="store_true", help="smoke run: few steps and nulls")
+    ap.add_argument("--windows-only", action="store_true",
+                    help="only the layer-window sweep (carrier, diff-in-means and PCA)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     args.strengths = [float(s) for s in args.strengths.split(",")]
@@ -152,6 +201,11 @@ def main() -> None:
                "stages": []}
     t0 = time.perf_counter()
     for stage in args.stages.split(","):
+        if args.windows_only:
+            res = run_windows_only(stage.strip(), args)
+            results["stages"].append(res)
+            print(_table(res["windows"]))
+            continue
         res = run_stage(stage.strip(), args)
         results["stages"].append(res)
         _print(res)

@@ -463,8 +463,8 @@ def min_refusal_dimension(
     if mode == "biprojected":
         from safetygeo.activations.extract import extract_activations
 
-        st = extract_activations(handle, harmless, positions="last", batch_size=batch_size,
-                                 progress=False)
+        st = extract_activations(handle, list(fit_harmless) if fit_harmless else harmless,
+                                 positions="last", batch_size=batch_size, progress=False)
         means = st.mean[:, 0]
     base = frontier_baseline(handle, harmful, harmless, settings=settings, classifier=classifier,
                              batch_size=batch_size)
