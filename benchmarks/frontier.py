@@ -39,6 +39,8 @@ def _finders(handle: Any, splits: dict, layer: int, pos: str, ref: torch.Tensor,
         DirectionOptimization,
         cone_dimension,
         finder_directions,
+        repind_direction,
+        representational_independence,
     )
 
     tr_h, tr_l = splits["harmful"]["train"], splits["harmless"]["train"]
@@ -54,7 +56,8 @@ def _finders(handle: Any, splits: dict, layer: int, pos: str, ref: torch.Tensor,
     t = time.perf_counter()
     dim_k, cones, evals = cone_dimension(
         handle, tr_h, tr_l, splits["harmful"]["test"], splits["harmless"]["test"],
-        reference=ref, layer=layer, max_k=args.max_cone, settings=st, n_samples=16)
+        reference=ref, layer=layer, max_k=args.max_cone, settings=st, n_samples=16,
+        stop_at_failure=False)
     total = time.perf_counter() - t
     for cone, ev in zip(cones, evals):
         name = "rdo" if cone.basis.shape[0] == 1 else f"rco-{cone.basis.shape[0]}"
@@ -64,6 +67,21 @@ def _finders(handle: Any, splits: dict, layer: int, pos: str, ref: torch.Tensor,
         out.setdefault("cones", []).append({"finder": name, **ev.to_row()})
     out["cone_dimension"] = dim_k
     out["cone_seconds_total"] = total
+    # RepInd: a refusal direction trained to be representationally independent of the
+    # diff-in-means direction (random start: starting at diff-in-means would start dependent)
+    dim_unit = ref / ref.norm()
+    rst = DirectionOptimization(max_steps=args.rco_steps, init="random")
+    ind = repind_direction(handle, tr_h, tr_l, dim_unit, reference=ref, layer=layer,
+                           settings=rst)
+    costs.append({"finder": "repind", "seconds": ind.seconds, "steps": ind.steps,
+                  "best_step": ind.best_step, "target_seconds": ind.target_seconds})
+    bases["repind"] = ind.basis
+    test_h = splits["harmful"]["test"]
+    crit = representational_independence(handle, ind.direction, dim_unit, test_h, k_null=19)
+    crit_dim_pca = representational_independence(handle, bases["pca"][1], dim_unit, test_h,
+                                                 k_null=19)
+    out["repind"] = {"cos_with_dim": float(ind.direction @ dim_unit), **crit.to_row(),
+                     "pca2_vs_dim": crit_dim_pca.to_row()}
     base_s = costs[0]["seconds"]
     for c in costs:
         c["x_dim"] = c["seconds"] / base_s
@@ -168,6 +186,7 @@ def _print(res: dict[str, Any]) -> None:
     print(pd.DataFrame(res["costs"]).round(3).to_string(index=False))
     print(pd.DataFrame(res["cones"]).round(3).to_string(index=False))
     print("cone dimension:", res["cone_dimension"])
+    print("repind:", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in res["repind"].items()})
     cols = ["edit", "mode", "k", "strength", "refusals", "refusals_ci_low", "refusals_ci_high",
             "kl", "kl_ci_low", "kl_ci_high", "null_refusals_mean", "null_kl_mean", "p_refusals",
             "pareto"]

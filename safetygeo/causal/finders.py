@@ -460,9 +460,10 @@ class RepIndResult:
     cosine: float
 
     def to_row(self) -> dict[str, Any]:
+        n = self.null
         return {"metric": "repind_score", "score": self.score, "cosine": self.cosine,
-                **{f"null_{k}": v for k, v in self.null.to_row().items()
-                   if k in ("null_mean", "null_q975", "p", "z", "k")}}
+                "null_mean": n.null_mean, "null_q975": n.null_quantile(0.975), "p": n.p,
+                "z": n.z, "k_null": n.k}
 
 
 def _prompt_batch(handle: ModelHandle, prompts: list[str], device: torch.device) -> dict[str, Tensor]:
@@ -856,25 +857,30 @@ def cone_dimension(
     bypass_max: float = 0.0,
     induce_min: float = 0.0,
     batch_size: int = 16,
+    stop_at_failure: bool = True,
 ) -> tuple[int, list[OptimizedDirections], list[ConeEvaluation]]:
     """Train cones of dimension ``1..max_k`` (each started from the previous basis) and
-    return ``(the largest k whose cone property holds on the test prompts (0 if none),
-    the cones, their evaluations)``; training stops at the first ``k`` that fails."""
-    data, _ = _prepare(handle, train_harmful, train_harmless, reference, layer, settings,
-                       scoring, None, batch_size)
+    return ``(the largest k such that the cone property holds on the test prompts for every
+    dimension up to k (0 if none), the cones, their evaluations)``. Training stops at the
+    first ``k`` that fails unless ``stop_at_failure=False``. The first cone records the
+    seconds spent generating the training targets (``target_seconds``)."""
+    data, tsec = _prepare(handle, train_harmful, train_harmless, reference, layer, settings,
+                          scoring, None, batch_size)
     cones: list[OptimizedDirections] = []
     evals: list[ConeEvaluation] = []
     dim = 0
     init = None
     for k in range(1, positive_int(max_k, "max_k") + 1):
-        cone = _train(handle, data, k, settings, init=init, method="rco" if k > 1 else "rdo")
+        cone = _train(handle, data, k, settings, init=init, method="rco" if k > 1 else "rdo",
+                      target_seconds=tsec if k == 1 else 0.0)
         ev = cone_property(handle, cone.basis, test_harmful, test_harmless, layer=data.layer,
                            alpha=data.alpha, n_samples=n_samples, scoring=scoring,
                            bypass_max=bypass_max, induce_min=induce_min, batch_size=batch_size)
         cones.append(cone)
         evals.append(ev)
-        if not ev.holds:
+        if ev.holds and dim == k - 1:
+            dim = k
+        elif stop_at_failure:
             break
-        dim = k
         init = cone.basis
     return dim, cones, evals
