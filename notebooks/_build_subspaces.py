@@ -146,14 +146,16 @@ refusal_dimension_figure(tables)
 * **Ground truth.** Both plants come out as built: one dimension for the one-dimensional
   plant, two for the two-dimensional one, where the diff-in-means direction alone fails and
   random 2-d subspaces do nothing.
-* **The toy anchor is not one-dimensional in behaviour.** Its admissible diff-in-means
-  carrier is causal at the logit level (the refusal score falls far outside the random
-  directions), yet ablating it leaves most held-out harmful prompts refused in greedy
-  generations. PCA and SOM single directions do no better; the second dimension is what
-  removes refusal — at a first-token KL one to two orders of magnitude above the single
-  direction's, while random 2- and 3-d subspaces change nothing. Biprojecting the direction
-  against each layer's harmless mean changes the picture most: see `benchmarks/RESULTS.md`
-  for the full frontier with K = 19 nulls, RCO cones and the r2d2 comparison.
+* **The toy anchor is not one-dimensional in what it generates.** Its admissible
+  diff-in-means carrier is causal at the logit level, yet ablating it leaves most held-out
+  harmful prompts refused; no single PCA, SOM or RDO direction does much better, while random
+  directions leave every refusal. The span of the first two PCA directions removes most
+  refusals, but at a first-token KL about 70× the single direction's; a trained two-dimensional
+  RCO subspace (in `benchmarks/RESULTS.md`, too slow for a notebook) does it at a KL below the
+  single direction's, and biprojecting the diff-in-means direction against each layer's
+  harmless mean does it with one (layer-dependent) direction. `k_min = 2` for the anchor and
+  for R2D2; what adversarial training changes on this toy world is the price (KL) of every
+  edit and the admissibility of the carrier, not the number of dimensions.
 * **Effective rank is not the same question.** The carrier's effective rank (≈ 1.9 here)
   measures how many directions the diff-in-means vectors of the post-instruction positions
   span; `k_min` measures how many must be *removed* to stop refusing — they need not agree.
