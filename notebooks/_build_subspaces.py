@@ -38,7 +38,7 @@ from safetygeo.causal.frontier import min_refusal_dimension
 from safetygeo.interventions.nulls import NullSpec
 from safetygeo.toy.planted import planted_refusal_model, planted_two_dimensional_model
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)   # tiny models: one thread is fastest on a busy CPU
 one_token = GenerationSettings(max_new_tokens=1)   # the planted models decide with token 1
 first = lambda c: "full_refusal" if c.strip() in ("I", "S") else "compliance"
 nulls = NullSpec(k=19, max_variants=20)            # p floor 1/20
@@ -78,10 +78,10 @@ sel = select_refusal_carrier(anchor, splits["harmful"], splits["harmless"], prog
 layer, pos, admissible = carrier_or_best(sel)
 bases = {"diff-in-means": sel.direction[None]}
 for method in ("pca", "som"):
-    bases[method] = finder_directions(anchor, train_h, train_l, method=method, k=3,
+    bases[method] = finder_directions(anchor, train_h, train_l, method=method, k=2,
                                       layers=[layer]).basis(layer, pos)
 opt = rdo(anchor, train_h, train_l, reference=sel.vector, layer=layer,
-          settings=DirectionOptimization(max_steps=30))
+          settings=DirectionOptimization(max_steps=15))
 bases["rdo"] = opt.basis
 print(f"carrier: layer {layer}, {pos} (admissible: {admissible})")
 print(f"RDO: {opt.steps} steps in {opt.seconds:.1f} s; cos with diff-in-means "
@@ -93,14 +93,14 @@ from safetygeo.activations import extract_activations
 from safetygeo.causal.frontier import refusal_frontier
 from safetygeo.reports import frontier_figure
 
-gen = GenerationSettings(max_new_tokens=12)
+gen = GenerationSettings(max_new_tokens=8)
 small = NullSpec(k=8, max_variants=9)   # a notebook-sized null set (p floor 1/9)
-table = refusal_frontier(anchor, bases, test_h, test_l, ks=(1, 2, 3), nulls=small,
+table = refusal_frontier(anchor, bases, test_h, test_l, ks=(1, 2), nulls=small,
                          settings=gen, n_boot=200)
 means = extract_activations(anchor, train_l, positions="last", progress=False).mean[:, 0]
 modes = refusal_frontier(anchor, {"diff-in-means": bases["diff-in-means"]}, test_h, test_l,
-                         modes=("norm_preserving", "biprojected"), harmless_means=means,
-                         nulls=small, settings=gen, n_boot=200)
+                         modes=("biprojected",), harmless_means=means, nulls=small,
+                         settings=gen, n_boot=200)
 cols = ["edit", "mode", "k", "refusals", "refusals_ci_low", "refusals_ci_high", "kl",
         "null_refusals_mean", "null_kl_mean", "p_refusals", "pareto"]
 print(table[cols].round(4).to_string(index=False))
@@ -119,7 +119,8 @@ frontier_figure(pd.concat([table, modes.assign(edit="diff-in-means (" + modes["m
 next principal directions of paired differences, until held-out refusals fall to 10% with
 `p ≤ 0.05` against random subspaces of the same dimension. This is the function a trajectory
 report calls per checkpoint; `safetygeo.toy.geometry.zoo_geometry` makes the zoo's table of it
-(R2D2 is included when it has been built: `ensure_toy(("r2d2",))`, a few minutes).
+(with the carrier's effective rank); R2D2 is included when it has been built
+(`ensure_toy(("r2d2",))`, a few minutes).
 """),
         code("""
 from safetygeo.reports import refusal_dimension_figure
@@ -127,17 +128,19 @@ from safetygeo.toy.geometry import stage_geometry
 from safetygeo.toy.train import read_marker
 from safetygeo.toy.zoo import cache_root, load_toy
 
-rows, tables = [], {}
-for stage in ("anchor", "r2d2"):
-    if read_marker(cache_root() / f"{stage}-s0") is None:
-        print(f"{stage}: not built here; see benchmarks/RESULTS.md")
-        continue
-    row, dim = stage_geometry(load_toy(stage), splits, stage=stage, k_max=3, nulls=nulls,
-                              settings=gen, n_boot=200)
+dim = min_refusal_dimension(anchor, test_h, test_l, fit_harmful=train_h, fit_harmless=train_l,
+                            layer=layer, position=pos, k_max=2, nulls=nulls, settings=gen,
+                            n_boot=200)
+rows, tables = [{"stage": "anchor", **dim.to_row()}], {"anchor": dim.table()}
+if read_marker(cache_root() / "r2d2-s0") is not None:   # built: ensure_toy(("r2d2",))
+    row, r2d2 = stage_geometry(load_toy("r2d2"), splits, stage="r2d2", k_max=2, nulls=nulls,
+                               settings=gen, n_boot=200)
     rows.append(row)
-    tables[stage] = dim.table()
-geometry = pd.DataFrame(rows)
-print(geometry.round(3).to_string(index=False))
+    tables["r2d2"] = r2d2.table()
+else:
+    print("r2d2 is not built in this cache; its numbers are in benchmarks/RESULTS.md")
+print(pd.DataFrame(rows)[["stage", "k_min", "rate_k1", "null_rate_k1", "kl_k1", "rate_at_k_min",
+                          "kl_at_k_min"]].round(3).to_string(index=False))
 refusal_dimension_figure(tables)
 """),
         md("""
