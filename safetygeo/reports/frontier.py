@@ -11,8 +11,8 @@ Example:
     ...                   "null_refusals_q025": [20, 20], "null_refusals_q975": [20, 20],
     ...                   "null_kl_q025": [0, 0], "null_kl_q975": [0.01, 0.02],
     ...                   "pareto": [True, True]})
-    >>> len(frontier_figure(t).data)
-    2
+    >>> [trace.name for trace in frontier_figure(t).data][:2]
+    ['random subspaces', 'dim']
 """
 
 from __future__ import annotations
