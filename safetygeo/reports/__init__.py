@@ -14,6 +14,7 @@ from safetygeo.reports.figures import (
     null_figure,
     sweep_figure,
 )
+from safetygeo.reports.frontier import frontier_figure, refusal_dimension_figure
 from safetygeo.reports.gradients import (
     g_effect_figure,
     g_effect_steps_figure,
@@ -39,7 +40,7 @@ from safetygeo.reports.trajectory_report import (
 
 __all__ = ["TABLE_COLUMNS", "CheckpointSelection", "HtmlReport", "LoadSettings", "Protocol",
            "ProtocolError", "ProtocolStep", "ReportResult", "SetsConfig", "StepOutput",
-           "behavior_figure", "carrier_scores_figure", "coupling_figure", "g_effect_figure",
-           "g_effect_steps_figure", "gradient_cosine_figure", "null_figure", "read_report",
-           "register_judge", "register_set_source", "register_step", "run_report",
-           "step_names", "sweep_figure", "token_weights_figure"]
+           "behavior_figure", "carrier_scores_figure", "coupling_figure", "frontier_figure",
+           "g_effect_figure", "g_effect_steps_figure", "gradient_cosine_figure", "null_figure",
+           "read_report", "refusal_dimension_figure", "register_judge", "register_set_source",
+           "register_step", "run_report", "step_names", "sweep_figure", "token_weights_figure"]
