@@ -37,6 +37,17 @@ def _one_thread() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _cpus_kept():
+    """No test may leave the session pinned to fewer cores: the toy build that a later test
+    triggers then ran ~10x slower (OpenMP threads spinning on one core) and CI timed out."""
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    yield
+    if before is not None and os.sched_getaffinity(0) != before:
+        os.sched_setaffinity(0, before)
+        pytest.fail(f"the test changed the process's CPU affinity (was {sorted(before)})")
+
+
+@pytest.fixture(autouse=True)
 def _seed() -> None:
     random.seed(0)
     np.random.seed(0)
