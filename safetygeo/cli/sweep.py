@@ -97,7 +97,7 @@ def sweep(
         "drawing nulls once every metric is settled) or a fixed K per cell.")] = True,
     h_exceed: Annotated[int, typer.Option("--h", min=2, help="Sequential: a metric is settled (not "
                                    "significant, p = h/l) once this many nulls reach its "
-                                   "real effect.")] = 5,
+                                   "real effect.")] = 4,
     k_max: Annotated[Optional[int], typer.Option(min=1, help="Sequential: the most nulls a "
                                                  "cell draws (default --n-null).",
                                                  show_default=False)] = None,
