@@ -49,14 +49,19 @@ from safetygeo.results import NullComparison
 from safetygeo.stats.pvalues import ALTERNATIVES, Alternative
 from safetygeo.stats.sequential import SequentialP, besag_clifford_p, schedule
 
-__all__ = ["DEFAULT_H", "NULL_KINDS", "NullDraws", "NullSpec", "matched_variants",
+__all__ = ["DEFAULT_BATCH", "DEFAULT_H", "NULL_KINDS", "NullDraws", "NullSpec", "matched_variants",
            "random_directions", "run_null_test"]
 
-#: Default exceedance threshold of sequential tests (``NullSpec.sequential``). Why 4: with 16
-#: nulls per step, a metric whose true p is 0.5 stops after the first step with probability
-#: 0.99 (0.75 at p = 0.3; 0.96 / 0.55 with h = 5), while a metric with true p = 0.02 — whose
-#: fixed K = 64 p is ≈ 0.035 — stops early (p ≥ 4/64) with probability 0.04 (binomial tails).
+#: Default exceedance threshold of sequential tests (``NullSpec.sequential``). Why 4: a
+#: metric whose true p is 0.5 is settled within 16 nulls with probability 0.99 (0.75 at
+#: p = 0.3; 0.96 / 0.55 with h = 5), while a metric with true p = 0.02 — whose fixed K = 64 p
+#: is ≈ 0.035 — stops early (p ≥ 4/64) with probability 0.04 (binomial tails).
 DEFAULT_H = 4
+#: Default nulls per sequential step. Why 8 rather than a full pass of ``max_variants`` = 16:
+#: the cost of a cell moves in steps of ``batch``, and on the planted model's random-direction
+#: cells 8 gave a mean cost of 0.28 of a fixed K = 64 (16: 0.32, with cells at 0.51 where one
+#: metric sat at p ≈ 0.25); a forward of a large model is already full with the prompts alone.
+DEFAULT_BATCH = 8
 
 NullKind = Literal["sphere", "covariance"]
 NULL_KINDS: tuple[str, ...] = ("sphere", "covariance")
@@ -79,8 +84,9 @@ class NullSpec:
             effect (integer ≥ 2). ``None`` (or ``math.inf``) = the fixed-K test. With
             ``h > k_max`` nothing stops early: the fixed-K p of ``k_max`` nulls.
         k_max: the most nulls a sequential test draws (default ``k``); only with ``h``.
-        batch: nulls drawn per sequential step (default ``max_variants``); only with ``h``.
-            Distinct from ``max_variants``: a step of 32 with 16 per pass is two passes.
+        batch: nulls drawn per sequential step (default :data:`DEFAULT_BATCH` = 8); only
+            with ``h``. Distinct from ``max_variants``: a step of 32 with 16 per pass is two
+            passes; a step of 8 is one pass of 8 (9 with the real direction).
         tail: also estimate a tail p-value when no null reaches the real effect
             (:func:`~safetygeo.stats.tail.tail_p`; an approximation reported beside the
             exact p, which BH uses where it is below the exact p).
@@ -89,7 +95,7 @@ class NullSpec:
         >>> NullSpec(k=4).identity()
         {'k': 4, 'kind': 'sphere', 'seed': 0, 'covariance_sha256': None}
         >>> NullSpec(k=64, h=5, tail=True).identity()["sequential"]
-        {'h': 5, 'k_max': 64, 'batch': 16}
+        {'h': 5, 'k_max': 64, 'batch': 8}
     """
 
     k: int = 64
@@ -149,8 +155,8 @@ class NullSpec:
 
     @property
     def step(self) -> int:
-        """Nulls drawn per sequential step (``batch``, default ``max_variants``)."""
-        return int(self.batch if self.batch is not None else self.max_variants)
+        """Nulls drawn per sequential step (``batch``, default :data:`DEFAULT_BATCH`)."""
+        return int(self.batch if self.batch is not None else DEFAULT_BATCH)
 
     def checkpoints(self) -> list[int]:
         """Null counts after which the test looks (``[k]`` for a fixed K)."""

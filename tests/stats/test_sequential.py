@@ -65,7 +65,7 @@ def test_bad_arguments() -> None:
 
 
 # (h, k_max, batch): the sweep default, a small h with small batches, a long test
-CONFIGS = [(4, 64, 16), (2, 64, 8), (10, 200, 25)]
+CONFIGS = [(4, 64, 8), (4, 64, 16), (2, 64, 8), (10, 200, 25)]
 
 
 @pytest.mark.parametrize("dist", ["normal", "exponential", "t3"])
@@ -136,8 +136,8 @@ def test_driver_shares_forwards_but_decides_per_metric() -> None:
 
 def test_null_spec_sequential_fields() -> None:
     spec = NullSpec.sequential()
-    assert (spec.h, spec.n_max, spec.step, spec.tail) == (4, 64, 16, True)
-    assert spec.checkpoints() == [16, 32, 48, 64] and NullSpec(k=8).checkpoints() == [8]
+    assert (spec.h, spec.n_max, spec.step, spec.tail) == (4, 64, 8, True)
+    assert spec.checkpoints() == list(range(8, 65, 8)) and NullSpec(k=8).checkpoints() == [8]
     assert NullSpec(k=32, h=3, k_max=128, batch=32).checkpoints() == [32, 64, 96, 128]
     assert NullSpec(h=float("inf")).h is None  # h = ∞ is the fixed-K test
     ident = NullSpec(k=64, h=5, batch=8).identity()
