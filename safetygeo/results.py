@@ -169,9 +169,11 @@ class NullComparison:
         Args:
             sequential: the decision of a sequential test over ``null`` (its ``p``,
                 ``n_used`` and ``stop_reason`` are taken over); ``None`` = fixed K.
-            tail: also estimate a tail p when no null reaches the real effect
-                (:func:`~safetygeo.stats.tail.tail_p`); BH then uses it where it is below
-                the exact p.
+            tail: also estimate a tail p when no null reaches the real effect and the test
+                ran to its end (not for a sequential test stopped as clearly null; a
+                two-sided stop uses an earlier centre, so "no exceedance among all nulls"
+                alone is not enough) (:func:`~safetygeo.stats.tail.tail_p`); BH then uses
+                it where it is below the exact p.
             **extra: further row fields.
         """
         if alternative not in ALTERNATIVES:
@@ -184,7 +186,8 @@ class NullComparison:
                 raise SafetyGeoError("a sequential test must be settled before it is reported")
             p, n_used, stop = sequential.p, sequential.n_used, sequential.stop_reason
         p_tail, method, used, tnote = float("nan"), None, "exact", None
-        if tail and exceedances(real, arr, alternative) == 0:
+        ran_out = sequential is None or sequential.stop_reason == "k_max"
+        if tail and ran_out and exceedances(real, arr, alternative) == 0:
             est = tail_p(real, arr, alternative)
             p_tail, method, tnote = est.p, est.method, est.note
             if method is not None and p_tail < p:

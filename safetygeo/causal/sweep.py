@@ -7,10 +7,11 @@ there, so a killed sweep resumes where it stopped. Benjamini–Hochberg q-values
 across the sweep, per metric.
 
 **Cost follows evidence.** By default every cell runs a sequential null test
-(``NullSpec.sequential()``: Besag–Clifford with ``h = 4``, at most 64 nulls, 8 per step;
-:mod:`safetygeo.stats.sequential`): a cell whose metrics are all clearly null stops after
-its first one or two steps (9 or 17 directions instead of 65), a strong cell uses all 64 nulls and gets a
-tail estimate of p below the Monte Carlo floor 1/65 (:mod:`safetygeo.stats.tail`). Each
+(``NullSpec.sequential()``: Besag–Clifford with ``h = 4``, at most 64 nulls, a pilot of 16
+then 8 per step; :mod:`safetygeo.stats.sequential`): a cell whose metrics are all clearly
+null stops after the pilot (17 directions instead of 65) or one step more, a strong cell
+uses all 64 nulls and gets a tail estimate of p below the Monte Carlo floor 1/65
+(:mod:`safetygeo.stats.tail`). Each
 row says how many nulls its p used (``n_null_used``), why it stopped (``stop_reason``),
 and which p BH used (``p_used``: ``"tail"`` where the tail estimate is below the exact p,
 else ``"exact"``; the exact ``p`` is always kept). ``nulls=NullSpec(k=64)`` gives the

@@ -102,7 +102,7 @@ def sweep(
                                                  "cell draws (default --n-null).",
                                                  show_default=False)] = None,
     null_batch: Annotated[Optional[int], typer.Option(min=1, help="Sequential: nulls drawn "
-                                                      "per step (default 8).",
+                                                      "per step after a pilot of 16 (default 8).",
                                                       show_default=False)] = None,
     tail: Annotated[Optional[bool], typer.Option(
         "--tail/--no-tail", help="Tail estimates of p below 1/(K+1) where no null reaches the "

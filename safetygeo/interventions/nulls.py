@@ -11,8 +11,8 @@ nulls; :func:`run_null_test` evaluates them and decides. The comparison itself (
 table row) is :class:`safetygeo.results.NullComparison`.
 
 **Sequential tests** (``NullSpec(h=...)``, Besag & Clifford 1991,
-:mod:`safetygeo.stats.sequential`): nulls are evaluated ``batch`` at a time (the real
-direction rides in the first batch); after each batch every metric's test is checked, and
+:mod:`safetygeo.stats.sequential`): a pilot of ``first_look`` nulls (16) with the real
+direction, then ``batch`` (8) at a time; after each step every metric's test is checked, and
 a metric is *settled* once ``h`` nulls reach its real effect (``p = h / l``, clearly not
 significant) or ``k_max`` nulls were drawn (``p = (g + 1) / (k_max + 1)``). Metrics of one
 intervention share their forward passes, so a cell **stops when every metric is settled**;
@@ -49,7 +49,7 @@ from safetygeo.results import NullComparison
 from safetygeo.stats.pvalues import ALTERNATIVES, Alternative
 from safetygeo.stats.sequential import SequentialP, besag_clifford_p, schedule
 
-__all__ = ["DEFAULT_BATCH", "DEFAULT_H", "NULL_KINDS", "NullDraws", "NullSpec", "matched_variants",
+__all__ = ["DEFAULT_BATCH", "DEFAULT_FIRST", "DEFAULT_H", "NULL_KINDS", "NullDraws", "NullSpec", "matched_variants",
            "random_directions", "run_null_test"]
 
 #: Default exceedance threshold of sequential tests (``NullSpec.sequential``). Why 4: a
@@ -62,6 +62,9 @@ DEFAULT_H = 4
 #: cells 8 gave a mean cost of 0.28 of a fixed K = 64 (16: 0.32, with cells at 0.51 where one
 #: metric sat at p ≈ 0.25); a forward of a large model is already full with the prompts alone.
 DEFAULT_BATCH = 8
+#: Nulls drawn before a sequential test looks for the first time (unless ``batch`` is larger):
+#: the two-sided centre (the median of the nulls drawn) needs a sample to stand on.
+DEFAULT_FIRST = 16
 
 NullKind = Literal["sphere", "covariance"]
 NULL_KINDS: tuple[str, ...] = ("sphere", "covariance")
@@ -87,6 +90,8 @@ class NullSpec:
         batch: nulls drawn per sequential step (default :data:`DEFAULT_BATCH` = 8); only
             with ``h``. Distinct from ``max_variants``: a step of 32 with 16 per pass is two
             passes; a step of 8 is one pass of 8 (9 with the real direction).
+        first: nulls drawn before the first look (default ``max(batch, 16)``,
+            :data:`DEFAULT_FIRST`); only with ``h``.
         tail: also estimate a tail p-value when no null reaches the real effect
             (:func:`~safetygeo.stats.tail.tail_p`; an approximation reported beside the
             exact p, which BH uses where it is below the exact p).
@@ -95,7 +100,7 @@ class NullSpec:
         >>> NullSpec(k=4).identity()
         {'k': 4, 'kind': 'sphere', 'seed': 0, 'covariance_sha256': None}
         >>> NullSpec(k=64, h=5, tail=True).identity()["sequential"]
-        {'h': 5, 'k_max': 64, 'batch': 8}
+        {'h': 5, 'k_max': 64, 'batch': 8, 'first': 16}
     """
 
     k: int = 64
@@ -107,6 +112,7 @@ class NullSpec:
     k_max: int | None = None
     batch: int | None = None
     tail: bool = False
+    first: int | None = None
 
     def __post_init__(self) -> None:
         positive_int(self.k, "NullSpec.k (number of null directions)")
@@ -122,7 +128,7 @@ class NullSpec:
         if isinstance(self.h, float) and math.isinf(self.h) and self.h > 0:
             object.__setattr__(self, "h", None)  # h = ∞: never stop early = fixed K
         if self.h is None:
-            for name in ("k_max", "batch"):
+            for name in ("k_max", "batch", "first"):
                 if getattr(self, name) is not None:
                     raise SafetyGeoError(f"NullSpec.{name} applies to sequential tests only: set "
                                          f"h too (a fixed-K test draws k={self.k} nulls)")
@@ -132,6 +138,8 @@ class NullSpec:
             positive_int(self.k_max, "NullSpec.k_max (most nulls of a sequential test)")
         if self.batch is not None:
             positive_int(self.batch, "NullSpec.batch (nulls per sequential step)")
+        if self.first is not None:
+            positive_int(self.first, "NullSpec.first (nulls before the first look)")
 
     @classmethod
     def sequential(cls, h: int = DEFAULT_H, k_max: int = 64, *, batch: int | None = None,
@@ -158,9 +166,16 @@ class NullSpec:
         """Nulls drawn per sequential step (``batch``, default :data:`DEFAULT_BATCH`)."""
         return int(self.batch if self.batch is not None else DEFAULT_BATCH)
 
+    @property
+    def first_look(self) -> int:
+        """Nulls drawn before the first look (``first``, default ``max(batch, 16)``)."""
+        return int(self.first if self.first is not None else max(self.step, DEFAULT_FIRST))
+
     def checkpoints(self) -> list[int]:
         """Null counts after which the test looks (``[k]`` for a fixed K)."""
-        return schedule(self.n_max, self.step) if self.is_sequential else [self.k]
+        if not self.is_sequential:
+            return [self.k]
+        return schedule(self.n_max, self.step, min(self.first_look, self.n_max))
 
     def replace(self, **changes: Any) -> NullSpec:
         """A copy with ``changes``."""
@@ -179,14 +194,16 @@ class NullSpec:
 
         Not ``max_variants`` (it only batches). A fixed-K spec without tail estimates gives
         the same identity as before sequential tests existed (older tables resume); a
-        sequential one adds ``sequential: {h, k_max, batch}`` (``batch`` sets where the test
-        looks, hence the nulls drawn), ``tail: True`` when tail estimates are on.
+        sequential one adds ``sequential: {h, k_max, batch, first}`` (``batch`` and ``first``
+        set where the test looks, hence the nulls drawn), ``tail: True`` when tail estimates
+        are on.
         """
         out: dict[str, Any] = {"k": self.k, "kind": self.kind, "seed": int(self.seed),
                                "covariance_sha256": self.covariance_sha256()}
         if self.is_sequential:
             out["sequential"] = {"h": int(self.h),  # type: ignore[arg-type]
-                                 "k_max": self.n_max, "batch": self.step}
+                                 "k_max": self.n_max, "batch": self.step,
+                                 "first": self.first_look}
         if self.tail:
             out["tail"] = True
         return out

@@ -101,7 +101,7 @@ def test_sequential_sweep_costs_less_and_discovers_no_less(tmp_path: Path) -> No
     assert "BH on" in hover and "nulls used" in hover and "stop" in hover
     # the identity names the sequential settings: another h is refused
     _, ident = sw.read_sweep(out)
-    assert ident["nulls"]["sequential"] == {"h": 4, "k_max": 64, "batch": 16}
+    assert ident["nulls"]["sequential"] == {"h": 4, "k_max": 64, "batch": 16, "first": 16}
     with pytest.raises(SettingsError, match=r"nulls\.sequential\.h"):
         sw.run_sweep(pm.handle, dirs, nulls=NullSpec.sequential(h=6), out=out, **kw)
 
@@ -125,7 +125,7 @@ def test_tables_written_before_sequential_tests_resume(tmp_path: Path) -> None:
 
 def test_generation_and_coupling_run_sequentially() -> None:
     pm = planted()
-    spec = NullSpec.sequential(h=2, k_max=8, batch=4, max_variants=4)
+    spec = NullSpec.sequential(h=2, k_max=8, batch=4, first=4, max_variants=4)
     g = generation_refusal_effect(
         pm.handle, _random_like(1.0, 3), "ablate", pm.harmful[:3], nulls=spec,
         settings=GenerationSettings(max_new_tokens=2),

@@ -36,6 +36,7 @@ def test_besag_clifford_by_hand() -> None:
     assert fixed.stop_reason == "fixed" and fixed.p == empirical_p(1.0, null, "two-sided")
     assert not besag_clifford_p(1.0, null[:5], "greater", h=None, k_max=8).settled
     assert schedule(64, 16) == [16, 32, 48, 64] and schedule(50, 16) == [16, 32, 48, 50]
+    assert schedule(40, 8, first=16) == [16, 24, 32, 40]
 
 
 def test_two_sided_recentres_at_each_checkpoint() -> None:
@@ -64,8 +65,9 @@ def test_bad_arguments() -> None:
         besag_clifford_p(0.0, [1.0, np.inf], h=2, k_max=8)
 
 
-# (h, k_max, batch): the sweep default, a small h with small batches, a long test
-CONFIGS = [(4, 64, 8), (4, 64, 16), (2, 64, 8), (10, 200, 25)]
+# (h, k_max, batch, first look): the sweep default, batches of a full pass, a small h looking
+# early and often, a long test
+CONFIGS = [(4, 64, 8, 16), (4, 64, 16, 16), (2, 64, 8, 8), (10, 200, 25, 25)]
 
 
 @pytest.mark.parametrize("dist", ["normal", "exponential", "t3"])
@@ -79,8 +81,8 @@ def test_sequential_p_is_valid_under_h0(dist: str) -> None:
             "exponential": lambda n: rng.exponential(1.0, n),
             "t3": lambda n: rng.standard_t(3, n)}[dist]
     reps = 5000
-    for h, k_max, batch in CONFIGS:
-        cps = schedule(k_max, batch)
+    for h, k_max, batch, first in CONFIGS:
+        cps = schedule(k_max, batch, first)
         for alt in ("greater", "two-sided"):
             ps, used = np.empty(reps), np.empty(reps)
             for i in range(reps):
@@ -136,18 +138,22 @@ def test_driver_shares_forwards_but_decides_per_metric() -> None:
 
 def test_null_spec_sequential_fields() -> None:
     spec = NullSpec.sequential()
-    assert (spec.h, spec.n_max, spec.step, spec.tail) == (4, 64, 8, True)
-    assert spec.checkpoints() == list(range(8, 65, 8)) and NullSpec(k=8).checkpoints() == [8]
+    assert (spec.h, spec.n_max, spec.step, spec.first_look, spec.tail) == (4, 64, 8, 16, True)
+    assert spec.checkpoints() == list(range(16, 65, 8)) and NullSpec(k=8).checkpoints() == [8]
+    assert NullSpec.sequential(batch=32).checkpoints() == [32, 64]
+    assert NullSpec.sequential(k_max=8).checkpoints() == [8]
     assert NullSpec(k=32, h=3, k_max=128, batch=32).checkpoints() == [32, 64, 96, 128]
     assert NullSpec(h=float("inf")).h is None  # h = ∞ is the fixed-K test
     ident = NullSpec(k=64, h=5, batch=8).identity()
-    assert ident["sequential"] == {"h": 5, "k_max": 64, "batch": 8} and "tail" not in ident
+    assert ident["sequential"] == {"h": 5, "k_max": 64, "batch": 8, "first": 16}
+    assert "tail" not in ident
     # fixed K without tails: the identity of before (old sweep tables still resume)
     assert NullSpec(k=8).identity() == {"k": 8, "kind": "sphere", "seed": 0,
                                         "covariance_sha256": None}
     assert NullSpec(k=8, tail=True).identity()["tail"] is True
     for bad, match in ((dict(h=1), "h"), (dict(h=2.5), "h"), (dict(h=5, k_max=0), "k_max"),
                        (dict(h=5, batch=0), "batch"), (dict(k_max=64), "sequential"),
-                       (dict(batch=8), "sequential"), (dict(tail="yes"), "tail")):
+                       (dict(batch=8), "sequential"), (dict(first=8), "sequential"),
+                       (dict(h=4, first=0), "first"), (dict(tail="yes"), "tail")):
         with pytest.raises(SafetyGeoError, match=match):
             NullSpec(**bad)  # type: ignore[arg-type]

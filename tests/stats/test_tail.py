@@ -10,7 +10,7 @@ from scipy import stats
 
 from safetygeo.errors import NonFiniteError, SafetyGeoError
 from safetygeo.results import NullComparison
-from safetygeo.stats import tail_p
+from safetygeo.stats import SequentialP, tail_p
 from safetygeo.stats.tail import gpd_fit, gpd_sf
 
 
@@ -92,3 +92,17 @@ def test_p_used_by_bh_is_calibrated_under_h0(dist: str) -> None:
         rate = float((p_bh <= alpha).mean())
         se = np.sqrt(alpha * (1 - alpha) / reps)
         assert rate <= alpha + 3 * se, (dist, alpha, rate)
+
+
+def test_no_tail_for_a_test_stopped_as_clearly_null() -> None:
+    """A two-sided sequential stop uses the centre of the nulls drawn by then; with all the
+    nulls the real effect may lie beyond every one of them (a bimodal null). The stop
+    stands, and no tail estimate is made (it would contradict the exact decision)."""
+    null = np.concatenate([np.full(8, -9.0) + np.linspace(0, 0.1, 8), np.linspace(-1.0, -0.3, 56)])
+    stop = SequentialP(p=4 / 9, n_used=9, exceedances=4, stop_reason="h_exceedances", settled=True)
+    c = NullComparison.from_null("m", 0.2, null, "two-sided", sequential=stop, tail=True)
+    assert c.p == 4 / 9 and np.isnan(c.p_tail) and c.p_used == "exact"
+    ran = SequentialP(p=1 / 65, n_used=64, exceedances=0, stop_reason="k_max", settled=True)
+    c2 = NullComparison.from_null("m", 5.0, np.random.default_rng(0).normal(size=64),
+                                  "two-sided", sequential=ran, tail=True)
+    assert c2.p_tail_method is not None and c2.p_used == "tail"
