@@ -347,16 +347,17 @@ def section_simulate(quick: bool) -> list[dict]:
     print(f"{'null':12s} {'test':28s} {'alt':10s} {'α=0.01':>7s} {'α=0.05':>7s} {'α=0.1':>7s} "
           f"{'mean nulls':>10s}")
     for dname, dist in dists.items():
-        for h, k_max, batch in ((4, 64, 8), (4, 64, 16), (2, 64, 8), (10, 256, 32)):
-            cps = schedule(k_max, batch)
+        for h, k_max, batch, first in ((4, 64, 8, 16), (4, 64, 16, 16), (2, 64, 8, 8),
+                                       (10, 256, 32, 32)):
+            cps = schedule(k_max, batch, first)
             for alt in ("greater", "two-sided"):
                 x = dist.rvs((reps, k_max + 1), random_state=rng)
                 res = [besag_clifford_p(r[0], r[1:], alt, h=h, k_max=k_max, checkpoints=cps)
                        for r in x]
                 ps = np.array([r.p for r in res])
-                drawn = np.array([min(k_max, -(-r.n_used // batch) * batch) for r in res])
+                drawn = np.array([next(c for c in cps if c >= r.n_used) for r in res])
                 rates = [float((ps <= a).mean()) for a in (0.01, 0.05, 0.1)]
-                test = f"sequential h={h} k_max={k_max} b={batch}"
+                test = f"h={h} k_max={k_max} b={batch} first={first}"
                 out.append({"null": dname, "test": test, "alt": alt, "rates": rates,
                             "mean_drawn": float(drawn.mean())})
                 print(f"{dname:12s} {test:28s} {alt:10s} " + " ".join(f"{r:7.4f}" for r in rates)

@@ -57,16 +57,17 @@ def test_strong_cell_uses_every_null_and_gets_a_tail_p() -> None:
         assert fixed[name].stop_reason == "fixed" and np.isnan(fixed[name].p_tail)
 
 
-def test_random_direction_stops_after_one_batch() -> None:
+def test_random_direction_stops_early() -> None:
     pm = planted()
     eff = intervention_effect(pm.handle, _random_like(3.0, 9), "ablate", nulls=SEQ,
                               harmful=pm.harmful[:8], harmless=pm.harmless[:8])
-    assert {c.k for c in eff.values()} == {16}  # 17 directions instead of 65
+    (k,) = {c.k for c in eff.values()}
+    assert k <= 32  # 17 or 33 directions instead of 65
     for c in eff.values():
-        assert c.stop_reason == "h_exceedances" and c.n_null_used <= 16
+        assert c.stop_reason == "h_exceedances" and c.n_null_used <= k
         assert c.p == 4 / c.n_null_used and c.p_used == "exact"
         alone = besag_clifford_p(c.real, c.null, c.alternative, h=4, k_max=64,  # type: ignore[arg-type]
-                                 checkpoints=[16, 32, 48, 64])
+                                 checkpoints=SEQ.checkpoints())
         assert alone.p == c.p
 
 
