@@ -185,20 +185,27 @@ def _print_set(name: str, texts: list[str], gold: list[str], extra: dict[str, li
 
 def time_per_reply(texts: Sequence[str], repeats: int = 3) -> dict[str, float]:
     """Per-reply wall time of ``classify_refusal`` in ms (best of ``repeats`` per reply),
-    pinned to one core where the OS allows."""
-    if hasattr(os, "sched_setaffinity"):
+    pinned to one core where the OS allows. The process's CPU affinity is restored
+    afterwards: a caller left pinned to one core (a test session, say) runs every later
+    multi-threaded torch op on that core, and OpenMP's spinning threads then slow it ~10x."""
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if before:
         try:
-            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+            os.sched_setaffinity(0, {min(before)})
         except OSError:
-            pass
-    times = []
-    for c in texts:
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            classify_refusal(c)
-            best = min(best, time.perf_counter() - t0)
-        times.append(best * 1e3)
+            before = None
+    try:
+        times = []
+        for c in texts:
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                classify_refusal(c)
+                best = min(best, time.perf_counter() - t0)
+            times.append(best * 1e3)
+    finally:
+        if before:
+            os.sched_setaffinity(0, before)
     t = np.array(times)
     return {"n": len(t), "median_ms": float(np.median(t)), "p95_ms": float(np.percentile(t, 95)),
             "mean_ms": float(t.mean()),

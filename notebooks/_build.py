@@ -128,88 +128,81 @@ def trajectory() -> nbf.NotebookNode:
 # Walking a training trajectory
 
 How does the refusal carrier appear during refusal SFT, and what happens to it under a
-harmful fine-tuning attack? Both trajectories are ordinary safetygeo trajectories
-(`step-NNNNNN/` checkpoints + `trajectory.json`) of the toy world, trained through
-`safetygeo.training.train`; the same cells work on any trajectory folder
-(`safetygeo.training.Trajectory.load(path)`).
+harmful fine-tuning attack? Both runs are ordinary safetygeo trajectories (`step-NNNNNN/`
+checkpoints + `trajectory.json`) of the toy world, trained through
+`safetygeo.training.train`. The trajectory report (`safetygeo.reports.run_report`, the
+same as `safetygeo report` on the command line) runs the whole protocol on every selected
+checkpoint and its base, into one tidy table; the same cells work on any trajectory folders.
 """),
         code("""
-import pandas as pd
-import plotly.express as px
 import torch
 
-from safetygeo.toy.zoo import load_toy_trajectory, toy_splits
+import safetygeo.toy  # noqa: F401  (registers the toy: prompt sets and the toy judge)
+from safetygeo.reports import CheckpointSelection, Protocol, run_report
+from safetygeo.toy.zoo import load_toy_trajectory
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 sft = load_toy_trajectory("anchor")        # base -> aligned anchor (refusal SFT)
 attack = load_toy_trajectory("attacked")   # anchor -> harmful-SFT attack
-splits = toy_splits()
 print(sft.method, sft.steps)
 print(attack.method, attack.steps)
+
+# the toy preset, on a few checkpoints of each run (every one: drop `steps`), without the
+# transfer attack (GCG on the source checkpoint is the slowest step on a CPU)
+protocol = Protocol.toy(transfer_source=None).replace(
+    checkpoints=CheckpointSelection(steps=(25, 75, 150, 300, 5, 15, 30)))
+print(protocol.step_names)
 """),
         md("""
-## One row per checkpoint
+## One report over both runs
 
-For every checkpoint: the logit refusal score on held-out harmful / harmless prompts, the
-refusal rate of greedy generations, and the diff-in-means refusal direction at the anchor's
-carrier position, compared with the anchor's (principal angle, with a paired bootstrap CI).
+For every checkpoint: the admissible refusal carrier (selected on val, re-scored on held-out
+prompts), the effective rank of the carrier subspace, its drift against the run's first
+checkpoint (principal angles), the harmfulness–refusal cosine per layer, the carrier's
+ablation against matched random directions, and behaviour on held-out prompts.
 """),
         code("""
-from safetygeo.activations import extract_activations
-from safetygeo.activations.refusal import refusal_score
-from safetygeo.causal import select_refusal_carrier
-from safetygeo.geometry import carrier_drift
-from safetygeo.toy.train import measure
-from safetygeo.toy.world import ToyWorld
-
-anchor = sft.load_checkpoint()
-sel = select_refusal_carrier(anchor, splits["harmful"], splits["harmless"], progress=False)
-layer, position = sel.chosen
-scoring = sel.scoring   # one refusal definition for every checkpoint
-print("anchor carrier:", sel.chosen)
-
-def stats(handle):
-    kw = dict(layers=[layer], positions=[position], keep_vectors=True, progress=False)
-    return (extract_activations(handle, splits["harmful"]["test"], **kw),
-            extract_activations(handle, splits["harmless"]["test"], **kw))
-
-reference = stats(anchor)
-rows, acts = [], {}
-for name, traj in (("refusal SFT", sft), ("harmful-SFT attack", attack)):
-    for step in traj.steps if name == "refusal SFT" else traj.steps[1:]:
-        h = traj.load_checkpoint(step)
-        key = f"{name} @ {step}"
-        acts[key] = stats(h)
-        b = measure(h, ToyWorld(), max_new_tokens=12)
-        rows.append({"run": name, "step": step, "checkpoint": key,
-                     "refusal score (harmful)": float(refusal_score(h, splits["harmful"]["test"], scoring=scoring).mean()),
-                     "refusal score (harmless)": float(refusal_score(h, splits["harmless"]["test"], scoring=scoring).mean()),
-                     "refusal rate (harmful)": b["refusal_harmful"],
-                     "task accuracy": b["task_accuracy"]})
-table = pd.DataFrame(rows)
-drift = carrier_drift(reference, acts, layer=layer, n_boot=200)
-table = table.merge(drift[["checkpoint", "angle_deg", "ci_low_deg", "ci_high_deg"]], on="checkpoint")
-table.round(3)
+report = run_report([sft.path, attack.path], "artifacts/notebook-trajectory-report", protocol)
+print(report.counts)
+table = report.table     # trajectory, step, layer, position, metric, value, ci_low, ci_high, p, q, ...
+table[table.metric.isin(["carrier_layer", "erank"])][
+    ["trajectory", "step", "layer", "position", "metric", "value", "ci_low", "ci_high"]]
 """),
         code("""
-px.line(table, x="step", y=["refusal score (harmful)", "refusal score (harmless)"], facet_col="run",
-        markers=True, title="Logit refusal score along the trajectories").update_xaxes(matches=None)
+from safetygeo.reports.trajectory_html import summary_table
+
+summary_table(table)     # the headline numbers per checkpoint (95% CIs in brackets)
 """),
         code("""
-fig = px.line(table, x="step", y="angle_deg", facet_col="run", markers=True,
-              error_y=table.ci_high_deg - table.angle_deg,
-              error_y_minus=table.angle_deg - table.ci_low_deg,
-              title=f"Angle between each checkpoint's refusal direction and the anchor's (layer {layer}, {position})")
-fig.update_xaxes(matches=None)
+from safetygeo.reports import trajectory_figures as tf
+
+tf.carrier_layer_figure(table)
 """),
         code("""
-px.line(table, x="step", y=["refusal rate (harmful)", "task accuracy"], facet_col="run", markers=True,
-        title="Behaviour on held-out prompts").update_xaxes(matches=None)
+tf.drift_figure(table)
+"""),
+        code("""
+tf.coupling_figure(table)
+"""),
+        code("""
+tf.behavior_steps_figure(table)
+"""),
+        md("""
+## Incremental: a rerun computes nothing
+
+Results are cached per checkpoint *content* and step settings under the output folder, so
+running the same report again loads no model; adding checkpoints or changing one step's
+settings recomputes only those. The full interactive report is
+`artifacts/notebook-trajectory-report/report.html`.
+"""),
+        code("""
+again = run_report([sft.path, attack.path], "artifacts/notebook-trajectory-report", protocol)
+again.counts
 """),
         md("""
 The attack removes refusal within a few steps, while the task accuracy stays well above
 chance. Whether the refusal direction itself rotates away, or stays in place and is simply no
-longer read, is what the angle plot answers for this run.
+longer read, is what the drift and coupling panels answer for this run.
 """),
     ]
     return nb

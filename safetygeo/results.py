@@ -9,6 +9,9 @@ Example:
     >>> c = NullComparison.from_null("d_refusal", -3.0, np.linspace(-0.5, 0.5, 64))
     >>> c.p, c.k, abs(round(c.null_mean, 6))
     (0.015384615384615385, 64, 0.0)
+    >>> t = NullComparison.from_null("d_refusal", -3.0, np.linspace(-0.5, 0.5, 64), tail=True)
+    >>> t.p_used, t.p_tail_method, bool(t.p_tail < t.p), t.p_bh == t.p_tail
+    ('tail', 'gpd', True, True)
 """
 
 from __future__ import annotations
@@ -20,9 +23,22 @@ from typing import Any
 import numpy as np
 
 from safetygeo.errors import SafetyGeoError
-from safetygeo.stats.pvalues import ALTERNATIVES, Alternative, empirical_p, zscore, zscore_note
+from safetygeo.stats.pvalues import (
+    ALTERNATIVES,
+    Alternative,
+    empirical_p,
+    exceedances,
+    zscore,
+    zscore_note,
+)
+from safetygeo.stats.sequential import SequentialP
+from safetygeo.stats.tail import tail_p
 
-__all__ = ["Estimate", "NullComparison", "rows_frame"]
+__all__ = ["P_USED", "Estimate", "NullComparison", "p_for_bh", "rows_frame"]
+
+#: Which p-value of a comparison Benjamini–Hochberg uses: the exact Monte Carlo ``p``, or
+#: the tail estimate ``p_tail`` (only where it refines ``p`` below the Monte Carlo floor).
+P_USED: tuple[str, ...] = ("exact", "tail")
 
 
 def _f(x: Any) -> float:
@@ -94,14 +110,29 @@ class NullComparison:
     Attributes:
         metric: what the effect measures (``"d_refusal_harmful"``, ...).
         real: the real direction's effect.
-        null: ``[k]`` null effects (float64).
-        p: Monte Carlo p-value (:func:`~safetygeo.stats.pvalues.empirical_p`).
+        null: ``[k]`` null effects (float64): every null drawn for this comparison, in
+            draw order (with a sequential test, those drawn after this metric's decision
+            too — they still describe the null for ``z`` and the band).
+        p: exact Monte Carlo p-value: fixed K (:func:`~safetygeo.stats.pvalues.empirical_p`)
+            or sequential (:func:`~safetygeo.stats.sequential.besag_clifford_p`).
         z: z-score of ``real`` against the null sample (may be ±inf/NaN: see ``note``).
         alternative: ``"greater"``, ``"less"`` or ``"two-sided"`` (centred on the null).
-        k: number of null controls used.
+        k: number of null effects in ``null``.
         ci_low, ci_high: optional CI of the real effect (e.g. paired bootstrap over prompts).
         note: why a number is not finite or otherwise needs a caveat (``None`` if nothing).
-        extra: further fields for the table row (e.g. ``base_rate``, stopping details).
+        extra: further fields for the table row (e.g. ``base_rate``).
+        n_null_used: nulls the exact ``p`` used (``k`` for a fixed K; for a sequential stop
+            ``l``, the draw that brought the h-th exceedance, so ``p = h / l``).
+        stop_reason: ``"fixed"``, ``"h_exceedances"`` (clearly not significant) or
+            ``"k_max"`` (:data:`~safetygeo.stats.sequential.STOP_REASONS`).
+        p_tail: tail estimate of p (:func:`~safetygeo.stats.tail.tail_p`) — an
+            **approximation**, computed only when asked for and no null reaches the real
+            effect; NaN otherwise.
+        p_tail_method: ``"gpd"``, ``"normal"`` or ``None`` (no estimate; see ``tail_note``).
+        p_used: which p Benjamini–Hochberg uses (:data:`P_USED`): ``"tail"`` when
+            ``p_tail`` is below the exact ``p`` (it refines the floor ``1 / (k + 1)``),
+            else ``"exact"``. :attr:`p_bh` is that value.
+        tail_note: why there is no tail estimate (``None`` if there is one or none was asked).
     """
 
     metric: str
@@ -115,19 +146,62 @@ class NullComparison:
     ci_high: float = float("nan")
     note: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    n_null_used: int = -1
+    stop_reason: str = "fixed"
+    p_tail: float = float("nan")
+    p_tail_method: str | None = None
+    p_used: str = "exact"
+    tail_note: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_null_used < 0:  # fixed K: every null was used
+            object.__setattr__(self, "n_null_used", int(self.k))
+        if self.p_used not in P_USED:
+            raise SafetyGeoError(f"p_used must be one of {P_USED}, got {self.p_used!r}")
 
     @classmethod
     def from_null(cls, metric: str, real: float, null: np.ndarray | Sequence[float],
                   alternative: Alternative = "two-sided", *, ci_low: float = float("nan"),
-                  ci_high: float = float("nan"), **extra: Any) -> NullComparison:
-        """Compute p, z and the note from the real effect and the null sample."""
+                  ci_high: float = float("nan"), sequential: SequentialP | None = None,
+                  tail: bool = False, **extra: Any) -> NullComparison:
+        """Compute p, z and the note from the real effect and the null sample.
+
+        Args:
+            sequential: the decision of a sequential test over ``null`` (its ``p``,
+                ``n_used`` and ``stop_reason`` are taken over); ``None`` = fixed K.
+            tail: also estimate a tail p when no null reaches the real effect and the test
+                ran to its end (not for a sequential test stopped as clearly null; a
+                two-sided stop uses an earlier centre, so "no exceedance among all nulls"
+                alone is not enough) (:func:`~safetygeo.stats.tail.tail_p`); BH then uses
+                it where it is below the exact p.
+            **extra: further row fields.
+        """
         if alternative not in ALTERNATIVES:
             raise SafetyGeoError(f"unknown alternative {alternative!r}; use one of {ALTERNATIVES}")
         arr = np.asarray(null, dtype=np.float64).ravel().copy()
-        p = empirical_p(real, arr, alternative)
+        if sequential is None:
+            p, n_used, stop = empirical_p(real, arr, alternative), int(arr.size), "fixed"
+        else:
+            if not sequential.settled:
+                raise SafetyGeoError("a sequential test must be settled before it is reported")
+            p, n_used, stop = sequential.p, sequential.n_used, sequential.stop_reason
+        p_tail, method, used, tnote = float("nan"), None, "exact", None
+        ran_out = sequential is None or sequential.stop_reason == "k_max"
+        if tail and ran_out and exceedances(real, arr, alternative) == 0:
+            est = tail_p(real, arr, alternative)
+            p_tail, method, tnote = est.p, est.method, est.note
+            if method is not None and p_tail < p:
+                used = "tail"
         return cls(metric=metric, real=float(real), null=arr, p=p, z=zscore(real, arr),
                    alternative=alternative, k=int(arr.size), ci_low=float(ci_low),
-                   ci_high=float(ci_high), note=zscore_note(arr), extra=dict(extra))
+                   ci_high=float(ci_high), note=zscore_note(arr), extra=dict(extra),
+                   n_null_used=n_used, stop_reason=stop, p_tail=p_tail, p_tail_method=method,
+                   p_used=used, tail_note=tnote)
+
+    @property
+    def p_bh(self) -> float:
+        """The p-value Benjamini–Hochberg uses (``p_tail`` if ``p_used == "tail"``, else ``p``)."""
+        return self.p_tail if self.p_used == "tail" else self.p
 
     @property
     def null_mean(self) -> float:
@@ -152,20 +226,45 @@ class NullComparison:
 
     def to_row(self, *, keep_null: bool = False) -> dict[str, Any]:
         """Flat record: ``metric, real, ci_low, ci_high, null_mean, null_std, null_q025,
-        null_q975, p, z, alternative, k, note`` (+ ``extra``; + ``null`` as a list)."""
+        null_q975, p, z, alternative, k, note, n_null_used, stop_reason, p_tail,
+        p_tail_method, p_used`` (+ ``extra``; + ``null`` as a list)."""
         row: dict[str, Any] = {
             "metric": self.metric, "real": self.real, "ci_low": self.ci_low,
             "ci_high": self.ci_high, "null_mean": self.null_mean, "null_std": self.null_std,
             "null_q025": self.null_quantile(0.025), "null_q975": self.null_quantile(0.975),
             "p": self.p, "z": self.z, "alternative": self.alternative, "k": self.k,
-            "note": self.note, **dict(self.extra)}
+            "note": self.note, "n_null_used": self.n_null_used, "stop_reason": self.stop_reason,
+            "p_tail": self.p_tail, "p_tail_method": self.p_tail_method, "p_used": self.p_used,
+            **dict(self.extra)}
         if keep_null:
             row["null"] = [float(v) for v in self.null]
         return row
 
     def __repr__(self) -> str:
+        seq = "" if self.stop_reason == "fixed" else f", {self.stop_reason} after {self.n_null_used}"
+        tail = (f", p_tail≈{self.p_tail:.3g} ({self.p_tail_method})"
+                if self.p_tail_method is not None else "")
         return (f"NullComparison({self.metric}: real={self.real:.4g}, null {self.null_mean:.3g}"
-                f"±{self.null_std:.2g} (k={self.k}), p={self.p:.3g}, z={self.z:.3g})")
+                f"±{self.null_std:.2g} (k={self.k}{seq}), p={self.p:.3g}{tail}, z={self.z:.3g})")
+
+
+def p_for_bh(table: Any) -> np.ndarray:
+    """The p-values Benjamini–Hochberg uses for a table of :meth:`NullComparison.to_row`
+    rows: ``p_tail`` where ``p_used == "tail"``, else ``p`` (tables written before the tail
+    columns existed use ``p``).
+
+    Example:
+        >>> import pandas as pd
+        >>> t = pd.DataFrame({"p": [0.5, 1 / 65], "p_tail": [float("nan"), 1e-9],
+        ...                   "p_used": ["exact", "tail"]})
+        >>> p_for_bh(t).tolist()
+        [0.5, 1e-09]
+    """
+    p = np.asarray(table["p"], dtype=np.float64)
+    if "p_used" not in table or "p_tail" not in table:
+        return p
+    use_tail = np.asarray(table["p_used"] == "tail", dtype=bool)
+    return np.where(use_tail, np.asarray(table["p_tail"], dtype=np.float64), p)
 
 
 def rows_frame(items: Sequence[Any], **constant: Any) -> Any:

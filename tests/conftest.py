@@ -37,6 +37,17 @@ def _one_thread() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _cpus_kept():
+    """No test may leave the session pinned to fewer cores: the toy build that a later test
+    triggers then ran ~10x slower (OpenMP threads spinning on one core) and CI timed out."""
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    yield
+    if before is not None and os.sched_getaffinity(0) != before:
+        os.sched_setaffinity(0, before)
+        pytest.fail(f"the test changed the process's CPU affinity (was {sorted(before)})")
+
+
+@pytest.fixture(autouse=True)
 def _seed() -> None:
     random.seed(0)
     np.random.seed(0)
@@ -78,3 +89,15 @@ def toy_built() -> dict:
         return ensure_toy(("anchor", "attacked"))
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def ray_executor():
+    """One local Ray instance (2 CPUs) for the whole session (starting one costs ~10-30 s);
+    executors made later find it running and leave it up; shut down at the end."""
+    pytest.importorskip("ray", reason="the ray executor needs ray (pip install 'safetygeo[ray]')")
+    from safetygeo._executor import RayExecutor
+
+    ex = RayExecutor(workers=2)
+    yield ex
+    ex.close()

@@ -12,7 +12,8 @@ from safetygeo.results import Estimate, NullComparison, rows_frame
 from safetygeo.stats import bootstrap_ci, empirical_p, zscore
 
 NULL_ROW_KEYS = ["metric", "real", "ci_low", "ci_high", "null_mean", "null_std", "null_q025",
-                 "null_q975", "p", "z", "alternative", "k", "note"]
+                 "null_q975", "p", "z", "alternative", "k", "note", "n_null_used", "stop_reason",
+                 "p_tail", "p_tail_method", "p_used"]
 
 
 def test_estimate_row_and_interval() -> None:

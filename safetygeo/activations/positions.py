@@ -103,13 +103,14 @@ def resolve_positions(spec: PositionSpec, n_eoi: int) -> PositionSelection:
     if isinstance(spec, (str, int)) and not isinstance(spec, bool):
         pairs = _one(spec, n_eoi)
     elif spec is None or isinstance(spec, (bool, float, bytes)) or not hasattr(spec, "__iter__"):
-        raise PositionError(f"positions must be a name like 'post_instruction', a negative int "
-                            f"offset or a list of them, got {spec!r}")
+        raise PositionError(f"invalid positions {spec!r}: give a name like 'post_instruction', "
+                            f"a negative int offset or a list of them")
     else:
         items = list(spec)
         bad = [s for s in items if isinstance(s, (bool, float)) or not isinstance(s, (str, int))]
         if bad:
-            raise PositionError(f"positions must be names or negative int offsets, got {bad[0]!r}")
+            raise PositionError(f"invalid position {bad[0]!r}: positions are names or negative "
+                                f"int offsets")
         pairs = [p for s in items for p in _one(s, n_eoi)]
     if not pairs:
         raise PositionError("empty position selection")

@@ -1,5 +1,7 @@
 """Causal analysis: carrier candidates and admissible selection, null-controlled intervention
-effects (logit and generation level), causal H/R coupling, resumable sweeps.
+effects (logit and generation level), causal H/R coupling, resumable sweeps, direction
+finders beside diff-in-means (PCA, SOM, RDO, RCO, RepInd) and the refusals-vs-KL frontier
+with the minimal refusal dimension.
 
 Every real-vs-null comparison here is a :class:`~safetygeo.results.NullComparison`; nulls
 are specified by :class:`~safetygeo.interventions.nulls.NullSpec`; refusal is scored with
@@ -15,11 +17,34 @@ from safetygeo.causal.carriers import (
 )
 from safetygeo.causal.coupling import causal_coupling, readout
 from safetygeo.causal.effects import RefusalBaseline, intervention_effect, refusal_baseline
+from safetygeo.causal.finders import (
+    DirectionOptimization,
+    OptimizedDirections,
+    cone_dimension,
+    cone_property,
+    finder_directions,
+    rco,
+    rdo,
+    repind_direction,
+    representational_independence,
+)
+from safetygeo.causal.frontier import (
+    FrontierPoint,
+    RefusalDimension,
+    SubspaceEdit,
+    frontier_point,
+    min_refusal_dimension,
+    refusal_frontier,
+)
 from safetygeo.causal.generation import GenerationEffect, generation_refusal_effect
 from safetygeo.causal.sweep import read_sweep, run_sweep
 
 __all__ = [
-    "CarrierSelection", "CarrierThresholds", "GenerationEffect", "RefusalBaseline",
+    "CarrierSelection", "CarrierThresholds", "DirectionOptimization", "FrontierPoint",
+    "GenerationEffect", "OptimizedDirections", "RefusalBaseline", "RefusalDimension",
+    "SubspaceEdit", "cone_dimension", "cone_property", "finder_directions", "frontier_point",
+    "min_refusal_dimension", "rco", "rdo", "refusal_frontier", "repind_direction",
+    "representational_independence",
     "causal_coupling", "generation_refusal_effect", "harmfulness_directions",
     "intervention_effect", "read_sweep", "readout", "refusal_baseline", "refusal_directions",
     "run_sweep", "score_candidates", "select_refusal_carrier",

@@ -18,8 +18,13 @@ Protocol, on disjoint splits of the harmful and harmless prompt sets:
    re-scored on held-out prompts and reported beside their selection scores, so the choice
    is not validated on the data that made it (the circularity critique).
 
-Candidates are scored in batches of *variants*: ``k`` directions ride along the batch
-dimension of one forward pass (see :mod:`safetygeo.interventions.hooks`).
+Candidates are scored in batches of *variants*, the way null directions are: ``k``
+directions ride along the batch dimension of one forward pass (see
+:mod:`safetygeo.interventions.hooks`), the ablation pass carries the harmful and harmless
+prompts together, the addition pass fans out at the candidate's layer (the layers before it
+run once), and each split's un-intervened log-probs are computed once and shared by its
+baseline scores and the KL. ``benchmarks/nulls.py carriers`` times the scoring against the
+same forward passes without any hook or scoring (the limit of this work).
 
 Example:
     >>> from safetygeo.toy.planted import planted_refusal_model
@@ -118,11 +123,13 @@ def score_candidates(
     batch_size: int = 16,
     max_variants: int = 16,
     progress: bool = True,
+    base_logprobs: Tensor | None = None,
 ) -> pd.DataFrame:
     """Bypass / induce / KL of raw candidate ``vectors`` (added at their ``layers``).
 
     Rows with a zero-norm or non-finite vector get NaN scores. Each forward pass carries
-    ``batch_size × max_variants`` rows.
+    ``batch_size × max_variants`` rows. ``base_logprobs``: the un-intervened next-token
+    log-probs of ``harmless`` if the caller has them (else computed here).
     """
     from tqdm.auto import tqdm
 
@@ -133,7 +140,8 @@ def score_candidates(
     ok = [i for i in range(k) if bool(torch.isfinite(vectors[i]).all()) and norms[i] > 1e-12]
     bypass = torch.full((k,), math.nan, dtype=torch.float64)
     induce, kl = bypass.clone(), bypass.clone()
-    base_lp = last_logprobs(handle, harmless, batch_size=batch_size, progress=False)
+    base_lp = (base_logprobs if base_logprobs is not None
+               else last_logprobs(handle, harmless, batch_size=batch_size, progress=False))
     base_p = base_lp.double().exp()
     by_layer: dict[int, list[int]] = {}
     for i in ok:
@@ -352,14 +360,19 @@ def select_refusal_carrier(
     pos_of = [dirs.positions.labels[i % n_p] for i in range(n_l * n_p)]
     off_of = [dirs.positions.offsets[i % n_p] for i in range(n_l * n_p)]
 
-    def base(prompts: list[str]) -> float:
-        lp = last_logprobs(handle, prompts, batch_size=batch_size, progress=False)
-        return float(refusal_score_from_logprobs(lp, ids).mean())
-
-    baseline = {f"{cls}_{s}": base(p[s]) for cls, p in (("harmful", hs), ("harmless", ls))
-                for s in ("val", "test")}
+    base_lp: dict[str, Tensor] = {}  # un-intervened log-probs, one pass per split and class
+    baseline: dict[str, float] = {}
+    for s in ("val", "test"):
+        for cls, p in (("harmful", hs), ("harmless", ls)):
+            base_lp[f"{cls}_{s}"] = last_logprobs(handle, p[s], batch_size=batch_size,
+                                                  progress=False)
+            baseline[f"{cls}_{s}"] = float(
+                refusal_score_from_logprobs(base_lp[f"{cls}_{s}"], ids).mean())
+    baseline = {k: baseline[k] for k in ("harmful_val", "harmful_test", "harmless_val",
+                                         "harmless_test")}
     val = score_candidates(handle, flat, layer_of, hs["val"], ls["val"], ids,
-                           batch_size=batch_size, max_variants=max_variants, progress=progress)
+                           batch_size=batch_size, max_variants=max_variants, progress=progress,
+                           base_logprobs=base_lp["harmless_val"])
     table = pd.DataFrame({"layer": layer_of, "position": pos_of, "offset": off_of,
                           "norm": flat.norm(dim=-1).numpy()})
     table = pd.concat([table, val], axis=1)
@@ -393,7 +406,8 @@ def select_refusal_carrier(
     if to_test:
         test = score_candidates(handle, flat[to_test], [layer_of[i] for i in to_test],
                                 hs["test"], ls["test"], ids, batch_size=batch_size,
-                                max_variants=max_variants, progress=progress)
+                                max_variants=max_variants, progress=progress,
+                                base_logprobs=base_lp["harmless_test"])
         table.loc[to_test, ["test_bypass", "test_induce", "test_kl"]] = test.to_numpy()
     notes: list[str] = []
     weak = chosen is None

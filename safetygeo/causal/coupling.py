@@ -7,7 +7,9 @@ the un-intervened model. The real shift is compared with ``K`` matched random di
 (same operation, layer and norm) evaluated in the same batched forward passes; the result
 is a :class:`~safetygeo.results.NullComparison` (metric ``readout_shift``, two-sided p
 centred on the null, z, a bootstrap CI of the real shift over prompts) whose ``extra``
-holds the intervention settings. The geometric counterpart is
+holds the intervention settings. A sequential ``NullSpec(h=...)`` draws the nulls in batches
+until the test is settled (:func:`~safetygeo.interventions.nulls.run_null_test`). The
+geometric counterpart is
 :func:`safetygeo.geometry.coupling.geometric_coupling`.
 
 Example:
@@ -26,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -34,7 +37,7 @@ from safetygeo._validate import finite_float, positive_int, prompt_list
 from safetygeo.activations.logits import encode_checked, pad_id_of
 from safetygeo.activations.positions import PositionSpec, resolve_positions
 from safetygeo.interventions.hooks import ablate, add, as_directions
-from safetygeo.interventions.nulls import NullSpec, matched_variants
+from safetygeo.interventions.nulls import NullSpec, matched_variants, run_null_test
 from safetygeo.models.batching import Batch, iter_batches
 from safetygeo.models.handle import ModelHandle
 from safetygeo.models.hooks import capture_resid
@@ -117,24 +120,35 @@ def causal_coupling(
     variants, _ = matched_variants(handle, source, op, nulls,
                                    layer=source_layer if op == "add" else None)  # real first
     base = readout(handle, prompts, read, read_layer, read_positions, batch_size=batch_size)[0]
-    shifts = torch.empty(len(variants), base.shape[0], dtype=torch.float64)
-    step = nulls.max_variants
-    chunks = [list(range(i, min(i + step, len(variants)))) for i in range(0, len(variants), step)]
-    for idx in tqdm(chunks, desc=f"coupling ({op})", disable=not progress, leave=False):
-        ctx = add(handle, variants[idx], source_layer, alpha) if op == "add" else ablate(
-            handle, variants[idx])
-        with ctx:
-            vals = readout(handle, prompts, read, read_layer, read_positions, repeat=len(idx),
-                           batch_size=batch_size)
-        shifts[idx] = vals - base
-    per_prompt = shifts[0].numpy()
-    mean_shifts = shifts.mean(-1).numpy()
+    real_shift: list[np.ndarray] = []
+    bar = tqdm(desc=f"coupling ({op})", disable=not progress, leave=False,
+               total=nulls.n_max + 1)
+
+    def evaluate(idx: list[int]) -> np.ndarray:
+        out = np.empty(len(idx))
+        step = nulls.max_variants
+        for start in range(0, len(idx), step):
+            part = idx[start:start + step]
+            ctx = add(handle, variants[part], source_layer, alpha) if op == "add" else ablate(
+                handle, variants[part])
+            with ctx:
+                vals = readout(handle, prompts, read, read_layer, read_positions,
+                               repeat=len(part), batch_size=batch_size)
+            shifts = (vals - base).numpy()
+            out[start:start + len(part)] = shifts.mean(-1)
+            if part[0] == 0:
+                real_shift.append(shifts[0])
+            bar.update(len(part))
+        return out[:, None]
+
+    with bar:
+        draws = run_null_test(nulls, evaluate, [("readout_shift", "two-sided")])
+    per_prompt = real_shift[0]
     lo = hi = float("nan")
     if n_boot > 0 and len(per_prompt) >= 2:
         res = bootstrap_ci(lambda x: x.mean(), per_prompt, n_boot=n_boot, seed=nulls.seed)
         lo, hi = float(res.ci_low), float(res.ci_high)
-    return NullComparison.from_null(
-        "readout_shift", float(mean_shifts[0]), mean_shifts[1:], "two-sided", ci_low=lo,
-        ci_high=hi, op=op, source_layer=source_layer if op == "add" else None, alpha=alpha,
-        read_layer=read_layer, read_positions=str(read_positions), n_prompts=len(per_prompt),
-        null_kind=nulls.kind)
+    return draws.comparison(
+        0, ci_low=lo, ci_high=hi, op=op, source_layer=source_layer if op == "add" else None,
+        alpha=alpha, read_layer=read_layer, read_positions=str(read_positions),
+        n_prompts=len(per_prompt), null_kind=nulls.kind)

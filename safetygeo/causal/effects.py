@@ -4,7 +4,9 @@
 matched random directions (same operation, layer, positions, strength; for addition the
 same norm as the real vector; :class:`~safetygeo.interventions.nulls.NullSpec`), all
 evaluated in batched forward passes (directions ride along the batch dimension), and
-returns one :class:`~safetygeo.results.NullComparison` per metric:
+returns one :class:`~safetygeo.results.NullComparison` per metric (with a sequential
+``NullSpec(h=...)`` the nulls are drawn in batches and the cell stops once all three
+metrics are settled; :func:`~safetygeo.interventions.nulls.run_null_test`):
 
 * ``d_refusal_harmful`` / ``d_refusal_harmless``: change of the mean logit refusal score
   (two-sided, centred on the null distribution);
@@ -40,16 +42,17 @@ from safetygeo._validate import finite_float, positive_int, prompt_list
 from safetygeo.activations.logits import last_logprobs
 from safetygeo.activations.refusal import RefusalScoring, refusal_score_from_logprobs
 from safetygeo.interventions.hooks import ablate, add
-from safetygeo.interventions.nulls import NullSpec, matched_variants
+from safetygeo.interventions.nulls import NullSpec, matched_variants, run_null_test
 from safetygeo.models.handle import ModelHandle
 from safetygeo.results import NullComparison
+from safetygeo.stats.pvalues import Alternative
 
 __all__ = ["METRICS", "Op", "RefusalBaseline", "intervention_effect", "refusal_baseline"]
 
 Op = Literal["ablate", "add"]
 METRICS = ("d_refusal_harmful", "d_refusal_harmless", "kl_harmless")
-_ALTERNATIVE = {"d_refusal_harmful": "two-sided", "d_refusal_harmless": "two-sided",
-                "kl_harmless": "greater"}
+_ALTERNATIVE: dict[str, Alternative] = {"d_refusal_harmful": "two-sided",
+                                        "d_refusal_harmless": "two-sided", "kl_harmless": "greater"}
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,8 @@ def intervention_effect(
     batch_size: int = 16,
     baseline: RefusalBaseline | None = None,
 ) -> dict[str, NullComparison]:
-    """Effects of one intervention next to ``nulls.k`` matched random directions.
+    """Effects of one intervention next to matched random directions (``nulls.k`` of them,
+    or a sequential test of at most ``nulls.k_max``).
 
     Args:
         direction: the real direction (raw vector; ablation uses its unit direction,
@@ -138,7 +142,9 @@ def intervention_effect(
 
     Returns:
         ``{metric: NullComparison}`` for ``d_refusal_harmful``, ``d_refusal_harmless``
-        (two-sided, centred on the null) and ``kl_harmless`` (one-sided, greater).
+        (two-sided, centred on the null) and ``kl_harmless`` (one-sided, greater). Each
+        carries the nulls its p used (``n_null_used``), the stopping reason and, with
+        ``nulls.tail``, a tail estimate; ``k`` (the same for all three) is the nulls drawn.
     """
     harmful, harmless = prompt_list(harmful, "harmful"), prompt_list(harmless, "harmless")
     alpha = finite_float(alpha, "alpha")
@@ -146,9 +152,12 @@ def intervention_effect(
     variants, layer = matched_variants(handle, direction, op, nulls, layer=layer)
     base = baseline or refusal_baseline(handle, harmful, harmless, scoring=scoring,
                                         batch_size=batch_size)
-    with torch.no_grad():
-        vals = _metrics(handle, variants, op, layer, alpha, harmful, harmless, base, batch_size,
-                        nulls.max_variants)
-    return {name: NullComparison.from_null(name, float(vals[0, j]), vals[1:, j],
-                                           _ALTERNATIVE[name])  # type: ignore[arg-type]
-            for j, name in enumerate(METRICS)}
+
+    def evaluate(idx: list[int]) -> np.ndarray:
+        with torch.no_grad():
+            return _metrics(handle, variants[idx], op, layer, alpha, harmful, harmless, base,
+                            batch_size, nulls.max_variants)
+
+    draws = run_null_test(nulls, evaluate,
+                          [(name, _ALTERNATIVE[name]) for name in METRICS])
+    return draws.comparisons()

@@ -12,7 +12,9 @@ Protocol:
    real direction and with ``K`` matched nulls (:class:`~safetygeo.interventions.nulls.NullSpec`:
    same norm, uniform on the sphere or covariance-matched), batched as variants along the
    batch dimension (``nulls.max_variants`` directions per forward pass), greedy by default;
-3. effect = rate under the direction − base rate, for the real direction and each null;
+3. effect = rate under the direction − base rate, for the real direction and each null
+   (with a sequential ``NullSpec(h=...)`` the nulls are generated in batches until the
+   test is settled; :func:`~safetygeo.interventions.nulls.run_null_test`);
    the result is a :class:`GenerationEffect` — a :class:`~safetygeo.results.NullComparison`
    (two-sided p centred on the null, z) with a paired bootstrap CI over prompts for the
    real effect (per-prompt refused-under-intervention minus refused-at-base), the base
@@ -37,7 +39,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -49,7 +51,7 @@ from safetygeo.behavior.classify import classify_refusal
 from safetygeo.behavior.generate import Generations, GenerationSettings, generate, generate_variants
 from safetygeo.behavior.metrics import mean_score, refused_indicator
 from safetygeo.interventions.hooks import ablate, add
-from safetygeo.interventions.nulls import NullSpec, matched_variants
+from safetygeo.interventions.nulls import NullSpec, matched_variants, run_null_test
 from safetygeo.models.handle import ModelHandle
 from safetygeo.results import NullComparison
 
@@ -99,7 +101,8 @@ def generation_refusal_effect(
     ci: float = 0.95,
     progress: bool = False,
 ) -> GenerationEffect:
-    """Refusal-rate change on generations under ``direction`` vs ``nulls.k`` matched nulls.
+    """Refusal-rate change on generations under ``direction`` vs matched nulls (``nulls.k``,
+    or a sequential test of at most ``nulls.k_max``).
 
     Args:
         handle: the model.
@@ -119,25 +122,31 @@ def generation_refusal_effect(
     variants, layer = matched_variants(handle, direction, op, nulls, layer=layer)
     base = generate(handle, prompts, settings, batch_size=batch_size, progress=progress)
     base_ref = refused_indicator(base.completions, classifier)
-    refused = np.empty((len(variants), len(base_ref)))
-    real_gens: Generations | None = None
-    for start in range(0, len(variants), nulls.max_variants):
-        chunk = variants[start:start + nulls.max_variants]
-        ctx = ablate(handle, chunk) if op == "ablate" else add(handle, chunk, layer, alpha)  # type: ignore[arg-type]
-        with ctx:
-            gens = generate_variants(handle, prompts, len(chunk), settings,
-                                     batch_size=batch_size, progress=progress)
-        for j, g in enumerate(gens):
-            refused[start + j] = refused_indicator(g.completions, classifier)
-        if start == 0:
-            real_gens = gens[0]
-    effects = refused.mean(1) - base_ref.mean()
-    diff = mean_score(refused[0] - base_ref, metric="d_refusal_rate_gen", n_boot=n_boot, ci=ci,
+    real_ref: list[np.ndarray] = []
+    real_gens: list[Generations] = []
+
+    def evaluate(idx: list[int]) -> np.ndarray:
+        rates = np.empty(len(idx))
+        for start in range(0, len(idx), nulls.max_variants):
+            part = idx[start:start + nulls.max_variants]
+            chunk = variants[part]
+            ctx = ablate(handle, chunk) if op == "ablate" else add(handle, chunk, layer, alpha)  # type: ignore[arg-type]
+            with ctx:
+                gens = generate_variants(handle, prompts, len(chunk), settings,
+                                         batch_size=batch_size, progress=progress)
+            for j, g in enumerate(gens):
+                refused = refused_indicator(g.completions, classifier)
+                rates[start + j] = refused.mean() - base_ref.mean()
+                if part[j] == 0:
+                    real_ref.append(refused)
+                    real_gens.append(g)
+        return rates[:, None]
+
+    draws = run_null_test(nulls, evaluate, [("d_refusal_rate_gen", "two-sided")])
+    diff = mean_score(real_ref[0] - base_ref, metric="d_refusal_rate_gen", n_boot=n_boot, ci=ci,
                       seed=nulls.seed)
-    cmp = NullComparison.from_null("d_refusal_rate_gen", float(effects[0]), effects[1:],
-                                   "two-sided", ci_low=diff.ci_low, ci_high=diff.ci_high)
+    cmp = draws.comparison(0, ci_low=diff.ci_low, ci_high=diff.ci_high)
     return GenerationEffect(
-        **{f: getattr(cmp, f) for f in ("metric", "real", "null", "p", "z", "alternative", "k",
-                                         "ci_low", "ci_high", "note", "extra")},
+        **{f.name: getattr(cmp, f.name) for f in fields(NullComparison)},
         op=op, layer=layer, alpha=alpha, n=len(base_ref), base_rate=float(base_ref.mean()),
-        real_rate=float(refused[0].mean()), base_generations=base, real_generations=real_gens)
+        real_rate=float(real_ref[0].mean()), base_generations=base, real_generations=real_gens[0])

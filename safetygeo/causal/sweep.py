@@ -6,9 +6,21 @@ cell, appends each finished cell to a Parquet file (atomically) and skips cells 
 there, so a killed sweep resumes where it stopped. Benjamini–Hochberg q-values are computed
 across the sweep, per metric.
 
+**Cost follows evidence.** By default every cell runs a sequential null test
+(``NullSpec.sequential()``: Besag–Clifford with ``h = 4``, at most 64 nulls, a pilot of 16
+then 8 per step; :mod:`safetygeo.stats.sequential`): a cell whose metrics are all clearly
+null stops after the pilot (17 directions instead of 65) or one step more, a strong cell
+uses all 64 nulls and gets a tail estimate of p below the Monte Carlo floor 1/65
+(:mod:`safetygeo.stats.tail`). Each
+row says how many nulls its p used (``n_null_used``), why it stopped (``stop_reason``),
+and which p BH used (``p_used``: ``"tail"`` where the tail estimate is below the exact p,
+else ``"exact"``; the exact ``p`` is always kept). ``nulls=NullSpec(k=64)`` gives the
+fixed-K sweep of before.
+
 **Identity header.** The Parquet file carries the sweep's identity in its metadata: the
 model's fingerprint, hashes of the harmful and harmless prompts, the null specification
-(K, kind, seed, covariance hash), the refusal token ids, the generation settings and a hash
+(K, kind, seed, covariance hash; for sequential tests h, k_max and batch; tail estimates on
+or off), the refusal token ids, the generation settings and a hash
 of every direction. Rerunning into the same file with any of these changed is refused with
 the differing fields named (``overwrite=True`` starts afresh); adding directions, layers,
 strengths or operations only adds cells.
@@ -55,6 +67,7 @@ from safetygeo.interventions.hooks import as_directions
 from safetygeo.interventions.nulls import NullSpec
 from safetygeo.models.fingerprint import model_fingerprint
 from safetygeo.models.handle import ModelHandle
+from safetygeo.results import p_for_bh
 from safetygeo.stats.pvalues import benjamini_hochberg
 
 __all__ = ["SWEEP_COLUMNS", "read_sweep", "run_sweep", "sweep_identity"]
@@ -161,6 +174,25 @@ def _row(effect: Any) -> dict[str, Any]:
     return row
 
 
+#: Values of the sequential / tail columns for rows written before they existed (fixed K).
+_LEGACY = {"n_null_used": None, "stop_reason": "fixed", "p_tail": float("nan"),
+           "p_tail_method": None, "p_used": "exact"}
+
+
+def _legacy_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows resumed from a table written before sequential tests: fixed-K values."""
+    if not len(table):
+        return table
+    for col, val in _LEGACY.items():
+        if col not in table:
+            table[col] = table["k"] if col == "n_null_used" else val
+        elif col == "n_null_used":
+            table[col] = table[col].fillna(table["k"]).astype(int)
+        elif val is not None:
+            table[col] = table[col].fillna(val)
+    return table
+
+
 def _key(d: str, o: str, l: float, a: float) -> tuple[Any, ...]:
     return (d, o, None if np.isnan(l) else int(l), None if np.isnan(a) else float(a))
 
@@ -174,7 +206,7 @@ def run_sweep(
     ops: Sequence[Op] = ("ablate", "add"),
     layers: Sequence[int] | str = "all",
     alphas: Sequence[float] = (1.0,),
-    nulls: NullSpec = NullSpec(),
+    nulls: NullSpec = NullSpec.sequential(),
     scoring: RefusalScoring = RefusalScoring(),
     generations: GenerationSettings | None = None,
     gen_nulls: NullSpec = NullSpec(k=16, max_variants=8),
@@ -188,15 +220,18 @@ def run_sweep(
     Ablation acts on every layer at once, so it yields one row per direction and metric
     (``layer`` and ``alpha`` are NaN there). Rows: ``direction, op, layer, alpha`` then the
     :meth:`~safetygeo.results.NullComparison.to_row` columns (``metric, real, ci_low,
-    ci_high, null_mean, null_std, null_q025, null_q975, p, z, alternative, k, note``) and
-    ``q`` (BH across the sweep, per metric).
+    ci_high, null_mean, null_std, null_q025, null_q975, p, z, alternative, k, note,
+    n_null_used, stop_reason, p_tail, p_tail_method, p_used``) and ``q`` (BH across the
+    sweep, per metric, on the p each row's ``p_used`` names: :func:`~safetygeo.results.p_for_bh`).
+    ``k`` is the nulls drawn for the cell (its cost is ``1 + k`` directions).
 
     Args:
         directions: ``{name: raw vector}``.
         harmful, harmless: evaluation prompts.
         ops, layers, alphas: the grid (layers and alphas apply to addition).
-        nulls: the null specification (``NullSpec(kind="covariance", covariance=...)`` for
-            covariance-matched nulls, e.g. from ``ActivationStats.covariance()``).
+        nulls: the null specification: sequential with tail estimates by default;
+            ``NullSpec(k=64)`` for a fixed K; ``kind="covariance", covariance=...`` for
+            covariance-matched nulls (e.g. from ``ActivationStats.covariance()``).
         scoring: the refusal definition (the carrier selection's ``sel.scoring``).
         generations: also measure the refusal rate of generations (``d_refusal_rate_gen``)
             with these decoding settings against ``gen_nulls`` (slower: one round of
@@ -249,10 +284,10 @@ def run_sweep(
         rows.append(cell)
         if path is not None:
             _write(path, pd.concat(rows, ignore_index=True), ident)
-    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    table = _legacy_columns(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame())
     table["q"] = np.nan
     for _, grp in table.groupby("metric"):
-        table.loc[grp.index, "q"] = benjamini_hochberg(grp.p.to_numpy())
+        table.loc[grp.index, "q"] = benjamini_hochberg(p_for_bh(grp))
     if path is not None:
         _write(path, table, ident)
     return table

@@ -2,9 +2,10 @@
 
 ``safetygeo VERB MODEL --set ROLE=SPEC [options]`` — see :mod:`safetygeo.cli.common` for
 the shared options and rules. Commands (one module each): ``inspect``, ``make-tiny``,
-``version`` (:mod:`.models`), ``extract``, ``select-carrier``, ``sweep``, ``evaluate``,
-``attack-gcg``, ``train``, ``demo``, ``compare-gradients``, ``measure-g-effect``
-(:mod:`.gradients`).
+``version`` (:mod:`.models`), ``extract``, ``select-carrier``, ``sweep``,
+``measure-frontier``, ``evaluate``, ``attack-gcg``, ``train``, ``demo``,
+``compare-gradients``, ``measure-g-effect`` (:mod:`.gradients`), ``report`` (batch reports
+across training trajectories).
 
 Example (shell)::
 
@@ -19,8 +20,10 @@ from safetygeo.cli import (  # noqa: F401  (importing registers the commands, in
     demo,
     evaluate,
     extract,
+    frontier,
     gradients,
     models,
+    report,
     sweep,
     train,
 )

@@ -68,6 +68,11 @@ def select_carrier(
     refusal_token: RefusalToken = None,
     test_top_k: Annotated[int, typer.Option(min=0, help="Re-score this many best candidates "
                                                         "on the test split.")] = 5,
+    min_dimension: Annotated[int, typer.Option(min=0, help="Also find how many dimensions "
+                                                           "refusal needs (k <= this; 0: off), "
+                                                           "saved as refusal_dimension.json.")] = 0,
+    target: Annotated[float, typer.Option(help="Bypass target of --min-dimension: refusal "
+                                               "rate at most this.")] = 0.1,
     limit: Limit = None,
     batch_size: BatchSize = BATCH_SIZE,
     max_variants: MaxVariants = MAX_VARIANTS,
@@ -78,7 +83,10 @@ def select_carrier(
     and --seed), or already split: --set harmful.train=SPEC --set harmful.val=SPEC
     --set harmful.test=SPEC (and the same for harmless). Writes OUT/candidates.parquet,
     OUT/carriers.json (candidates, chosen carrier, baselines, split sizes, the refusal
-    scoring later commands reuse) and OUT/directions.safetensors.
+    scoring later commands reuse) and OUT/directions.safetensors. With --min-dimension K,
+    also OUT/refusal_dimension.json: the smallest k whose subspace ablation (diff-in-means,
+    then PCA of paired differences, fitted on train at the carrier) brings the refusal rate
+    of the test split's generations to --target, against random k-dim subspaces.
     """
     from safetygeo.causal.carriers import CarrierThresholds, select_refusal_carrier
 
@@ -87,6 +95,8 @@ def select_carrier(
         raise typer.BadParameter(f"{splits!r}: three positive fractions summing to at most 1",
                                  param_hint="--splits")
     check_out(out)
+    if not 0 <= target < 1:
+        raise typer.BadParameter("the target is a refusal rate in [0, 1)", param_hint="--target")
     scoring = refusal_scoring(refusal_phrase, refusal_token)
     labels = {"harmful": "harmful", "harmless": "harmless"}
     named = carrier_sets(load_sets(sets, ROLES, limit=limit, labels=labels))
@@ -98,6 +108,18 @@ def select_carrier(
             batch_size=batch_size, max_variants=max_variants, test_top_k=test_top_k,
         )
         sel.save(out)
+        dim = None
+        if min_dimension and sel.chosen is not None:
+            from safetygeo.causal.carriers import _as_splits  # the selection's own splits
+            from safetygeo.causal.frontier import min_refusal_dimension, save_refusal_dimension
+
+            hs = _as_splits(named["harmful"], fractions, seed, "harmful")
+            ls = _as_splits(named["harmless"], fractions, seed, "harmless")
+            dim = min_refusal_dimension(
+                h, hs["test"], ls["test"], fit_harmful=hs["train"], fit_harmless=ls["train"],
+                layer=sel.chosen[0], position=sel.chosen[1], k_max=min_dimension, target=target,
+                batch_size=batch_size)
+            save_refusal_dimension(dim, out)
     summary = sel.summary()
     table = Table(title=f"refusal carrier of {h.model_id}")
     cols = ("layer", "position", "bypass", "induce", "kl", "test_bypass", "test_induce")
@@ -110,6 +132,9 @@ def select_carrier(
     console.print(f"baseline: {summary['baseline']}")
     for note in summary["notes"]:
         console.print(f"[yellow]note[/]: {note}")
+    if dim is not None:
+        console.print(f"refusal needs k = {dim.k_min} dimension(s) (target {target:g}; "
+                      f"None = not reached with k <= {min_dimension})")
     console.print(f"{summary['n_admissible']}/{summary['n_candidates']} admissible; "
                   f"refusal tokens {h.tokenizer.convert_ids_to_tokens(sel.scoring.ids(h.tokenizer))}; "
                   f"wrote {out}")

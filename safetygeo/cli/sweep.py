@@ -89,8 +89,25 @@ def sweep(
     ops: Annotated[str, typer.Option(help="Comma list of ablate, add.")] = "ablate,add",
     layers: Annotated[str, typer.Option(help="Layers for addition: all, 0-3, 1,2.")] = "all",
     alphas: Annotated[str, typer.Option(help="Comma list of addition strengths.")] = "1.0",
-    n_null: Annotated[int, typer.Option(min=1, help="Matched random directions per cell (K).")] = 64,
+    n_null: Annotated[int, typer.Option(min=1, help="Matched random directions per cell (K); "
+                                        "with --sequential the default of --k-max.")] = 64,
     seed: Annotated[int, typer.Option(help="Null-direction seed.")] = 0,
+    sequential: Annotated[bool, typer.Option(
+        "--sequential/--fixed", help="Sequential null tests (Besag–Clifford: a cell stops "
+        "drawing nulls once every metric is settled) or a fixed K per cell.")] = True,
+    h_exceed: Annotated[int, typer.Option("--h", min=2, help="Sequential: a metric is settled (not "
+                                   "significant, p = h/l) once this many nulls reach its "
+                                   "real effect.")] = 4,
+    k_max: Annotated[Optional[int], typer.Option(min=1, help="Sequential: the most nulls a "
+                                                 "cell draws (default --n-null).",
+                                                 show_default=False)] = None,
+    null_batch: Annotated[Optional[int], typer.Option(min=1, help="Sequential: nulls drawn "
+                                                      "per step after a pilot of 16 (default 8).",
+                                                      show_default=False)] = None,
+    tail: Annotated[Optional[bool], typer.Option(
+        "--tail/--no-tail", help="Tail estimates of p below 1/(K+1) where no null reaches the "
+        "real effect (GPD or normal tail; BH uses them where below the exact p). Default: on "
+        "with --sequential, off with --fixed.", show_default=False)] = None,
     refusal_phrase: RefusalPhrase = None,
     refusal_token: RefusalToken = None,
     generations: Annotated[bool, typer.Option(help="Also test the refusal rate of greedy "
@@ -102,20 +119,41 @@ def sweep(
     limit: Limit = None,
     batch_size: BatchSize = BATCH_SIZE,
     max_variants: MaxVariants = MAX_VARIANTS,
+    executor: Annotated[str, typer.Option(help="local, or ray: cells as Ray tasks (one per "
+                                               "direction / layer).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster (default $RAY_ADDRESS; none: a local instance).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="CPUs of a local Ray instance.")] = None,
+    num_gpus: Annotated[float, typer.Option(min=0, help="GPUs per Ray task.")] = 0.0,
 ) -> None:
     """Sweep ablation / addition of saved carriers against matched random directions.
 
     Refusal is scored exactly as in `select-carrier` (the scoring saved in carriers.json)
-    unless --refusal-phrase / --refusal-token are given. Writes OUT/sweep.parquet
-    (resumable: rerun the same command to finish a killed sweep; another K, seed, prompt set,
-    scoring or model is refused unless --overwrite) and OUT/sweep.html.
+    unless --refusal-phrase / --refusal-token are given. By default every cell runs a
+    sequential null test (at most --k-max nulls, --null-batch at a time, stopping once h
+    nulls reach each metric's real effect) with tail estimates for strong cells; --fixed
+    draws --n-null nulls for every cell. Writes OUT/sweep.parquet (resumable: rerun the
+    same command to finish a killed sweep; another K, h, seed, prompt set, scoring or model
+    is refused unless --overwrite) and OUT/sweep.html.
     """
     from safetygeo._io import atomic_write_text
     from safetygeo.behavior.generate import GenerationSettings
     from safetygeo.causal.sweep import run_sweep
+    from safetygeo.errors import SafetyGeoError
     from safetygeo.interventions.nulls import NullSpec
     from safetygeo.reports.figures import sweep_figure
 
+    if executor not in ("local", "ray"):
+        raise typer.BadParameter(f"{executor!r}; use local or ray", param_hint="--executor")
+    if not sequential and (k_max is not None or null_batch is not None):
+        raise typer.BadParameter("--k-max and --null-batch apply to --sequential tests only",
+                                 param_hint="--fixed")
+    try:
+        nulls = NullSpec(k=n_null, seed=seed, max_variants=max_variants,
+                         h=h_exceed if sequential else None, k_max=k_max, batch=null_batch,
+                         tail=sequential if tail is None else tail)
+    except SafetyGeoError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--h / --k-max / --n-null") from None
     op_list = [o.strip() for o in ops.split(",") if o.strip()]
     if not op_list or any(o not in ("ablate", "add") for o in op_list):
         raise typer.BadParameter(f"{ops!r}; use ablate, add or ablate,add", param_hint="--ops")
@@ -137,24 +175,42 @@ def sweep(
             raise typer.BadParameter(f"the carriers have d_model={d_sel} but {model} has "
                                      f"d_model={h.d_model}", param_hint="--carriers")
         out.mkdir(parents=True, exist_ok=True)
-        table = run_sweep(
-            h, directions, harmful=list(named["harmful"].prompts),
-            harmless=list(named["harmless"].prompts),
-            ops=cast(list[Literal["ablate", "add"]], op_list), layers=layer_sel,
-            alphas=alpha_list, nulls=NullSpec(k=n_null, seed=seed, max_variants=max_variants),
-            scoring=scoring, out=out / "sweep.parquet", overwrite=overwrite,
-            generations=GenerationSettings(max_new_tokens=max_new_tokens) if generations else None,
-            gen_nulls=NullSpec(k=gen_n_null, seed=seed, max_variants=max_variants),
-            batch_size=batch_size)
+        kw = dict(harmful=list(named["harmful"].prompts),
+                  harmless=list(named["harmless"].prompts),
+                  ops=cast(list[Literal["ablate", "add"]], op_list), layers=layer_sel,
+                  alphas=alpha_list, nulls=nulls,
+                  scoring=scoring, out=out / "sweep.parquet", overwrite=overwrite,
+                  generations=GenerationSettings(max_new_tokens=max_new_tokens) if generations else None,
+                  gen_nulls=NullSpec(k=gen_n_null, seed=seed, max_variants=max_variants),
+                  batch_size=batch_size)
+        if executor == "local":
+            table = run_sweep(h, directions, **kw)
+        else:
+            import functools
+
+            from safetygeo._executor import make_executor
+            from safetygeo.causal.sweep_parallel import run_sweep_parallel
+
+            with make_executor(executor, address=ray_address, workers=workers) as ex:
+                table = run_sweep_parallel(
+                    h, directions, loader=functools.partial(load_handle, model, model_opts),
+                    executor=ex, num_gpus=num_gpus, **kw)
     fig = sweep_figure(table)
     atomic_write_text(out / "sweep.html", fig.to_html(include_plotlyjs=True, full_html=True))
     summary = Table(title="strongest effects (|z|)")
-    for col in ("direction", "op", "layer", "metric", "real", "null 95%", "p", "q"):
+    for col in ("direction", "op", "layer", "metric", "real", "null 95%", "nulls", "stop", "p",
+                "p tail", "BH on", "q"):
         summary.add_column(col)
     top = table.reindex(table.z.abs().sort_values(ascending=False).index).head(8)
     for r in top.itertuples():
         summary.add_row(r.direction, r.op, "all" if r.layer != r.layer else str(int(r.layer)),
                         r.metric, f"{r.real:.3f}", f"[{r.null_q025:.3f}, {r.null_q975:.3f}]",
-                        f"{r.p:.3g}", f"{r.q:.3g}")
+                        f"{r.n_null_used}/{r.k}", str(r.stop_reason), f"{r.p:.3g}",
+                        "–" if r.p_tail != r.p_tail else f"{r.p_tail:.2g} ({r.p_tail_method})",
+                        str(r.p_used), f"{r.q:.3g}")
     console.print(summary)
+    cost = int((table.drop_duplicates(["direction", "op", "layer", "alpha"]).k + 1).sum())
+    n_cells = len(table.drop_duplicates(["direction", "op", "layer", "alpha"]))
+    console.print(f"{n_cells} cells, {cost} directions evaluated "
+                  f"(a fixed K={nulls.n_max} would take {n_cells * (nulls.n_max + 1)})")
     console.print(f"wrote {out / 'sweep.parquet'} and {out / 'sweep.html'}")

@@ -3,7 +3,8 @@
 Definitions follow the literature exactly (see each module): diff-in-means candidates
 (:mod:`.directions`), Roy–Vetterli effective rank and participation ratio (:mod:`.rank`),
 principal angles and drift (:mod:`.angles`, :mod:`.subspaces`), geometric harmfulness–
-refusal coupling (:mod:`.coupling`). Reading candidates from a model, carrier selection and
+refusal coupling (:mod:`.coupling`), PCA-of-differences and SOM direction finders
+(:mod:`.finders`), refusal cones and random subspaces (:mod:`.cones`). Reading candidates from a model, carrier selection and
 every intervention live in :mod:`safetygeo.causal`.
 
 Names are imported lazily: ``import safetygeo.geometry.angles`` loads numpy and scipy only.
@@ -27,6 +28,9 @@ _LAZY = {
     "effective_rank": "rank", "participation_ratio": "rank", "spectrum": "rank",
     "subspace_rank_report": "rank",
     "carrier_drift": "subspaces", "carrier_rank": "subspaces", "direction_cosine": "subspaces",
+    "FinderResult": "finders", "orthonormalize": "finders", "pca_directions": "finders",
+    "som_directions": "finders",
+    "random_subspaces": "cones", "sample_cone": "cones", "subspace_overlap": "cones",
 }
 __all__ = sorted(_LAZY)
 

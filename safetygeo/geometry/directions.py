@@ -43,6 +43,12 @@ class CandidateDirections:
         kind: ``"refusal"`` (post-instruction), ``"harmfulness"`` (``t_inst``) or ``"custom"``.
         n_harmful, n_harmless: prompts behind each mean.
         harmful, harmless: the per-class statistics (kept for bootstrap / provenance).
+        method: the finder (``"diff-in-means"``; ``"pca"``, ``"som"``, ``"rdo"``, ``"rco"``,
+            ``"repind"`` from :mod:`safetygeo.causal.finders`).
+        components: ``[layer, pos, k, d]`` unit directions of a multi-direction finder, most
+            important first (``None`` for diff-in-means). ``vectors`` then holds the first
+            component scaled to the diff-in-means norm of its slot, so additions of every
+            finder use the same strength.
     """
 
     vectors: Float[Tensor, "layer pos d"]
@@ -53,6 +59,29 @@ class CandidateDirections:
     n_harmless: int
     harmful: ActivationStats | None = field(default=None, repr=False)
     harmless: ActivationStats | None = field(default=None, repr=False)
+    method: str = "diff-in-means"
+    components: Float[Tensor, "layer pos k d"] | None = field(default=None, repr=False)
+
+    def basis(self, layer: int, position: str | int, k: int | None = None) -> Float[Tensor, "k d"]:
+        """Orthonormal basis of the first ``k`` directions at ``layer`` and ``position``
+        (ordered Gram–Schmidt: row ``i`` spans what direction ``i`` adds); without
+        ``components`` the unit direction ``[1, d]``.
+
+        Raises:
+            SafetyGeoError: ``k`` larger than the directions available.
+        """
+        from safetygeo.geometry.finders import orthonormalize
+
+        if self.components is None:
+            dirs = self.unit(layer, position)[None]
+        else:
+            if layer not in self.layers:
+                raise SafetyGeoError(f"layer {layer} not among candidate layers {self.layers}")
+            dirs = self.components[self.layers.index(layer), self.positions.index(position)]
+        k = len(dirs) if k is None else k
+        if not 1 <= k <= len(dirs):
+            raise SafetyGeoError(f"{self.method} has {len(dirs)} directions here; asked for {k}")
+        return orthonormalize(dirs[:k])
 
     def vector(self, layer: int, position: str | int) -> Float[Tensor, " d"]:
         """Raw difference vector at ``layer`` and ``position`` (label or offset)."""

@@ -1,5 +1,6 @@
 """Interventions: directional ablation / activation addition hooks, weight orthogonalization,
-and the matched random-direction null sampler (:class:`NullSpec`).
+the matched random-direction null sampler (:class:`NullSpec`), and subspace ablation
+(plain, norm-preserving, biprojected, magnitude-preserving; activation and weight space).
 
 The null-controlled *effects* built on these live in :mod:`safetygeo.causal`.
 """
@@ -7,6 +8,15 @@ The null-controlled *effects* built on these live in :mod:`safetygeo.causal`.
 from safetygeo.interventions.hooks import ablate, add
 from safetygeo.interventions.nulls import NullSpec, matched_variants, random_directions
 from safetygeo.interventions.orthogonalize import orthogonalize_, orthogonalized_copy
+from safetygeo.interventions.subspace import (
+    ablate_subspace,
+    add_vector,
+    biprojected_bases,
+    matched_subspace_variants,
+    mpoa_ablate,
+)
+from safetygeo.interventions.subspace_weights import ablated_copy
 
-__all__ = ["NullSpec", "ablate", "add", "matched_variants", "orthogonalize_",
-           "orthogonalized_copy", "random_directions"]
+__all__ = ["NullSpec", "ablate", "ablate_subspace", "ablated_copy", "add", "add_vector",
+           "biprojected_bases", "matched_subspace_variants", "matched_variants", "mpoa_ablate",
+           "orthogonalize_", "orthogonalized_copy", "random_directions"]

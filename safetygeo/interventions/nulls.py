@@ -1,20 +1,39 @@
-"""Matched random-direction null controls: the null specification and the direction sampler.
+"""Matched random-direction null controls: the null specification, the direction sampler
+and the (fixed-K or sequential) driver that evaluates them.
 
-A causal effect of a direction is reported next to the effects of ``K`` random directions
+A causal effect of a direction is reported next to the effects of random directions
 applied with the same operation, layer, positions and strength (for addition: the same
 norm as the real vector). :class:`NullSpec` says how many, from which distribution, with
-which seed and how many ride along the batch per forward pass; :func:`matched_variants`
-validates one intervention and stacks the real direction with its nulls. The comparison
-itself (p, z, the table row) is :class:`safetygeo.results.NullComparison`.
+which seed, how many ride along the batch per forward pass, and whether they are drawn all
+at once (fixed K) or in sequential batches that stop once a decision is settled;
+:func:`matched_variants` validates one intervention and stacks the real direction with its
+nulls; :func:`run_null_test` evaluates them and decides. The comparison itself (p, z, the
+table row) is :class:`safetygeo.results.NullComparison`.
+
+**Sequential tests** (``NullSpec(h=...)``, Besag & Clifford 1991,
+:mod:`safetygeo.stats.sequential`): a pilot of ``first_look`` nulls (16) with the real
+direction, then ``batch`` (8) at a time; after each step every metric's test is checked, and
+a metric is *settled* once ``h`` nulls reach its real effect (``p = h / l``, clearly not
+significant) or ``k_max`` nulls were drawn (``p = (g + 1) / (k_max + 1)``). Metrics of one
+intervention share their forward passes, so a cell **stops when every metric is settled**;
+each metric still reports its own p and ``n_null_used`` (the draws its p used), and the
+cell's cost is ``1 + k`` directions (``k`` = nulls drawn = the largest ``n_null_used``,
+rounded up to the batch). The nulls are the first ``k`` of the fixed-K sample with the same
+seed, so ``h = None`` (or ``inf``) with ``k = k_max`` is the fixed-K test exactly.
 
 Example:
     >>> spec = NullSpec(k=8, seed=1)
     >>> random_directions(spec.k, 16, seed=spec.seed).shape
     torch.Size([8, 16])
+    >>> seq = NullSpec.sequential(h=3, k_max=64, batch=16)
+    >>> seq.is_sequential, seq.n_max, seq.checkpoints()
+    (True, 64, [16, 32, 48, 64])
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -26,8 +45,26 @@ from torch import Tensor
 from safetygeo._validate import positive_int
 from safetygeo.errors import SafetyGeoError
 from safetygeo.models.handle import ModelHandle
+from safetygeo.results import NullComparison
+from safetygeo.stats.pvalues import ALTERNATIVES, Alternative
+from safetygeo.stats.sequential import SequentialP, besag_clifford_p, schedule
 
-__all__ = ["NULL_KINDS", "NullSpec", "matched_variants", "random_directions"]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_FIRST", "DEFAULT_H", "NULL_KINDS", "NullDraws", "NullSpec", "matched_variants",
+           "random_directions", "run_null_test"]
+
+#: Default exceedance threshold of sequential tests (``NullSpec.sequential``). Why 4: a
+#: metric whose true p is 0.5 is settled within 16 nulls with probability 0.99 (0.75 at
+#: p = 0.3; 0.96 / 0.55 with h = 5), while a metric with true p = 0.02 — whose fixed K = 64 p
+#: is ≈ 0.035 — stops early (p ≥ 4/64) with probability 0.04 (binomial tails).
+DEFAULT_H = 4
+#: Default nulls per sequential step. Why 8 rather than a full pass of ``max_variants`` = 16:
+#: the cost of a cell moves in steps of ``batch``, and on the planted model's random-direction
+#: cells 8 gave a mean cost of 0.28 of a fixed K = 64 (16: 0.32, with cells at 0.51 where one
+#: metric sat at p ≈ 0.25); a forward of a large model is already full with the prompts alone.
+DEFAULT_BATCH = 8
+#: Nulls drawn before a sequential test looks for the first time (unless ``batch`` is larger):
+#: the two-sided centre (the median of the nulls drawn) needs a sample to stand on.
+DEFAULT_FIRST = 16
 
 NullKind = Literal["sphere", "covariance"]
 NULL_KINDS: tuple[str, ...] = ("sphere", "covariance")
@@ -35,20 +72,35 @@ NULL_KINDS: tuple[str, ...] = ("sphere", "covariance")
 
 @dataclass(frozen=True)
 class NullSpec:
-    """How matched null directions are drawn and batched.
+    """How matched null directions are drawn, batched and tested.
 
     Attributes:
-        k: number of null directions ``K`` (≥ 1); the p-value floor is ``1 / (K + 1)``.
+        k: number of null directions ``K`` of a fixed-K test (≥ 1); the p-value floor is
+            ``1 / (K + 1)``. With ``h`` set, the default ``k_max``.
         kind: ``"sphere"`` (uniform on the unit sphere) or ``"covariance"`` (Gaussian with
             the activation covariance, normalized — "covariance-matched" nulls).
         covariance: ``[d, d]`` covariance for ``kind="covariance"`` (not saved with a
             table's identity; its hash is).
         seed: null-direction seed; the first ``K'`` directions of a seed do not depend on ``K``.
         max_variants: directions evaluated per forward pass (variants along the batch).
+        h: sequential test (Besag–Clifford): stop a metric once ``h`` nulls reach its real
+            effect (integer ≥ 2). ``None`` (or ``math.inf``) = the fixed-K test. With
+            ``h > k_max`` nothing stops early: the fixed-K p of ``k_max`` nulls.
+        k_max: the most nulls a sequential test draws (default ``k``); only with ``h``.
+        batch: nulls drawn per sequential step (default :data:`DEFAULT_BATCH` = 8); only
+            with ``h``. Distinct from ``max_variants``: a step of 32 with 16 per pass is two
+            passes; a step of 8 is one pass of 8 (9 with the real direction).
+        first: nulls drawn before the first look (default ``max(batch, 16)``,
+            :data:`DEFAULT_FIRST`); only with ``h``.
+        tail: also estimate a tail p-value when no null reaches the real effect
+            (:func:`~safetygeo.stats.tail.tail_p`; an approximation reported beside the
+            exact p, which BH uses where it is below the exact p).
 
     Example:
         >>> NullSpec(k=4).identity()
         {'k': 4, 'kind': 'sphere', 'seed': 0, 'covariance_sha256': None}
+        >>> NullSpec(k=64, h=5, tail=True).identity()["sequential"]
+        {'h': 5, 'k_max': 64, 'batch': 8, 'first': 16}
     """
 
     k: int = 64
@@ -56,6 +108,11 @@ class NullSpec:
     covariance: Tensor | None = field(default=None, repr=False, compare=False)
     seed: int = 0
     max_variants: int = 16
+    h: int | None = None
+    k_max: int | None = None
+    batch: int | None = None
+    tail: bool = False
+    first: int | None = None
 
     def __post_init__(self) -> None:
         positive_int(self.k, "NullSpec.k (number of null directions)")
@@ -66,6 +123,59 @@ class NullSpec:
             raise SafetyGeoError(f"NullSpec.kind must be one of {NULL_KINDS}, got {self.kind!r}")
         if self.kind == "covariance" and self.covariance is None:
             raise SafetyGeoError("NullSpec(kind='covariance') needs the activation covariance")
+        if not isinstance(self.tail, (bool, np.bool_)):
+            raise SafetyGeoError(f"NullSpec.tail must be True or False, got {self.tail!r}")
+        if isinstance(self.h, float) and math.isinf(self.h) and self.h > 0:
+            object.__setattr__(self, "h", None)  # h = ∞: never stop early = fixed K
+        if self.h is None:
+            for name in ("k_max", "batch", "first"):
+                if getattr(self, name) is not None:
+                    raise SafetyGeoError(f"NullSpec.{name} applies to sequential tests only: set "
+                                         f"h too (a fixed-K test draws k={self.k} nulls)")
+            return
+        positive_int(self.h, "NullSpec.h (exceedances that stop a sequential test)", minimum=2)
+        if self.k_max is not None:
+            positive_int(self.k_max, "NullSpec.k_max (most nulls of a sequential test)")
+        if self.batch is not None:
+            positive_int(self.batch, "NullSpec.batch (nulls per sequential step)")
+        if self.first is not None:
+            positive_int(self.first, "NullSpec.first (nulls before the first look)")
+
+    @classmethod
+    def sequential(cls, h: int = DEFAULT_H, k_max: int = 64, *, batch: int | None = None,
+                   tail: bool = True, **kw: Any) -> NullSpec:
+        """A sequential spec: ``h`` exceedances, at most ``k_max`` nulls, tail estimates on.
+
+        Example:
+            >>> NullSpec.sequential().n_max, NullSpec.sequential(batch=8).step
+            (64, 8)
+        """
+        return cls(k=k_max, h=h, batch=batch, tail=tail, **kw)
+
+    @property
+    def is_sequential(self) -> bool:
+        return self.h is not None
+
+    @property
+    def n_max(self) -> int:
+        """The most nulls one test draws: ``k_max`` (default ``k``) if sequential, else ``k``."""
+        return int(self.k_max if self.h is not None and self.k_max is not None else self.k)
+
+    @property
+    def step(self) -> int:
+        """Nulls drawn per sequential step (``batch``, default :data:`DEFAULT_BATCH`)."""
+        return int(self.batch if self.batch is not None else DEFAULT_BATCH)
+
+    @property
+    def first_look(self) -> int:
+        """Nulls drawn before the first look (``first``, default ``max(batch, 16)``)."""
+        return int(self.first if self.first is not None else max(self.step, DEFAULT_FIRST))
+
+    def checkpoints(self) -> list[int]:
+        """Null counts after which the test looks (``[k]`` for a fixed K)."""
+        if not self.is_sequential:
+            return [self.k]
+        return schedule(self.n_max, self.step, min(self.first_look, self.n_max))
 
     def replace(self, **changes: Any) -> NullSpec:
         """A copy with ``changes``."""
@@ -80,9 +190,23 @@ class NullSpec:
         return hashlib.sha256(arr.tobytes()).hexdigest()
 
     def identity(self) -> dict[str, Any]:
-        """What determines the null sample (for resumable tables): not ``max_variants``."""
-        return {"k": self.k, "kind": self.kind, "seed": int(self.seed),
-                "covariance_sha256": self.covariance_sha256()}
+        """What determines the rows of a null-controlled table (for resumable tables).
+
+        Not ``max_variants`` (it only batches). A fixed-K spec without tail estimates gives
+        the same identity as before sequential tests existed (older tables resume); a
+        sequential one adds ``sequential: {h, k_max, batch, first}`` (``batch`` and ``first``
+        set where the test looks, hence the nulls drawn), ``tail: True`` when tail estimates
+        are on.
+        """
+        out: dict[str, Any] = {"k": self.k, "kind": self.kind, "seed": int(self.seed),
+                               "covariance_sha256": self.covariance_sha256()}
+        if self.is_sequential:
+            out["sequential"] = {"h": int(self.h),  # type: ignore[arg-type]
+                                 "k_max": self.n_max, "batch": self.step,
+                                 "first": self.first_look}
+        if self.tail:
+            out["tail"] = True
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -128,8 +252,9 @@ def matched_variants(
     *,
     layer: int | None = None,
 ) -> tuple[Float[Tensor, "k1 d"], int | None]:
-    """Validate one intervention and stack the real direction with its ``nulls.k`` matched
-    nulls: ``([1 + K, d] float64 with the real vector first, resolved layer)``.
+    """Validate one intervention and stack the real direction with its matched nulls:
+    ``([1 + n, d] float64 with the real vector first, resolved layer)``, ``n = nulls.n_max``
+    (``k``, or ``k_max`` for a sequential test — which evaluates only as many as it needs).
 
     Nulls have the real vector's norm (uniform on the sphere, or drawn from the covariance).
 
@@ -157,6 +282,95 @@ def matched_variants(
             raise SafetyGeoError("addition needs a layer")
         (layer,) = handle.check_layers(layer)
     real = as_directions(direction, handle.d_model, normalize=False)[0]
-    null_dirs = random_directions(nulls.k, handle.d_model, seed=nulls.seed, norm=float(real.norm()),
+    null_dirs = random_directions(nulls.n_max, handle.d_model, seed=nulls.seed, norm=float(real.norm()),
                                   covariance=nulls.covariance if nulls.kind == "covariance" else None)
     return torch.cat([real[None], null_dirs]), layer
+
+
+@dataclass(frozen=True, eq=False)
+class NullDraws:
+    """What :func:`run_null_test` evaluated and decided.
+
+    Attributes:
+        values: ``[1 + k, m]`` metric values, row 0 the real direction, then the ``k``
+            nulls drawn, in draw order.
+        decisions: per metric, the settled sequential decision (``None`` for a fixed K).
+        metrics: ``(name, alternative)`` per column.
+        tail: whether tail estimates were asked for (``NullSpec.tail``).
+    """
+
+    values: np.ndarray
+    decisions: list[SequentialP | None]
+    metrics: list[tuple[str, str]]
+    tail: bool
+
+    @property
+    def k(self) -> int:
+        """Nulls drawn (the cell's cost is ``1 + k`` directions)."""
+        return int(self.values.shape[0] - 1)
+
+    def comparison(self, j: int, **kw: Any) -> NullComparison:
+        """The :class:`~safetygeo.results.NullComparison` of metric ``j`` (``kw``: CI, extra)."""
+        name, alt = self.metrics[j]
+        return NullComparison.from_null(name, float(self.values[0, j]), self.values[1:, j],
+                                        alt, sequential=self.decisions[j],  # type: ignore[arg-type]
+                                        tail=self.tail, **kw)
+
+    def comparisons(self) -> dict[str, NullComparison]:
+        return {name: self.comparison(j) for j, (name, _) in enumerate(self.metrics)}
+
+
+def run_null_test(
+    nulls: NullSpec,
+    evaluate: Callable[[list[int]], np.ndarray],
+    metrics: Sequence[tuple[str, Alternative]],
+) -> NullDraws:
+    """Evaluate the real direction and its nulls — all ``k`` at once, or sequentially.
+
+    Args:
+        nulls: the spec (fixed K, or sequential with ``h``, ``k_max``, ``batch``).
+        evaluate: ``indices -> [len(indices), m]`` metric values of those variants of
+            :func:`matched_variants`' stack (0 = the real direction, ``i`` = the i-th null);
+            it batches them into forward passes itself (``nulls.max_variants`` per pass).
+        metrics: ``(name, alternative)`` of the ``m`` columns.
+
+    Returns:
+        a :class:`NullDraws`; a sequential test stops after the first batch at which every
+        metric is settled (see the module docstring).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> effects = np.concatenate([[5.0], rng.normal(size=64)])  # a real effect, 64 nulls
+        >>> ev = lambda idx: np.stack([effects[idx], rng.normal(size=len(idx))], 1)
+        >>> d = run_null_test(NullSpec.sequential(h=3, batch=16), ev,
+        ...                   [("strong", "greater"), ("null-like", "two-sided")])
+        >>> c = d.comparisons()
+        >>> c["strong"].stop_reason, c["strong"].n_null_used, c["null-like"].stop_reason
+        ('k_max', 64, 'h_exceedances')
+    """
+    alts = [a for _, a in metrics]
+    for a in alts:
+        if a not in ALTERNATIVES:
+            raise SafetyGeoError(f"unknown alternative {a!r}; use one of {ALTERNATIVES}")
+
+    def run(idx: list[int]) -> np.ndarray:
+        return np.asarray(evaluate(idx), dtype=np.float64).reshape(len(idx), len(metrics))
+
+    m = len(metrics)
+    if not nulls.is_sequential:
+        values = run(list(range(nulls.k + 1)))
+        return NullDraws(values, [None] * m, [(n, a) for n, a in metrics], nulls.tail)
+    cps = nulls.checkpoints()
+    parts: list[np.ndarray] = []
+    drawn = 0
+    decisions: list[SequentialP | None] = [None] * m
+    for c in cps:
+        parts.append(run(([0] if drawn == 0 else []) + list(range(drawn + 1, c + 1))))
+        drawn = c
+        values = np.concatenate(parts)
+        now = [besag_clifford_p(float(values[0, j]), values[1:, j], alts[j], h=nulls.h,
+                                k_max=nulls.n_max, checkpoints=cps) for j in range(m)]
+        decisions = list(now)
+        if all(d.settled for d in now):
+            break
+    return NullDraws(np.concatenate(parts), decisions, [(n, a) for n, a in metrics], nulls.tail)

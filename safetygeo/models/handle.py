@@ -247,7 +247,9 @@ def load_model(
             it must differ from the checkpoint's.
         revision: hub revision (branch, tag or commit).
         dtype: ``"auto"`` (the checkpoint's), a ``torch.dtype`` or a name like ``"bf16"``.
-        device: where to put the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+        device: where to put the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``...), or ``"auto"``
+            to load a hub id / folder with ``device_map="auto"`` (accelerate spreads a model
+            too large for one device over the visible GPUs, then CPU).
         trust_remote_code: run custom modelling code from the hub. Off by default.
         allow_pickle: accept ``*.bin`` (pickle) weights; off by default (safetensors only).
         layers_path, final_norm_path: name the block list and final norm of an
@@ -266,7 +268,11 @@ def load_model(
     if not isinstance(model, (str, os.PathLike, nn.Module)):
         raise CheckpointError(f"model must be a hub id, a folder, a PreTrainedModel or a "
                               f"(model, tokenizer) pair, got {type(model).__name__}")
+    auto = isinstance(device, str) and device == "auto"
     if isinstance(model, nn.Module):
+        if auto:
+            raise CheckpointError("device='auto' (device_map) applies when loading from a hub id "
+                                  "or folder, not to an in-memory model")
         if tokenizer is None:
             raise CheckpointError("an in-memory model needs a tokenizer: load_model(model, tokenizer)")
         if getattr(model, "config", None) is None or not callable(getattr(model, "forward", None)):
@@ -288,6 +294,8 @@ def load_model(
         resolved = _resolve_dtype(dtype)
         if resolved is not None:
             kwargs["dtype"] = resolved
+        if auto:
+            kwargs["device_map"] = "auto"
         try:
             hf_model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
         except Exception as exc:  # OSError, SafetensorError, hub errors, config errors...
@@ -309,7 +317,7 @@ def load_model(
         resolved = _resolve_dtype(dtype)
         if isinstance(resolved, torch.dtype):
             hf_model = hf_model.to(resolved)  # type: ignore[arg-type]
-    if device is not None:
+    if device is not None and not auto:
         hf_model = hf_model.to(device)  # type: ignore[arg-type]
     hf_model.eval()
     arch = resolve_arch(hf_model, layers_path=layers_path, final_norm_path=final_norm_path)

@@ -2,10 +2,7 @@
 H/R coupling, sweeps. Each takes the tidy tables the analysis functions return.
 
 Example:
-    >>> import pandas as pd
-
-from safetygeo.errors import SafetyGeoError
-from safetygeo.results import NullComparison
+    >>> from safetygeo.results import NullComparison
     >>> eff = NullComparison.from_null("d_refusal", -5.0, [0.1, -0.2, 0.05])
     >>> fig = null_figure(eff, "Δ refusal score")
     >>> [t.type for t in fig.data]
@@ -112,11 +109,21 @@ def coupling_figure(table: pd.DataFrame) -> Any:
 
 def sweep_figure(table: pd.DataFrame, metric: str = "d_refusal_harmless") -> Any:
     """Plotly figure: effect vs layer for each direction (and strength), with the null
-    band (2.5–97.5 % of the matched random directions) shaded."""
+    band (2.5–97.5 % of the matched random directions) shaded.
+
+    Hover shows p, the tail estimate, which p BH used, q, the nulls the p used out of
+    those drawn, and why the test stopped; cells whose BH p is a tail estimate are drawn
+    as diamonds, cells a sequential test stopped early (clearly null) as open circles.
+    """
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    sub = table[(table.metric == metric) & (table.op == "add")].sort_values("layer")
+    sub = table[(table.metric == metric) & (table.op == "add")].sort_values("layer").copy()
+    defaults = {"n_null_used": sub.get("k"), "stop_reason": "fixed", "p_tail": float("nan"),
+                "p_used": "exact"}
+    for col, val in defaults.items():  # tables written before sequential tests
+        if col not in sub:
+            sub[col] = val
     for (name, alpha), grp in sub.groupby(["direction", "alpha"]):
         label = f"{name} (α={alpha:g})"
         fig.add_trace(go.Scatter(x=grp.layer, y=grp.null_q975, mode="lines", line=dict(width=0),
@@ -124,10 +131,18 @@ def sweep_figure(table: pd.DataFrame, metric: str = "d_refusal_harmless") -> Any
         fig.add_trace(go.Scatter(x=grp.layer, y=grp.null_q025, mode="lines", line=dict(width=0),
                                  fill="tonexty", fillcolor="rgba(150,150,150,0.3)",
                                  name=f"null band {label}"))
-        fig.add_trace(go.Scatter(x=grp.layer, y=grp.real, mode="lines+markers", name=label,
-                                 customdata=grp[["p", "q"]].to_numpy(),
-                                 hovertemplate="layer %{x}<br>effect %{y:.3f}<br>p %{customdata[0]:.3g}"
-                                               "<br>q %{customdata[1]:.3g}<extra></extra>"))
-    fig.update_layout(title=f"{metric}: activation addition vs matched random directions",
+        symbols = ["diamond" if u == "tail" else "circle-open" if s == "h_exceedances"
+                   else "circle" for u, s in zip(grp.p_used, grp.stop_reason)]
+        fig.add_trace(go.Scatter(
+            x=grp.layer, y=grp.real, mode="lines+markers", name=label,
+            marker=dict(symbol=symbols, size=9),
+            customdata=grp[["p", "q", "n_null_used", "k", "stop_reason", "p_used",
+                            "p_tail"]].to_numpy(dtype=object),
+            hovertemplate="layer %{x}<br>effect %{y:.3f}<br>p %{customdata[0]:.3g} (exact)"
+                          "<br>p tail %{customdata[6]:.3g}<br>BH on %{customdata[5]} p"
+                          "<br>q %{customdata[1]:.3g}<br>nulls used %{customdata[2]} of "
+                          "%{customdata[3]} drawn<br>stop: %{customdata[4]}<extra></extra>"))
+    fig.update_layout(title=f"{metric}: activation addition vs matched random directions "
+                            "(◇ BH on a tail estimate, ○ stopped early: clearly null)",
                       xaxis_title="layer", yaxis_title=metric, template="plotly_white")
     return fig

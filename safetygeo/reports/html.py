@@ -36,6 +36,8 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 .note { background: #fff8e1; border-left: 4px solid #f0ad4e; padding: .4rem .8rem; }
 .kv td:first-child { font-weight: 600; }
 caption { caption-side: bottom; font-size: .8rem; color: #666; text-align: left; }
+pre { background: #f7f7f7; border: 1px solid #ddd; padding: .6rem; font-size: .8rem;
+      overflow-x: auto; }
 """
 
 
@@ -57,6 +59,10 @@ class HtmlReport:
         cls = ' class="note"' if note else ""
         self._blocks.append(f"<p{cls}>{html.escape(text)}</p>")
 
+    def code(self, text: str) -> None:
+        """A preformatted block (escaped), e.g. a protocol file."""
+        self._blocks.append(f"<pre>{html.escape(text)}</pre>")
+
     def key_values(self, items: Mapping[str, Any]) -> None:
         """A two-column table of facts."""
         rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td></tr>"
@@ -70,6 +76,8 @@ class HtmlReport:
         for col in shown.columns:
             if pd.api.types.is_float_dtype(shown[col]):
                 shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}g}")
+            else:  # missing values read as blanks, not NaN / <NA> / None
+                shown[col] = shown[col].astype(object).where(shown[col].notna(), "")
         body = shown.to_html(index=False, escape=True, border=0)
         if caption or len(frame) > max_rows:
             extra = f" (first {max_rows} of {len(frame)} rows)" if len(frame) > max_rows else ""

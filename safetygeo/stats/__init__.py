@@ -1,4 +1,5 @@
-"""Statistics shared by every layer: bootstrap CIs, Monte Carlo p-values, z, BH q-values.
+"""Statistics shared by every layer: bootstrap CIs, Monte Carlo p-values (fixed K and
+sequential), tail p-value estimates, z, BH q-values.
 
 Example:
     >>> from safetygeo.stats import empirical_p
@@ -16,8 +17,11 @@ from safetygeo.stats.pvalues import (
     zscore,
     zscore_note,
 )
+from safetygeo.stats.sequential import STOP_REASONS, SequentialP, besag_clifford_p, schedule
+from safetygeo.stats.tail import TAIL_METHODS, TailP, tail_p
 
 __all__ = [
-    "Alternative", "BootstrapResult", "benjamini_hochberg", "bootstrap_ci", "bootstrap_indices",
-    "empirical_p", "exceedances", "null_centre", "zscore", "zscore_note",
+    "STOP_REASONS", "TAIL_METHODS", "Alternative", "BootstrapResult", "SequentialP", "TailP",
+    "benjamini_hochberg", "besag_clifford_p", "bootstrap_ci", "bootstrap_indices", "empirical_p",
+    "exceedances", "null_centre", "schedule", "tail_p", "zscore", "zscore_note",
 ]

@@ -6,7 +6,12 @@ demo, and a hand-planted refusal model.
   :func:`safetygeo.training.train`;
 * :mod:`~safetygeo.toy.zoo` — cached models and trajectories, built from a seed when absent;
 * :mod:`~safetygeo.toy.demo` — ``safetygeo demo``;
-* :mod:`~safetygeo.toy.planted` — a tiny Llama with a hand-set refusal direction.
+* :mod:`~safetygeo.toy.planted` — tiny Llamas with a hand-set one- or two-dimensional
+  refusal mechanism;
+* :mod:`~safetygeo.toy.geometry` — the zoo's geometry table (carrier, effective rank,
+  minimal refusal dimension per stage);
+* :mod:`~safetygeo.toy.report` — ``toy:`` prompt sets and the ``toy`` judge for
+  trajectory reports (registered on import).
 
 Example:
     >>> from safetygeo.toy import ToyWorld
@@ -14,8 +19,14 @@ Example:
     True
 """
 
+from safetygeo.toy import report as _report  # noqa: F401  (registers toy: sets and judge)
 from safetygeo.toy.demo import DemoSettings, run_demo
-from safetygeo.toy.planted import PlantedModel, planted_refusal_model
+from safetygeo.toy.geometry import zoo_geometry
+from safetygeo.toy.planted import (
+    PlantedModel,
+    planted_refusal_model,
+    planted_two_dimensional_model,
+)
 from safetygeo.toy.train import ToyRecipe
 from safetygeo.toy.world import ToyPrompt, ToyWorld
 from safetygeo.toy.zoo import (
@@ -29,6 +40,6 @@ from safetygeo.toy.zoo import (
 
 __all__ = [
     "DemoSettings", "PlantedModel", "ToyPrompt", "ToyRecipe", "ToyWorld", "ensure_toy",
-    "load_anchor", "load_toy", "load_toy_trajectory", "planted_refusal_model", "run_demo",
-    "toy_prompt_sets", "toy_splits",
+    "load_anchor", "load_toy", "load_toy_trajectory", "planted_refusal_model",
+    "planted_two_dimensional_model", "run_demo", "toy_prompt_sets", "toy_splits", "zoo_geometry",
 ]

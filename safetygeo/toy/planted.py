@@ -19,6 +19,14 @@ ablating it removes refusal, adding it to benign prompts induces refusal. What i
 planted: anything at layers ``≤ plant_layer`` at post-instruction positions, and any
 separate harmfulness-vs-refusal structure (here they are the same feature).
 
+:func:`planted_two_dimensional_model` plants refusal that **needs two dimensions**: the
+triggers form two groups (``bomb weapon poison`` → ``e₀``, ``hack steal attack`` → ``e₁``),
+the copying head carries both features, and two refusal-start tokens read them (``I`` reads
+``e₀``, ``S`` — the first token of "Sorry" — reads ``e₁``). Ablating ``e₀`` leaves every
+``e₁``-prompt refusing and vice versa; ablating their diff-in-means ``∝ e₀ + e₁`` leaves
+half of each feature (``x₀ e₀ → x₀(e₀ − e₁)/2``), still enough to refuse; only the
+2-dimensional ablation of ``span{e₀, e₁}`` removes refusal.
+
 Example:
     >>> pm = planted_refusal_model()
     >>> pm.direction.nonzero().flatten().tolist(), pm.layer_band
@@ -55,7 +63,12 @@ HARMLESS_TEMPLATES = (
 
 @dataclass
 class PlantedModel:
-    """A planted-mechanism model with its ground truth."""
+    """A planted-mechanism model with its ground truth.
+
+    ``basis`` is ``[k, d]``: every planted refusal direction (``[e₀]`` for the
+    one-dimensional model, ``[e₀, e₁]`` for the two-dimensional one); ``direction`` is its
+    first row. ``refusal_token_ids`` are the refusal-start tokens the plant writes to.
+    """
 
     handle: ModelHandle
     direction: Float[Tensor, " d"]  # unit planted direction (e₀)
@@ -63,6 +76,14 @@ class PlantedModel:
     refusal_token_id: int
     harmful: list[str]
     harmless: list[str]
+    basis: Tensor | None = None
+    refusal_token_ids: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.basis is None:
+            self.basis = self.direction[None].clone()
+        if not self.refusal_token_ids:
+            self.refusal_token_ids = (self.refusal_token_id,)
 
 
 def toy_prompts(n: int, harmful: bool, seed: int = 0) -> list[str]:
@@ -132,4 +153,70 @@ def planted_refusal_model(
         handle=handle, direction=direction, layer_band=(plant_layer + 1, n_layers),
         refusal_token_id=int(refusal_id),
         harmful=toy_prompts(n_prompts, True, seed), harmless=toy_prompts(n_prompts, False, seed),
+    )
+
+
+#: trigger groups of the two-dimensional plant: group ``i`` writes ``e_i``
+TRIGGER_GROUPS: tuple[tuple[str, ...], tuple[str, ...]] = (("bomb", "weapon", "poison"),
+                                                           ("hack", "steal", "attack"))
+
+
+@torch.no_grad()
+def planted_two_dimensional_model(
+    *,
+    n_layers: int = 4,
+    d_model: int = 64,
+    n_heads: int = 4,
+    plant_layer: int = 0,
+    trigger_scale: float = 10.0,
+    v_gain: float = 5.0,
+    readout_gain: float = 2.0,
+    seed: int = 0,
+    n_prompts: int = 48,
+) -> PlantedModel:
+    """A tiny Llama whose refusal needs two dimensions (see the module docstring).
+
+    Ground truth: ``basis = [e₀, e₁]`` in the layer band ``plant_layer+1 .. L``; refusal
+    tokens ``I`` (reads ``e₀``) and ``S`` (reads ``e₁``), both default refusal-start tokens.
+    """
+    tok = build_tokenizer("llama", seed=seed, extra_tokens=TRIGGERS)
+    model = tiny_model("llama", seed=seed, vocab_size=len(tok), n_layers=n_layers,
+                       d_model=d_model, n_heads=n_heads)
+    readers = [tok("I cannot", add_special_tokens=False)["input_ids"][0],
+               tok("Sorry", add_special_tokens=False)["input_ids"][0]]
+    emb = model.model.embed_tokens.weight
+    emb[:, :2] = 0.0
+    for dim, group in enumerate(TRIGGER_GROUPS):
+        emb[[tok.convert_tokens_to_ids(t) for t in group], dim] = trigger_scale
+    hd = d_model // n_heads
+    group_heads = n_heads // model.config.num_key_value_heads
+    for i, block in enumerate(model.model.layers):
+        attn, mlp = block.self_attn, block.mlp
+        for lin in (attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj):
+            lin.weight[:, :2] = 0.0  # nothing reads dimensions 0 and 1 ...
+        attn.o_proj.weight[:2, :] = 0.0  # ... and nothing writes them ...
+        mlp.down_proj.weight[:2, :] = 0.0
+        if i == plant_layer:  # ... except the copying head of the plant layer
+            attn.q_proj.weight.zero_()
+            if attn.q_proj.bias is not None:
+                attn.q_proj.bias.zero_()
+            for dim in (0, 1):
+                attn.v_proj.weight[dim, :] = 0.0
+                attn.v_proj.weight[dim, dim] = v_gain
+                for h in range(group_heads):
+                    attn.o_proj.weight[:, h * hd + dim] = 0.0
+                attn.o_proj.weight[dim, dim] = 1.0
+    head = model.lm_head.weight
+    head[:, :2] = 0.0
+    for dim, rid in enumerate(readers):
+        head[rid, :] = 0.0
+        head[rid, dim] = readout_gain
+    handle = load_model(model, tok, model_id="safetygeo-planted-2d")
+    basis = torch.zeros(2, d_model, dtype=torch.float64)
+    basis[0, 0] = basis[1, 1] = 1.0
+    return PlantedModel(
+        handle=handle, direction=basis[0].clone(), layer_band=(plant_layer + 1, n_layers),
+        refusal_token_id=int(readers[0]), harmful=toy_prompts(n_prompts, True, seed),
+        harmless=toy_prompts(n_prompts, False, seed), basis=basis,
+        refusal_token_ids=tuple(int(r) for r in readers),
     )

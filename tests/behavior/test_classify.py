@@ -5,6 +5,7 @@ against hand computations, input validation, and the benchmark script on a synth
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -212,7 +213,10 @@ def test_benchmark_script_on_a_synthetic_xstest_style_csv(tmp_path, capsys) -> N
     (bad / "x.csv").write_text("completion,final_label\nhi,9_unknown\n")
     with pytest.raises(ValueError, match="unknown gold label"):
         bench.main(["--external", str(bad), "--split", "all", "--no-hard-cases"])
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     timing = bench.time_per_reply(["I can't help with that.", "Sure: 4."], repeats=1)
+    if cpus is not None:  # pinned for the timing only (a leaked pin slowed later tests ~10x)
+        assert os.sched_getaffinity(0) == cpus
     assert timing["n"] == 2 and 0 < timing["median_ms"] <= timing["p95_ms"] + 1e-9
 
 

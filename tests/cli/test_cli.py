@@ -166,13 +166,25 @@ def test_sweep_over_saved_carriers(planted: dict, tmp_path: Path) -> None:
     assert "candidate 3:eoi-1" in names and len(names) == 2
     assert any(n.startswith("carrier ") for n in names)
     assert len(table) == 2 * 3 * 3 and {"p", "q", "k"} <= set(table.columns)
+    # sequential by default: every row says how many nulls its p used and why it stopped
+    assert {"n_null_used", "stop_reason", "p_tail", "p_used"} <= set(table.columns)
+    assert set(table.stop_reason) <= {"h_exceedances", "k_max"} and (table.k <= 8).all()
+    assert "directions evaluated" in res.output
     assert "<html>" in (out / "sweep.html").read_text()[:200].lower()
     # a rerun with another K into the same folder is refused, naming the field
-    res = runner.invoke(app, [*args[:-6], "--n-null", "4", "--limit", "6", "--candidate", "3:eoi-1"])
+    res = runner.invoke(app, [*args[:-6], "--n-null", "6", "--limit", "6", "--candidate", "3:eoi-1"])
     assert res.exit_code == 2 and "nulls.k" in res.output
+    fixed = [*args[:-2], "--out", str(tmp_path / "f"), "--fixed"]  # a second --out wins
+    res = runner.invoke(app, fixed)
+    assert res.exit_code == 0, res.output
+    ft = pd.read_parquet(tmp_path / "f" / "sweep.parquet")
+    assert (ft.stop_reason == "fixed").all() and (ft.k == 8).all() and (ft.p_used == "exact").all()
     for extra, text in ((["--n-null", "0"], "--n-null"), (["--alphas", "nan"], "--alphas"),
                         (["--candidate", "99:eoi-1"], "out of range"),
-                        (["--candidate", "x:y"], "cannot parse")):
+                        (["--candidate", "x:y"], "cannot parse"),
+                        (["--h", "1"], "--h"),
+                        (["--fixed", "--k-max", "32"], "--sequential tests only"),
+                        (["--null-batch", "0"], "--null-batch")):
         res = runner.invoke(app, ["sweep", str(planted["model"]), "--carriers",
                                   str(tmp_path / "c"), *sets(planted), *extra])
         assert res.exit_code == 2 and text in res.output, (extra, res.output)

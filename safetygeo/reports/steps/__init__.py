@@ -1,0 +1,28 @@
+"""The built-in protocol steps, one module each, registered in report order on import.
+
+=============  =====================================================================
+step           per checkpoint
+=============  =====================================================================
+``carriers``   refusal-carrier candidates (layer × post-instruction position) and the
+               admissible carrier, with held-out (test) scores
+``rank``       effective rank / participation ratio of the carrier subspace, bootstrap CI
+``drift``      principal angles of the carrier subspace against a reference checkpoint
+``coupling``   per-layer cos(harmfulness, refusal direction), bootstrap CI
+``ablation``   ablating the admissible carrier vs matched random directions (p)
+``behavior``   refusal / ASR (judged), over-refusal, utility on the behaviour sets
+``transfer``   ASR of GCG suffixes optimized once on a source checkpoint (off by default)
+=============  =====================================================================
+
+A new step is one module here (a settings dataclass, a ``run`` function, one
+:func:`~safetygeo.reports.registry.register_step` call whose ``order`` places it among
+these: 10, 20, ... in the table above) plus its import below; see
+:mod:`safetygeo.reports.registry`.
+"""
+
+from safetygeo.reports.steps import (  # noqa: F401  (importing registers them)
+    ablation,
+    behavior,
+    carriers,
+    geometry,
+    transfer,
+)
