@@ -60,7 +60,14 @@ from transformers.utils import logging as hf_logging
 from safetygeo.models import load_model
 from safetygeo.models.tiny import tiny_model_and_tokenizer
 from safetygeo.toy.world import ToyWorld
-from safetygeo.training import TrainConfig, attack, build_sdd_pairs, cosine_gradient, get_method, train
+from safetygeo.training import (
+    TrainConfig,
+    attack,
+    build_sdd_pairs,
+    cosine_gradient,
+    get_method,
+    train,
+)
 
 torch.set_num_threads(1)
 hf_logging.disable_progress_bar()
