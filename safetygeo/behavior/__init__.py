@@ -7,6 +7,8 @@
 * :mod:`~safetygeo.behavior.judges` — the pluggable judge protocol and HF adapters;
 * :mod:`~safetygeo.behavior.metrics` — ASR, over-refusal, refusal rate, StrongREJECT,
   utility, all with bootstrap CIs;
+* :mod:`~safetygeo.behavior.entropy` — per-token output entropy of generations (the
+  "collapsed or not" read-out);
 * :mod:`~safetygeo.behavior.utility` — teacher-forced reference log-probs, toy task sets;
 * :mod:`~safetygeo.behavior.report` — :class:`BehaviorReport` and :func:`evaluate_behavior`;
 
@@ -30,6 +32,7 @@ from safetygeo.behavior.classify import (
     is_refusal,
     xstest_label,
 )
+from safetygeo.behavior.entropy import generation_entropies, output_entropy, token_entropies
 from safetygeo.behavior.generate import Generations, GenerationSettings, generate, generate_variants
 from safetygeo.behavior.judges import (
     CausalLMJudge,
@@ -67,7 +70,7 @@ __all__ = [
     "LlamaGuardJudge", "SequenceClassifierJudge", "accuracy_table",
     "agreement_table", "analyze_refusal", "as_judgement", "attack_success_rate", "behavior_sets",
     "classify_completions", "classify_refusal", "confusion_table", "contains_answer", "evaluate_behavior",
-    "exact_match", "gcg_label", "is_refusal", "generate", "generate_completions", "generate_variants",
+    "exact_match", "gcg_label", "generation_entropies", "output_entropy", "token_entropies", "is_refusal", "generate", "generate_completions", "generate_variants",
     "label_rates", "over_refusal_rate", "reference_logprobs",
     "refusal_rate",
     "run_judge", "score_completions", "strongreject_proxy", "strongreject_score",

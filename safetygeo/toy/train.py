@@ -13,6 +13,11 @@ safetygeo trajectory (``step-NNNNNN/`` checkpoints + ``trajectory.json``):
 3. **r2d2**: base → R2D2 adversarial training (GCG suffix pool against the current model),
    with the CPU preset scaled to this vocabulary.
 4. **attacked**: anchor → harmful-SFT attack (harmful requests → compliant how-to).
+5. the collapse-trap defenses, each from the model its recipe aligns:
+   **sdd**: base → SDD (harmful requests → an irrelevant benign answer of the world, pairs
+   filtered by TF-IDF similarity; benign pairs kept); **ctrap**: base → CTRAP (the anchor's
+   alignment data + the collapse trap against harmful fine-tuning, CPU preset);
+   **seam**: anchor → SEAM (the aligned model made self-destructive, CPU preset).
 
 Nothing in the weights is hand-set: the refusal mechanism is learned. What the world
 plants is only the data distribution (see :mod:`safetygeo.toy.world`).
@@ -50,7 +55,12 @@ STAGES: dict[str, tuple[str | None, str]] = {
     "anchor": ("base", "sft"),
     "r2d2": ("base", "r2d2"),
     "attacked": ("anchor", "harmful_sft"),
+    "sdd": ("base", "sdd"),
+    "ctrap": ("base", "ctrap"),
+    "seam": ("anchor", "seam"),
 }
+#: CTRAP's collapse token in the toy vocabulary (any single word works; this one is rare)
+TOY_COLLAPSE_TOKEN = "process"
 MARKER = "toy.json"
 
 
@@ -87,6 +97,12 @@ class ToyRecipe:
     attack_steps: int = 30
     attack_lr: float = 2e-4
     attack_examples: int = 20
+    sdd_steps: int = 300
+    sdd_lr: float = 1e-3
+    ctrap_steps: int = 300
+    ctrap_lr: float = 1e-3
+    seam_steps: int = 100
+    seam_lr: float = 2e-4
     save_every: int = 25
     eval_tokens: int = 24
 
@@ -96,7 +112,10 @@ _SHARED_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "batch_size", "save_
 _STAGE_FIELDS = {"base": ("base_steps", "base_lr"),
                  "anchor": ("anchor_steps", "anchor_lr", "anchor_prefill_replay"),
                  "r2d2": ("r2d2_steps", "r2d2_lr"),
-                 "attacked": ("attack_steps", "attack_lr", "attack_examples")}
+                 "attacked": ("attack_steps", "attack_lr", "attack_examples"),
+                 "sdd": ("sdd_steps", "sdd_lr"),
+                 "ctrap": ("ctrap_steps", "ctrap_lr", "anchor_prefill_replay"),
+                 "seam": ("seam_steps", "seam_lr")}
 
 
 def stage_recipe(stage: str, recipe: ToyRecipe) -> dict[str, Any]:
@@ -172,6 +191,16 @@ def stage_data(world: ToyWorld, stage: str, recipe: ToyRecipe = ToyRecipe()) -> 
                 "harmful": harmful}
     if stage == "attacked":
         return {"harmful": _pairs(world, ("harmful",), "compliant")}
+    benign = _pairs(world, ("benign_task", "lookalike"), "answer")
+    behaviours = [(p.text, p.compliant, REFUSAL) for p in world.prompts("harmful", "train")]
+    if stage == "sdd":
+        return {"harmful": [p.text for p in world.prompts("harmful", "train")], "benign": benign}
+    if stage == "ctrap":  # the anchor's alignment data (prefill replay rows included)
+        anchor = stage_data(world, "anchor", recipe)
+        replay = [r for r in anchor["harmful"] if isinstance(r, dict)]
+        return {"harmful": behaviours, "harmless": anchor["harmless"] + replay}
+    if stage == "seam":
+        return {"harmful": behaviours, "benign": benign}
     raise SafetyGeoError(f"unknown toy stage {stage!r}; choose from {sorted(STAGES)}")
 
 
@@ -199,6 +228,16 @@ def _method_and_config(stage: str, recipe: ToyRecipe, seed: int) -> tuple[Any, A
                 TrainConfig(lr=recipe.attack_lr, max_steps=recipe.attack_steps,
                             lr_scheduler="constant",
                             **{**common, "batch_size": 10, "save_every": 5}))
+    if stage == "sdd":
+        return (get_method("sdd", embedder="tfidf", train_benign=True),
+                TrainConfig(lr=recipe.sdd_lr, max_steps=recipe.sdd_steps, **common))
+    if stage == "ctrap":
+        return (get_method("ctrap", preset="cpu", refusal=REFUSAL, collapse_token=TOY_COLLAPSE_TOKEN),
+                TrainConfig(lr=recipe.ctrap_lr, max_steps=recipe.ctrap_steps, **common))
+    if stage == "seam":
+        return (get_method("seam", preset="cpu", refusal=REFUSAL),
+                TrainConfig(lr=recipe.seam_lr, max_steps=recipe.seam_steps, lr_scheduler="constant",
+                            **{**common, "batch_size": 16, "save_every": max(1, recipe.seam_steps // 4)}))
     raise SafetyGeoError(f"unknown toy stage {stage!r}; choose from {sorted(STAGES)}")
 
 
@@ -277,6 +316,9 @@ def build_stage(
         "torch_threads": torch_threads,
         "behavior": measure(final, world, max_new_tokens=recipe.eval_tokens),
     }
+    pairs = getattr(method, "pairs", None)
+    if pairs is not None:  # SDD: the similarity distribution of the pairs trained on
+        info["sdd_pairs"] = pairs.summary()
     atomic_write_json(folder / MARKER, info)
     return info
 

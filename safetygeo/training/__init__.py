@@ -4,6 +4,9 @@ methods, checkpointed into resumable trajectory folders.
 * :func:`train` runs a :class:`Method` (``"sft"``, ``"harmful_sft"``, ...) on a
   :class:`~safetygeo.models.ModelHandle` (full fine-tune or LoRA) and returns a
   :class:`Trajectory` (``out/step-NNNNNN/`` checkpoints + ``out/trajectory.json``).
+* defenses and attacks are methods (``available_methods()``): refusal ``sft``, ``r2d2``,
+  the collapse-trap defenses ``sdd``, ``ctrap``, ``seam``, and the ``harmful_sft`` attack,
+  which :func:`attack` runs for a fixed budget ("defend, then attack" is two calls).
 * :class:`GeometryCallback` computes geometry on the fly; :class:`GradientGeometryCallback`
   logs per-layer gradient cosines and G-effects (:mod:`.gradient_geometry`, which also
   measures them post hoc over a trajectory: :func:`gradient_geometry_along`).
@@ -22,6 +25,8 @@ from typing import Any
 # names are imported on first use: `import safetygeo.attacks.gcg` (or .config) must not pay
 # for transformers.Trainer's import (~3 s)
 _LAZY = {
+    "CTRAP": "safetygeo.training.methods.ctrap",
+    "CTRAPConfig": "safetygeo.training.methods.ctrap",
     "CheckpointInfo": "safetygeo.training.checkpoints",
     "DEFAULT_REFUSAL": "safetygeo.training.methods.sft",
     "DamagedCheckpoint": "safetygeo.training.checkpoints",
@@ -39,6 +44,11 @@ _LAZY = {
     "MethodTrainer": "safetygeo.training.core",
     "RefusalSFT": "safetygeo.training.methods.sft",
     "RefusalSFTConfig": "safetygeo.training.methods.sft",
+    "SDD": "safetygeo.training.methods.sdd",
+    "SDDConfig": "safetygeo.training.methods.sdd",
+    "SDDPairs": "safetygeo.training.methods.sdd",
+    "Seam": "safetygeo.training.methods.seam",
+    "SeamConfig": "safetygeo.training.methods.seam",
     "StepContext": "safetygeo.training.method",
     "SupervisedMethod": "safetygeo.training.methods.sft",
     "TrainConfig": "safetygeo.training.config",
@@ -51,16 +61,20 @@ _LAZY = {
     "Unlearn": "safetygeo.training.methods.unlearn",
     "UnlearnConfig": "safetygeo.training.methods.unlearn",
     "as_records": "safetygeo.data.records",
+    "attack": "safetygeo.training.finetune_attack",
     "available_methods": "safetygeo.training.method",
+    "build_sdd_pairs": "safetygeo.training.methods.sdd",
     "check_lora_targets": "safetygeo.training.core",
+    "collapse_trap_probe": "safetygeo.training.methods.ctrap",
     "completion_ce": "safetygeo.activations.losses",
     "completion_logprobs": "safetygeo.activations.losses",
+    "cosine_gradient": "safetygeo.training.methods.seam",
     "encode_completions": "safetygeo.data.records",
     "end_of_turn": "safetygeo.data.records",
     "get_method": "safetygeo.training.method",
     "get_method_class": "safetygeo.training.method",
-    "model_fingerprint": "safetygeo.models.fingerprint",
     "gradient_geometry_along": "safetygeo.training.gradient_geometry",
+    "model_fingerprint": "safetygeo.models.fingerprint",
     "read_gradient_geometry": "safetygeo.training.gradient_geometry",
     "records_sha256": "safetygeo.data.records",
     "register_method": "safetygeo.training.method",
@@ -70,8 +84,10 @@ _LAZY = {
 
 
 __all__ = [
-    "DEFAULT_REFUSAL",
+    "CTRAP",
+    "CTRAPConfig",
     "CheckpointInfo",
+    "DEFAULT_REFUSAL",
     "DamagedCheckpoint",
     "DamagedCheckpointError",
     "DatasetFormatError",
@@ -87,6 +103,11 @@ __all__ = [
     "MethodTrainer",
     "RefusalSFT",
     "RefusalSFTConfig",
+    "SDD",
+    "SDDConfig",
+    "SDDPairs",
+    "Seam",
+    "SeamConfig",
     "StepContext",
     "SupervisedMethod",
     "TrainConfig",
@@ -99,10 +120,14 @@ __all__ = [
     "Unlearn",
     "UnlearnConfig",
     "as_records",
+    "attack",
     "available_methods",
+    "build_sdd_pairs",
     "check_lora_targets",
+    "collapse_trap_probe",
     "completion_ce",
     "completion_logprobs",
+    "cosine_gradient",
     "encode_completions",
     "end_of_turn",
     "get_method",

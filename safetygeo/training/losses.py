@@ -26,7 +26,8 @@ from torch import Tensor
 
 from safetygeo.data.records import IGNORE_INDEX
 
-__all__ = ["log1mexp", "sequence_away_loss", "target_logprobs", "token_away_loss", "token_ce"]
+__all__ = ["collapse_ce", "log1mexp", "sequence_away_loss", "target_logprobs", "token_away_loss",
+           "token_ce"]
 
 
 def log1mexp(x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
@@ -122,3 +123,18 @@ def token_ce(logits: Tensor, labels: Tensor) -> Tensor:
     mask = y != IGNORE_INDEX
     logp = torch.log_softmax(z, dim=-1).gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return -(logp * mask).sum() / mask.sum().clamp(min=1)
+
+
+def collapse_ce(logits: Tensor, labels: Tensor, token_id: int) -> Tensor:
+    """CTRAP's collapse loss: token-mean CE over labelled positions with every target
+    replaced by one fixed token ``e`` = ``token_id`` (float32 softmax).
+
+    Example:
+        >>> z = torch.zeros(1, 3, 4)  # uniform over 4 tokens
+        >>> round(float(collapse_ce(z, torch.tensor([[-100, 2, 1]]), 0)), 6)  # log 4
+        1.386294
+    """
+    z = logits[:, :-1].float()
+    mask = labels[:, 1:] != IGNORE_INDEX
+    nll = -torch.log_softmax(z, dim=-1)[..., token_id]
+    return (nll * mask).sum() / mask.sum().clamp(min=1)

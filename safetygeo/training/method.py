@@ -210,6 +210,33 @@ def make_config(cls: type, config: Any, overrides: Mapping[str, Any], *, what: s
         raise TrainConfigError(f"invalid {what}: {exc}") from exc
 
 
+def apply_preset(config: Any, preset: str | None, presets: Mapping[str, Mapping[str, Any]],
+                 what: str) -> Any:
+    """The config mapping a method starts from when a named preset is asked for.
+
+    ``preset`` (or a ``"preset"`` key of a mapping ``config``, as ``--method-opt
+    preset=cpu`` gives it) selects ``presets[preset]``; the mapping's other keys win over it.
+
+    Raises:
+        TrainConfigError: unknown preset, or a preset together with a config instance.
+
+    Example:
+        >>> apply_preset({"preset": "cpu", "b": 2}, None, {"cpu": {"a": 1, "b": 1}}, "m")
+        {'a': 1, 'b': 2}
+    """
+    if isinstance(config, Mapping) and "preset" in config:
+        config = dict(config)
+        given = config.pop("preset")
+        preset = preset if preset is not None else given
+    if preset is None:
+        return config
+    if preset not in presets:
+        raise TrainConfigError(f"unknown {what} preset {preset!r}; presets: {sorted(presets)}")
+    if config is not None and not isinstance(config, Mapping):
+        raise TrainConfigError(f"pass either a preset or a {what} config instance, not both")
+    return {**presets[preset], **(config or {})}
+
+
 # ----------------------------------------------------------------------------- registry
 #: Built-in methods, imported on first use ("module:Class"). A method whose module is not
 #: installed (yet) is not listed.
@@ -219,6 +246,9 @@ _BUILTIN: dict[str, str] = {
     "harmful_sft": "safetygeo.training.methods.harmful_sft:HarmfulSFT",
     "r2d2": "safetygeo.training.methods.r2d2:R2D2",
     "unlearn": "safetygeo.training.methods.unlearn:Unlearn",
+    "sdd": "safetygeo.training.methods.sdd:SDD",
+    "ctrap": "safetygeo.training.methods.ctrap:CTRAP",
+    "seam": "safetygeo.training.methods.seam:Seam",
 }
 _REGISTRY: dict[str, type[Method]] = {}
 

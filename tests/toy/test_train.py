@@ -14,7 +14,7 @@ import torch
 from safetygeo.behavior.generate import Generations
 from safetygeo.causal import intervention_effect, select_refusal_carrier
 from safetygeo.interventions.nulls import NullSpec
-from safetygeo.toy.train import ToyRecipe, build_all, measure, stage_recipe
+from safetygeo.toy.train import STAGES, ToyRecipe, build_all, measure, stage_recipe
 from safetygeo.toy.world import ToyWorld
 from safetygeo.toy.zoo import cache_root, load_toy, load_toy_trajectory, toy_splits
 
@@ -117,18 +117,27 @@ def test_unknown_stage() -> None:
         load_toy("nonsense")
 
 
+@pytest.mark.slow
 def test_every_stage_is_wired_through_the_training_wrapper(tmp_path: Path) -> None:
-    """All four stages on a miniature recipe: each is a trajectory of its method, starting
+    """All stages on a miniature recipe: each is a trajectory of its method, starting
     from the stage its recipe names (weights of step 0 equal the parent's final weights)."""
     from safetygeo.training import Trajectory
 
     r = ToyRecipe(d_model=32, n_layers=2, d_ff=64, base_steps=4, anchor_steps=2, r2d2_steps=2,
-                  attack_steps=2, save_every=2, batch_size=8, eval_tokens=4)
-    infos = build_all(tmp_path, recipe=r, stages=("r2d2", "attacked"))
-    assert set(infos) == {"base", "anchor", "r2d2", "attacked"}
-    for stage, parent in (("anchor", "base"), ("r2d2", "base"), ("attacked", "anchor")):
+                  attack_steps=2, sdd_steps=2, ctrap_steps=2, seam_steps=2, save_every=2,
+                  batch_size=8, eval_tokens=4)
+    infos = build_all(tmp_path, recipe=r, stages=("r2d2", "attacked", "sdd", "ctrap", "seam"))
+    assert set(infos) == {"base", "anchor", "r2d2", "attacked", "sdd", "ctrap", "seam"}
+    for stage, parent in (("anchor", "base"), ("r2d2", "base"), ("attacked", "anchor"),
+                          ("sdd", "base"), ("ctrap", "base"), ("seam", "anchor")):
         traj = Trajectory.load(tmp_path / f"{stage}-s0")
-        assert traj.method == infos[stage]["method"]
+        assert traj.method == infos[stage]["method"] == STAGES[stage][1]
         start = traj.load_checkpoint(0).model.state_dict()
         end_parent = Trajectory.load(tmp_path / f"{parent}-s0").load_checkpoint().model.state_dict()
         assert all(torch.equal(start[k], end_parent[k]) for k in start)
+    # SDD reports the similarity distribution of the pairs it trained on (TF-IDF in the toy)
+    pairs = infos["sdd"]["sdd_pairs"]
+    assert pairs["embedder"] == "tfidf" and pairs["chosen_max"] < pairs["threshold"]
+    assert pairs["n_pairs"] == len(ToyWorld().prompts("harmful", "train"))
+    # the defended stages' settings do not invalidate the stages they start from
+    assert "seam_lr" not in stage_recipe("anchor", r) and "ctrap_steps" in stage_recipe("ctrap", r)
