@@ -50,7 +50,9 @@ def toy_prompt_sets(seed: int = 0) -> dict[str, PromptSet]:
     """Harmful and harmless (benign tasks + look-alikes) prompt sets of the toy world.
 
     Keys: ``harmful``, ``harmless`` (the union of train + val splits, for carrier selection
-    which splits them itself) and ``{harmful,harmless}_{train,val,test}``.
+    which splits them itself) and ``{harmful,harmless}_{train,val,test}``. The split sets
+    carry targets: the compliant how-to for harmful prompts (what an attack trains toward),
+    the helpful answer for harmless ones.
     """
     w = ToyWorld(seed)
     out: dict[str, PromptSet] = {}
@@ -58,11 +60,13 @@ def toy_prompt_sets(seed: int = 0) -> dict[str, PromptSet]:
         harmful = w.prompts("harmful", split)
         out[f"harmful_{split}"] = PromptSet([p.text for p in harmful], name=f"toy-harmful-{split}",
                                             label="harmful",
-                                            categories=[p.category for p in harmful])
+                                            categories=[p.category for p in harmful],
+                                            targets=[p.compliant for p in harmful])
         harmless = w.prompts("benign_task", split) + w.prompts("lookalike", split)
         out[f"harmless_{split}"] = PromptSet([p.text for p in harmless],
                                              name=f"toy-harmless-{split}", label="harmless",
-                                             categories=[p.kind for p in harmless])
+                                             categories=[p.kind for p in harmless],
+                                             targets=[p.answer for p in harmless])
     for cls in ("harmful", "harmless"):
         texts = list(out[f"{cls}_train"].prompts) + list(out[f"{cls}_val"].prompts)
         out[cls] = PromptSet(texts, name=f"toy-{cls}", label=cls)

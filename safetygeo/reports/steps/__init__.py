@@ -9,8 +9,12 @@ step           per checkpoint
 ``drift``      principal angles of the carrier subspace against a reference checkpoint
 ``coupling``   per-layer cos(harmfulness, refusal direction), bootstrap CI
 ``ablation``   ablating the admissible carrier vs matched random directions (p)
+``refusal_dimension``  smallest subspace dimension whose ablation bypasses refusal, vs
+               random subspaces (off by default)
 ``behavior``   refusal / ASR (judged), over-refusal, utility on the behaviour sets
+``entropy``    mean output entropy of greedy completions per behaviour set (off by default)
 ``transfer``   ASR of GCG suffixes optimized once on a source checkpoint (off by default)
+``gradients``  per-layer cosine of harmful-compliance vs benign gradients (off by default)
 =============  =====================================================================
 
 A new step is one module here (a settings dataclass, a ``run`` function, one
@@ -23,6 +27,9 @@ from safetygeo.reports.steps import (  # noqa: F401  (importing registers them)
     ablation,
     behavior,
     carriers,
+    dimension,
+    entropy,
     geometry,
+    gradients,
     transfer,
 )
