@@ -6,7 +6,7 @@ Each build goes into its own empty cache folder (what a fresh install does). Als
 the anchor's weights across thread counts for the same seed (bitwise equal or not).
 
     python benchmarks/toy_seeds.py [--seeds 0,1,2,3,4] [--threads 2] [--thread-check 1,2]
-                                   [--json out.json]
+                                   [--quick] [--cache DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -29,12 +29,15 @@ def weights_sha(handle: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def one(seed: int, threads: int, quick: bool) -> dict[str, Any]:
+def one(seed: int, threads: int, quick: bool, cache_dir: str | None = None) -> dict[str, Any]:
+    import contextlib
+
     from safetygeo.toy.demo import DemoSettings, run_demo
     from safetygeo.toy.zoo import ensure_toy, load_toy
 
     torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as demo_dir:
+    fresh = tempfile.TemporaryDirectory() if cache_dir is None else contextlib.nullcontext(cache_dir)
+    with fresh as cache, tempfile.TemporaryDirectory() as demo_dir:
         t = time.perf_counter()
         infos = ensure_toy(("anchor",), seed=seed, cache_dir=cache)
         build_s = time.perf_counter() - t
@@ -66,11 +69,15 @@ def main() -> None:
     ap.add_argument("--thread-check", default="1,2", help="thread counts compared on seed 0")
     ap.add_argument("--quick", action="store_true", help="DemoSettings.quick() statistics")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--cache", default=None,
+                    help="reuse this toy cache (stages already built there are not rebuilt; "
+                         "the thread count they were built with is in their toy.json) instead "
+                         "of a fresh one per build")
     args = ap.parse_args()
-    rows = [one(int(s), args.threads, args.quick) for s in args.seeds.split(",")]
+    rows = [one(int(s), args.threads, args.quick, args.cache) for s in args.seeds.split(",")]
     checks = [int(t) for t in args.thread_check.split(",") if t.strip()]
     extra = [one(int(args.seeds.split(",")[0]), t, args.quick) for t in checks
-             if t != args.threads]
+             if t != args.threads and args.cache is None]
     keys = ["seed", "threads", "build_s", "base_task_acc", "anchor_task_acc",
             "anchor_refusal_harmful", "anchor_refusal_lookalike", "carrier",
             "ablation_d_refusal", "ablation_null_q975_abs", "gen_refusal_base",
