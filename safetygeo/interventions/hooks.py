@@ -123,7 +123,7 @@ def _per_row(vectors: Tensor, x: Tensor) -> Tensor:
 
 
 @contextlib.contextmanager
-def _hooks(pre: Sequence[tuple[nn.Module, Callable[..., Any]]],
+def installed_hooks(pre: Sequence[tuple[nn.Module, Callable[..., Any]]],
            post: Sequence[tuple[nn.Module, Callable[..., Any]]]) -> Iterator[None]:
     handles = []
     try:
@@ -137,11 +137,21 @@ def _hooks(pre: Sequence[tuple[nn.Module, Callable[..., Any]]],
             h.remove()
 
 
-def _replace_hidden(args: tuple, kwargs: dict, fn: Callable[[Tensor], Tensor]):
+def replace_hidden(args: tuple, kwargs: dict, fn: Callable[[Tensor], Tensor]):
+    """A forward pre-hook's (args, kwargs) with the hidden state (first positional, or the
+    keyword families name it by) replaced by ``fn(hidden)``."""
     if args:
         return (fn(args[0]), *args[1:]), kwargs
-    key = next(k for k in ("hidden_states", "x", "input") if k in kwargs)
+    key = next(k for k in ("hidden_states", "x", "input", "hidden_state") if k in kwargs)
     return args, {**kwargs, key: fn(kwargs[key])}
+
+
+def map_output(output: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """A module output (tensor, or tuple whose first item is the hidden state) with the
+    hidden state replaced by ``fn(hidden)``."""
+    if isinstance(output, tuple):
+        return (fn(output[0]), *output[1:])
+    return fn(output)
 
 
 @contextlib.contextmanager
@@ -155,16 +165,14 @@ def ablate(handle: ModelHandle, direction: Float[Tensor, "*k d"]) -> Iterator[No
     unit = as_directions(direction, handle.d_model, normalize=True)
 
     def pre(module: nn.Module, args: tuple, kwargs: dict):
-        return _replace_hidden(args, kwargs, lambda x: project_out(x, unit))
+        return replace_hidden(args, kwargs, lambda x: project_out(x, unit))
 
     def post(module: nn.Module, inputs: Any, output: Any):
-        if isinstance(output, tuple):
-            return (project_out(output[0], unit), *output[1:])
-        return project_out(output, unit)
+        return map_output(output, lambda x: project_out(x, unit))
 
     pre_hooks = [(resid_module(handle, layer), pre) for layer in range(handle.n_layers + 1)]
     post_hooks = [(m, post) for block in handle.blocks for m in residual_writers(block)]
-    with _hooks(pre_hooks, post_hooks):
+    with installed_hooks(pre_hooks, post_hooks):
         yield
 
 
@@ -200,7 +208,7 @@ def add(
         return out
 
     def pre(module: nn.Module, args: tuple, kwargs: dict):
-        return _replace_hidden(args, kwargs, shift)
+        return replace_hidden(args, kwargs, shift)
 
-    with _hooks([(resid_module(handle, layer), pre)], []):
+    with installed_hooks([(resid_module(handle, layer), pre)], []):
         yield

@@ -64,7 +64,12 @@ from torch import Tensor, nn
 from safetygeo._validate import finite_float
 from safetygeo.errors import NonFiniteError, SafetyGeoError, UnknownArchitectureError
 from safetygeo.geometry.cones import random_subspaces
-from safetygeo.interventions.hooks import residual_writers
+from safetygeo.interventions.hooks import (
+    installed_hooks,
+    map_output,
+    replace_hidden,
+    residual_writers,
+)
 from safetygeo.models.handle import ModelHandle
 from safetygeo.models.hooks import resid_module
 
@@ -199,34 +204,6 @@ def _rescale(new: Tensor, old: Tensor) -> Tensor:
     return new * (n_old / n_new.clamp(min=torch.finfo(new.dtype).tiny))
 
 
-def _replace_hidden(args: tuple, kwargs: dict, fn: Callable[[Tensor], Tensor]):
-    if args:
-        return (fn(args[0]), *args[1:]), kwargs
-    key = next(k for k in ("hidden_states", "x", "input", "hidden_state") if k in kwargs)
-    return args, {**kwargs, key: fn(kwargs[key])}
-
-
-def _map_output(output: Any, fn: Callable[[Tensor], Tensor]) -> Any:
-    if isinstance(output, tuple):
-        return (fn(output[0]), *output[1:])
-    return fn(output)
-
-
-@contextlib.contextmanager
-def _hooks(pre: Sequence[tuple[nn.Module, Callable[..., Any]]],
-           post: Sequence[tuple[nn.Module, Callable[..., Any]]]) -> Iterator[None]:
-    handles = []
-    try:
-        for module, fn in pre:
-            handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
-        for module, fn in post:
-            handles.append(module.register_forward_hook(fn))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def embedding_modules(handle: ModelHandle) -> list[nn.Module]:
     """The modules whose outputs are the residual stream's first writes: the token
     embedding and any learned position embedding (GPT-2 ``wpe``, OPT ``embed_positions``)."""
@@ -303,7 +280,7 @@ def ablate_subspace(
 
         def writer_hook(b: Tensor) -> Callable[..., Any]:
             def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
-                return _map_output(output, lambda y: project_out_basis(y, b, s))
+                return map_output(output, lambda y: project_out_basis(y, b, s))
             return hook
 
         if layers is None:
@@ -315,12 +292,12 @@ def ablate_subspace(
 
         def input_hook(b: Tensor) -> Callable[..., Any]:
             def hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
-                return _replace_hidden(args, kwargs,
+                return replace_hidden(args, kwargs,
                                        lambda x: _rescale(project_out_basis(x, b, s), x))
             return hook
 
         pre += [(resid_module(handle, l), input_hook(at(l))) for l in slots]
-    with _hooks(pre, post):
+    with installed_hooks(pre, post):
         yield
 
 
@@ -394,7 +371,7 @@ def mpoa_ablate(handle: ModelHandle, basis: Any, *, strength: float = 1.0,
 
     def map_hook(m: Tensor) -> Callable[..., Any]:
         def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
-            return _map_output(output, lambda y: y @ m.to(y.device, y.dtype).T)
+            return map_output(output, lambda y: y @ m.to(y.device, y.dtype).T)
         return hook
 
     if layers is None:
@@ -403,7 +380,7 @@ def mpoa_ablate(handle: ModelHandle, basis: Any, *, strength: float = 1.0,
         for w in residual_writers(handle.blocks[l]):
             m = mpoa_matrix(_rows_out(output_projection(w)), at(l + 1), s)
             post.append((w, map_hook(m)))
-    with _hooks([], post):
+    with installed_hooks([], post):
         yield
 
 
@@ -430,7 +407,7 @@ def add_vector(handle: ModelHandle, vector: Tensor, layer: int) -> Iterator[None
         return x + v.repeat_interleave(x.shape[0] // v.shape[0], dim=0)[:, None, :]
 
     def pre(module: nn.Module, args: tuple, kwargs: dict) -> Any:
-        return _replace_hidden(args, kwargs, shift)
+        return replace_hidden(args, kwargs, shift)
 
-    with _hooks([(resid_module(handle, layer), pre)], []):
+    with installed_hooks([(resid_module(handle, layer), pre)], []):
         yield
