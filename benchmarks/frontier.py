@@ -35,9 +35,9 @@ import torch
 
 def _finders(handle: Any, splits: dict, layer: int, pos: str, ref: torch.Tensor, args: Any,
              out: dict) -> dict[str, torch.Tensor]:
+    from safetygeo.causal.cones import cone_dimension
     from safetygeo.causal.finders import (
         DirectionOptimization,
-        cone_dimension,
         finder_directions,
         repind_direction,
         representational_independence,

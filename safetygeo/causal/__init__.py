@@ -15,13 +15,12 @@ from safetygeo.causal.carriers import (
     score_candidates,
     select_refusal_carrier,
 )
+from safetygeo.causal.cones import cone_dimension, cone_property
 from safetygeo.causal.coupling import causal_coupling, readout
 from safetygeo.causal.effects import RefusalBaseline, intervention_effect, refusal_baseline
 from safetygeo.causal.finders import (
     DirectionOptimization,
     OptimizedDirections,
-    cone_dimension,
-    cone_property,
     finder_directions,
     rco,
     rdo,

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -65,22 +65,26 @@ from safetygeo._validate import positive_int, prompt_list
 from safetygeo.activations.extract import extract_activations
 from safetygeo.activations.logits import encode_checked, last_logprobs, pad_id_of
 from safetygeo.activations.refusal import RefusalScoring, refusal_score_from_logprobs
-from safetygeo.data.records import IGNORE_INDEX, pad_right
+from safetygeo.causal.repind import (
+    RepIndResult,
+    prompt_batch,
+    repind_terms,
+    representational_independence,
+    variant_batch,
+)
+from safetygeo.data.records import IGNORE_INDEX
 from safetygeo.errors import SafetyGeoError
 from safetygeo.geometry.cones import sample_cone
 from safetygeo.geometry.directions import CandidateDirections, diff_in_means
 from safetygeo.geometry.finders import orthonormalize, pca_directions, som_directions
 from safetygeo.interventions.hooks import ablate, add
-from safetygeo.interventions.nulls import random_directions
 from safetygeo.interventions.subspace import ablate_subspace, add_vector
 from safetygeo.models.handle import ModelHandle
-from safetygeo.models.hooks import hidden_from_inputs, resid_module
-from safetygeo.results import NullComparison
 
 __all__ = [
-    "FINDERS", "ConeEvaluation", "DirectionOptimization", "OptimizedDirections",
-    "RepIndResult", "cone_dimension", "cone_property", "finder_directions", "optimization_data",
-    "rco", "rdo", "rdo_loss", "repind_direction", "representational_independence",
+    "FINDERS", "DirectionOptimization", "OptimizedDirections", "RepIndResult",
+    "finder_directions", "optimization_data", "rco", "rdo", "rdo_loss", "repind_direction",
+    "representational_independence",
 ]
 
 FINDERS: tuple[str, ...] = ("diff-in-means", "pca", "som", "rdo", "rco")
@@ -300,12 +304,6 @@ def optimization_data(
 
 
 # ----------------------------------------------------------------------------- losses
-def _batch(rows: Sequence[dict[str, list[int]]], pad_id: int, device: torch.device,
-           v: int) -> dict[str, Tensor]:
-    b = pad_right(rows, pad_id)
-    return {k: t.to(device).repeat(v, 1) for k, t in b.items()}
-
-
 def _token_ce(handle: ModelHandle, batch: dict[str, Tensor], v: int) -> Tensor:
     """Per-variant mean cross-entropy of the labelled tokens: ``[v]``."""
     logits = handle.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -353,19 +351,19 @@ def _loss_terms(handle: ModelHandle, dirs: Tensor, data: OptimizationData,
 
     out: dict[str, Tensor] = {}
     if settings.ablation_weight > 0:
-        b = _batch([data.ablation[i] for i in idx["ablation"]], data.pad_id, dev, v)
+        b = variant_batch([data.ablation[i] for i in idx["ablation"]], data.pad_id, dev, v)
         with ablate_subspace(handle, dirs[:, None, :], differentiable=True):
             out["ablation"] = reduce(_token_ce(handle, b, v))
     if settings.addition_weight > 0:
-        b = _batch([data.addition[i] for i in idx["addition"]], data.pad_id, dev, v)
+        b = variant_batch([data.addition[i] for i in idx["addition"]], data.pad_id, dev, v)
         with add_vector(handle, data.alpha * dirs, data.layer):
             out["addition"] = reduce(_token_ce(handle, b, v))
     if settings.retain_weight > 0:
         rows = [data.retain[i] for i in idx["retain"]]
-        b1 = _batch(rows, data.pad_id, dev, 1)
+        b1 = variant_batch(rows, data.pad_id, dev, 1)
         with torch.no_grad():
             base_lp, mask = _target_logprobs(handle, b1)
-        b = _batch(rows, data.pad_id, dev, v)
+        b = variant_batch(rows, data.pad_id, dev, v)
         with ablate_subspace(handle, dirs[:, None, :], differentiable=True):
             lp, _ = _target_logprobs(handle, b)
         lp = lp.reshape(v, len(rows), *lp.shape[1:])
@@ -392,127 +390,6 @@ def _weighted(terms: dict[str, Tensor], s: DirectionOptimization) -> Tensor:
     w = {"ablation": s.ablation_weight, "addition": s.addition_weight,
          "retain": s.retain_weight, "repind": s.repind_weight}
     return sum((w[k] * v for k, v in terms.items()), start=torch.zeros(()))
-
-
-# ----------------------------------------------------------------------------- RepInd
-def _last_token_cos(handle: ModelHandle, batch: dict[str, Tensor], probes: Tensor,
-                    layers: Sequence[int]) -> Tensor:
-    """Cosine of the last real token's residual entering each layer with each probe:
-    ``[rows, layers, n_probes]`` (one forward; interventions in context apply)."""
-    seen: dict[int, Tensor] = {}
-    last = batch["attention_mask"].sum(-1) - 1
-
-    def hook_for(layer: int) -> Callable[..., Any]:
-        def hook(module: Any, args: tuple, kwargs: dict) -> None:
-            x = hidden_from_inputs(args, kwargs)
-            seen[layer] = x[torch.arange(x.shape[0], device=x.device), last.to(x.device)]
-        return hook
-
-    handles = [resid_module(handle, l).register_forward_pre_hook(hook_for(l), with_kwargs=True)
-               for l in layers]
-    try:
-        handle.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                     use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
-    xs = torch.stack([seen[l] for l in layers], dim=1)  # [rows, layers, d]
-    p = probes.to(xs.dtype)
-    return torch.nn.functional.cosine_similarity(xs[:, :, None, :], p[None, None], dim=-1)
-
-
-def _repind_terms(handle: ModelHandle, a: Tensor, others: Tensor, batch: dict[str, Tensor],
-                  layers: Sequence[int]) -> Tensor:
-    """Mean over layers of the squared cosine changes, summed over ``others`` and both
-    ways, averaged over rows: the paper's RepInd loss (differentiable in ``a``)."""
-    probes = torch.cat([a[None], others.to(a.dtype)])
-    with torch.no_grad():
-        base = _last_token_cos(handle, batch, probes.detach(), layers)
-    with ablate_subspace(handle, a[None, None, :], differentiable=True):
-        after_a = _last_token_cos(handle, batch, probes, layers)
-    total = (after_a[..., 1:] - base[..., 1:]).square().mean((0, 1)).sum()
-    for j in range(len(others)):
-        with ablate_subspace(handle, others[j].detach(), differentiable=False):
-            after_b = _last_token_cos(handle, batch, probes, layers)
-        total = total + (after_b[..., 0] - base[..., 0]).square().mean()
-    return total
-
-
-@dataclass(frozen=True)
-class RepIndResult:
-    """The RepInd criterion for two directions, against random directions.
-
-    Attributes:
-        score: mean over layers and prompts of the squared change of ``cos(x_l, b)`` when
-            ``a`` is ablated plus that of ``cos(x_l, a)`` when ``b`` is ablated (0 =
-            representationally independent).
-        per_layer: ``DataFrame(layer, d_cos_b_when_a_ablated, d_cos_a_when_b_ablated)``
-            (root mean squares over prompts).
-        null: the same score for ``a`` against ``k`` random directions
-            (:class:`~safetygeo.results.NullComparison`, one-sided greater: is ``a`` more
-            entangled with ``b`` than with random directions?).
-        cosine: ``cos(a, b)`` (independence is not orthogonality: compare).
-    """
-
-    score: float
-    per_layer: pd.DataFrame
-    null: NullComparison
-    cosine: float
-
-    def to_row(self) -> dict[str, Any]:
-        n = self.null
-        return {"metric": "repind_score", "score": self.score, "cosine": self.cosine,
-                "null_mean": n.null_mean, "null_q975": n.null_quantile(0.975), "p": n.p,
-                "z": n.z, "k_null": n.k}
-
-
-def _prompt_batch(handle: ModelHandle, prompts: list[str], device: torch.device) -> dict[str, Tensor]:
-    ids = encode_checked(handle, prompts)
-    return _batch([{"input_ids": p, "labels": p} for p in ids], pad_id_of(handle), device, 1)
-
-
-@torch.no_grad()
-def representational_independence(
-    handle: ModelHandle, a: Tensor, b: Tensor, prompts: Sequence[str], *,
-    layers: Sequence[int] | None = None, k_null: int = 16, seed: int = 0,
-) -> RepIndResult:
-    """The paper's RepInd criterion for ``a`` and ``b`` on ``prompts`` (e.g. harmful ones).
-
-    Args:
-        a, b: directions (raw; normalized here).
-        layers: the layers whose input residual is compared (default ``0..L``).
-        k_null: random directions the score of ``a`` is compared against.
-    """
-    prompts = prompt_list(prompts)
-    layer_list = list(handle.check_layers("all" if layers is None else list(layers)))
-    ua = a.detach().double().cpu() / a.norm()
-    ub = b.detach().double().cpu() / b.norm()
-    batch = _prompt_batch(handle, prompts, handle.device)
-    probes = torch.stack([ua, ub]).float()
-    base = _last_token_cos(handle, batch, probes, layer_list).double()
-    with ablate_subspace(handle, ua):
-        after_a = _last_token_cos(handle, batch, probes, layer_list).double()
-    with ablate_subspace(handle, ub):
-        after_b = _last_token_cos(handle, batch, probes, layer_list).double()
-    d_b = (after_a[..., 1] - base[..., 1]).square()  # [rows, layers]
-    d_a = (after_b[..., 0] - base[..., 0]).square()
-    score = float(d_b.mean() + d_a.mean())
-    nulls = random_directions(k_null, handle.d_model, seed=seed)
-    null_scores = []
-    for r in nulls:
-        pr = torch.stack([ua, r]).float()
-        b0 = _last_token_cos(handle, batch, pr, layer_list).double()
-        with ablate_subspace(handle, ua):
-            x1 = _last_token_cos(handle, batch, pr, layer_list).double()
-        with ablate_subspace(handle, r):
-            x2 = _last_token_cos(handle, batch, pr, layer_list).double()
-        null_scores.append(float((x1[..., 1] - b0[..., 1]).square().mean()
-                                 + (x2[..., 0] - b0[..., 0]).square().mean()))
-    per_layer = pd.DataFrame({"layer": layer_list,
-                              "d_cos_b_when_a_ablated": d_b.mean(0).sqrt().numpy(),
-                              "d_cos_a_when_b_ablated": d_a.mean(0).sqrt().numpy()})
-    null = NullComparison.from_null("repind_score", score, null_scores, "greater")
-    return RepIndResult(score, per_layer, null, float(ua @ ub))
 
 
 # ----------------------------------------------------------------------------- training
@@ -585,7 +462,7 @@ def _train_once(handle: ModelHandle, data: OptimizationData, k: int,
     rows: list[dict[str, float]] = []
     best = (math.inf, 0, params.detach().double().cpu().clone())
     patience, reductions = 0, 0
-    rep_batch = (_prompt_batch(handle, repind_prompts, handle.device)
+    rep_batch = (prompt_batch(handle, repind_prompts, handle.device)
                  if independent_of is not None and repind_prompts else None)
     rep_layers = list(handle.check_layers("all" if repind_layers is None else list(repind_layers)))
     try:
@@ -600,7 +477,7 @@ def _train_once(handle: ModelHandle, data: OptimizationData, k: int,
                 sub = {kk: t[_sample_indices(g, len(t), settings.batch_size)]
                        for kk, t in rep_batch.items()}
                 unit = params[0] / params[0].norm()
-                terms["repind"] = _repind_terms(handle, unit,
+                terms["repind"] = repind_terms(handle, unit,
                                                 independent_of.to(handle.device, dtype), sub,
                                                 rep_layers)
             loss = _weighted(terms, settings)
@@ -642,7 +519,7 @@ def _train_once(handle: ModelHandle, data: OptimizationData, k: int,
         seconds=time.perf_counter() - t0, target_seconds=target_seconds, settings=settings)
 
 
-def _train(handle: ModelHandle, data: OptimizationData, k: int, settings: DirectionOptimization,
+def train_directions(handle: ModelHandle, data: OptimizationData, k: int, settings: DirectionOptimization,
            **kw: Any) -> OptimizedDirections:
     """:func:`_train_once`, repeated over ``settings.restarts`` random starts."""
     n = settings.restarts if settings.init == "random" and kw.get("init") is None else 1
@@ -668,7 +545,7 @@ def _candidates(handle: ModelHandle, basis: Tensor, data: OptimizationData, meth
         components=basis[None, None].clone())
 
 
-def _prepare(handle: ModelHandle, harmful: Sequence[str], harmless: Sequence[str],
+def prepare_optimization(handle: ModelHandle, harmful: Sequence[str], harmless: Sequence[str],
              reference: Tensor | None, layer: int | None, settings: DirectionOptimization,
              scoring: RefusalScoring, data: OptimizationData | None,
              batch_size: int) -> tuple[OptimizationData, float]:
@@ -707,9 +584,9 @@ def rdo(
         scoring: refusal definition for filtering the training prompts.
         data: precomputed :func:`optimization_data` (then ``reference``/``layer`` unused).
     """
-    data, tsec = _prepare(handle, harmful, harmless, reference, layer, settings, scoring, data,
+    data, tsec = prepare_optimization(handle, harmful, harmless, reference, layer, settings, scoring, data,
                           batch_size)
-    return _train(handle, data, 1, settings, method="rdo", target_seconds=tsec,
+    return train_directions(handle, data, 1, settings, method="rdo", target_seconds=tsec,
                   progress=progress)
 
 
@@ -732,9 +609,9 @@ def rco(
     induce refusal (see the module docstring). ``init``: starting basis rows (e.g. a
     ``k − 1`` cone, as the paper grows cones)."""
     k = positive_int(k, "cone dimension k")
-    data, tsec = _prepare(handle, harmful, harmless, reference, layer, settings, scoring, data,
+    data, tsec = prepare_optimization(handle, harmful, harmless, reference, layer, settings, scoring, data,
                           batch_size)
-    return _train(handle, data, k, settings, init=init, method="rco", target_seconds=tsec,
+    return train_directions(handle, data, k, settings, init=init, method="rco", target_seconds=tsec,
                   progress=progress)
 
 
@@ -759,128 +636,8 @@ def repind_direction(
     others = independent_of.detach().double().cpu()
     others = (others[None] if others.ndim == 1 else others)
     others = others / others.norm(dim=-1, keepdim=True)
-    data, tsec = _prepare(handle, harmful, harmless, reference, layer, settings, scoring, data,
+    data, tsec = prepare_optimization(handle, harmful, harmless, reference, layer, settings, scoring, data,
                           batch_size)
-    return _train(handle, data, 1, settings, method="repind", independent_of=others,
+    return train_directions(handle, data, 1, settings, method="repind", independent_of=others,
                   repind_layers=repind_layers, repind_prompts=data.harmful, target_seconds=tsec,
                   progress=progress)
-
-
-# ----------------------------------------------------------------------------- cones
-@dataclass(frozen=True)
-class ConeEvaluation:
-    """How sampled cone directions behave on held-out prompts.
-
-    Attributes:
-        k: cone dimension.
-        table: one row per direction (``kind`` = ``"basis"`` or ``"sample"``): ``bypass``
-            (mean harmful refusal score with it ablated), ``induce`` (mean harmless refusal
-            score with ``alpha`` × it added at ``layer``).
-        holds: every direction has ``bypass < bypass_max`` and ``induce > induce_min``.
-        bypass_max, induce_min: the thresholds (log-odds; 0 = as likely to refuse as not).
-        base_harmful, base_harmless: scores without intervention.
-    """
-
-    k: int
-    table: pd.DataFrame
-    holds: bool
-    bypass_max: float
-    induce_min: float
-    base_harmful: float
-    base_harmless: float
-
-    def to_row(self) -> dict[str, Any]:
-        t = self.table
-        return {"k": self.k, "holds": self.holds, "worst_bypass": float(t.bypass.max()),
-                "worst_induce": float(t.induce.min()), "mean_bypass": float(t.bypass.mean()),
-                "mean_induce": float(t.induce.mean()), "n_directions": len(t),
-                "base_harmful": self.base_harmful, "base_harmless": self.base_harmless}
-
-
-@torch.no_grad()
-def cone_property(
-    handle: ModelHandle,
-    basis: Tensor,
-    harmful: Sequence[str],
-    harmless: Sequence[str],
-    *,
-    layer: int,
-    alpha: float,
-    n_samples: int = 16,
-    seed: int = 1,
-    scoring: RefusalScoring = RefusalScoring(),
-    bypass_max: float = 0.0,
-    induce_min: float = 0.0,
-    batch_size: int = 16,
-) -> ConeEvaluation:
-    """Does every direction of the cone mediate refusal on these (held-out) prompts?
-
-    Evaluates each basis vector and ``n_samples`` directions sampled in the cone (a seed
-    other than training's) as batch variants: ablation of each on ``harmful`` and addition
-    of ``alpha`` × each at ``layer`` on ``harmless``.
-    """
-    b = orthonormalize(basis.detach().double().cpu())
-    dirs = torch.cat([b, sample_cone(b, n_samples, seed=seed)]) if len(b) > 1 else b
-    kinds = ["basis"] * len(b) + ["sample"] * (len(dirs) - len(b))
-    ids = scoring.ids(handle.tokenizer)
-    harmful, harmless = prompt_list(harmful, "harmful"), prompt_list(harmless, "harmless")
-    base_h = float(refusal_score_from_logprobs(
-        last_logprobs(handle, harmful, batch_size=batch_size, progress=False), ids).mean())
-    base_l = float(refusal_score_from_logprobs(
-        last_logprobs(handle, harmless, batch_size=batch_size, progress=False), ids).mean())
-    v = len(dirs)
-    with ablate_subspace(handle, dirs[:, None, :]):
-        lp = last_logprobs(handle, harmful, batch_size=batch_size, repeat=v, progress=False)
-    bypass = refusal_score_from_logprobs(lp.reshape(v, len(harmful), -1), ids).mean(-1)
-    with add(handle, dirs * alpha, layer):
-        lp = last_logprobs(handle, harmless, batch_size=batch_size, repeat=v,
-                           fan_out_layer=layer, progress=False)
-    induce = refusal_score_from_logprobs(lp.reshape(v, len(harmless), -1), ids).mean(-1)
-    table = pd.DataFrame({"kind": kinds, "bypass": bypass.numpy(), "induce": induce.numpy()})
-    holds = bool((table.bypass < bypass_max).all() and (table.induce > induce_min).all())
-    return ConeEvaluation(len(b), table, holds, bypass_max, induce_min, base_h, base_l)
-
-
-def cone_dimension(
-    handle: ModelHandle,
-    train_harmful: Sequence[str],
-    train_harmless: Sequence[str],
-    test_harmful: Sequence[str],
-    test_harmless: Sequence[str],
-    *,
-    reference: Tensor,
-    layer: int,
-    max_k: int = 3,
-    settings: DirectionOptimization = DirectionOptimization(),
-    scoring: RefusalScoring = RefusalScoring(),
-    n_samples: int = 16,
-    bypass_max: float = 0.0,
-    induce_min: float = 0.0,
-    batch_size: int = 16,
-    stop_at_failure: bool = True,
-) -> tuple[int, list[OptimizedDirections], list[ConeEvaluation]]:
-    """Train cones of dimension ``1..max_k`` (each started from the previous basis) and
-    return ``(the largest k such that the cone property holds on the test prompts for every
-    dimension up to k (0 if none), the cones, their evaluations)``. Training stops at the
-    first ``k`` that fails unless ``stop_at_failure=False``. The first cone records the
-    seconds spent generating the training targets (``target_seconds``)."""
-    data, tsec = _prepare(handle, train_harmful, train_harmless, reference, layer, settings,
-                          scoring, None, batch_size)
-    cones: list[OptimizedDirections] = []
-    evals: list[ConeEvaluation] = []
-    dim = 0
-    init = None
-    for k in range(1, positive_int(max_k, "max_k") + 1):
-        cone = _train(handle, data, k, settings, init=init, method="rco" if k > 1 else "rdo",
-                      target_seconds=tsec if k == 1 else 0.0)
-        ev = cone_property(handle, cone.basis, test_harmful, test_harmless, layer=data.layer,
-                           alpha=data.alpha, n_samples=n_samples, scoring=scoring,
-                           bypass_max=bypass_max, induce_min=induce_min, batch_size=batch_size)
-        cones.append(cone)
-        evals.append(ev)
-        if ev.holds and dim == k - 1:
-            dim = k
-        elif stop_at_failure:
-            break
-        init = cone.basis
-    return dim, cones, evals

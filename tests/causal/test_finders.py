@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from safetygeo.activations.refusal import RefusalScoring, refusal_score
+from safetygeo.causal.cones import cone_dimension, cone_property
 from safetygeo.causal.finders import (
     DirectionOptimization,
-    cone_dimension,
-    cone_property,
     finder_directions,
     optimization_data,
     rco,
