@@ -6,7 +6,7 @@ in ``protocol.yaml`` is an error, never a silently ignored setting. The steps ar
 registered protocol steps (:mod:`safetygeo.reports.registry`); each has its own settings
 dataclass whose defaults are the step's defaults. The same object drives the CLI
 (``safetygeo report ... --protocol protocol.yaml``) and Python
-(:func:`~safetygeo.reports.trajectory.run_report`).
+(:func:`~safetygeo.reports.trajectory_report.run_report`).
 
 YAML layout (every key optional; ``steps`` given = exactly those steps, plus what they
 need; absent = every default step)::

@@ -205,7 +205,7 @@ class CheckpointContext:
     activation extraction serves rank, coupling and drift).
 
     Attributes:
-        target: the :class:`~safetygeo.reports.trajectory.CheckpointTarget`.
+        target: the :class:`~safetygeo.reports.jobs.CheckpointTarget`.
         sets: the resolved :class:`~safetygeo.reports.protocol.ReportSets`.
         load: the protocol's :class:`~safetygeo.reports.protocol.LoadSettings`.
         timings: seconds spent loading the model (``"load"``).

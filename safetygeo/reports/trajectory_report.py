@@ -40,11 +40,10 @@ Example:
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,15 +56,14 @@ from safetygeo._executor import Executor, LocalExecutor, make_executor
 from safetygeo._io import atomic_path, atomic_write_json, atomic_write_text
 from safetygeo.errors import SafetyGeoError
 from safetygeo.reports.cache import HashMemo, ResultCache, checkpoint_content_key, step_key
-from safetygeo.reports.protocol import LoadSettings, Protocol, ProtocolError, settings_to_dict
+from safetygeo.reports.jobs import CheckpointTarget, Job, StepRecord, run_job
+from safetygeo.reports.protocol import Protocol, ProtocolError, settings_to_dict
 from safetygeo.reports.registry import (
-    CheckpointContext,
-    StepOutput,
     StepResult,
     clean_row,
     get_step,
 )
-from safetygeo.reports.sources import ReportSets, install_plugins, plugin_state, resolve_sets
+from safetygeo.reports.sources import ReportSets, plugin_state, resolve_sets
 
 __all__ = ["TABLE_COLUMNS", "CheckpointTarget", "ReportResult", "read_report", "run_report"]
 
@@ -75,30 +73,6 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "protocol_step", "set", "method", "n", "null_q025", "null_q975", "note", "checkpoint")
 STATUS_COLUMNS: tuple[str, ...] = ("trajectory", "step", "checkpoint", "protocol_step", "status",
                                    "seconds", "key", "error")
-
-
-# ============================================================================ targets
-@dataclass(frozen=True)
-class CheckpointTarget:
-    """One checkpoint of one trajectory (step 0: the trajectory's base model)."""
-
-    trajectory: str
-    path: str
-    step: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.trajectory}@{self.step}"
-
-    def load(self, load: LoadSettings) -> Any:
-        """Load the checkpoint with the protocol's dtype / device."""
-        from safetygeo.training import Trajectory
-
-        traj = Trajectory.load(self.path, warn=False)
-        dtype = None if load.dtype in (None, "auto") else load.dtype
-        handle = traj.load_checkpoint(self.step, dtype=dtype, device=load.device)
-        handle.model_id = self.label
-        return handle
 
 
 @dataclass
@@ -136,86 +110,6 @@ def _parse_ref(spec: str, what: str) -> tuple[str, int]:
         return name, int(step)
     except ValueError:
         raise ProtocolError(f"{what} {spec!r}: {step!r} is not a step number") from None
-
-
-# ============================================================================ jobs
-@dataclass(frozen=True)
-class _Job:
-    """Everything a worker needs to compute steps on one checkpoint (picklable)."""
-
-    target: CheckpointTarget
-    todo: tuple[tuple[str, Any, str], ...]
-    have: Mapping[str, StepResult]
-    prepared: Mapping[str, StepResult]
-    sets: ReportSets
-    load: LoadSettings
-    plugins: Mapping[str, Any]
-    prepare: bool = False
-
-
-@dataclass
-class _Done:
-    name: str
-    key: str
-    output: StepOutput | None
-    seconds: float
-    error: str | None = None
-    trace: str | None = None
-
-
-def run_job(job: _Job, sink: Callable[[_Done], None] | None = None) -> dict[str, Any]:
-    """Compute ``job.todo`` on one checkpoint (in a worker or in-process); never raises for
-    a failing step: it becomes an error record, and steps needing it fail too."""
-    install_plugins(job.plugins)
-    ctx = CheckpointContext(job.target, job.sets, job.load, results=job.have,
-                            prepared=job.prepared)
-    done: list[_Done] = []
-    failed: dict[str, str] = {}
-    load_error: str | None = None
-    for name, settings, key in job.todo:
-        step = get_step(name)
-        bad = [d for d in step.needs if d in failed]
-        if load_error is not None:
-            rec = _Done(name, key, None, 0.0, load_error)
-        elif bad:
-            rec = _Done(name, key, None, 0.0, f"needs step {bad[0]!r}, which failed")
-        else:
-            try:
-                ctx.handle  # noqa: B018 - load once, timed separately
-            except Exception as exc:  # noqa: BLE001 - reported, the other checkpoints go on
-                load_error = f"cannot load {job.target.label}: {type(exc).__name__}: {exc}"
-                rec = _Done(name, key, None, 0.0, load_error, traceback.format_exc())
-            else:
-                t0 = time.perf_counter()
-                try:
-                    fn = step.prepare if job.prepare else step.run
-                    assert fn is not None
-                    out = fn(ctx, settings)
-                    out.rows = [clean_row(r, name) for r in out.rows]
-                    secs = time.perf_counter() - t0
-                    rec = _Done(name, key, out, secs)
-                    ctx.add_result(name, StepResult(out.rows, out.data, out.files, key, secs))
-                except Exception as exc:  # noqa: BLE001
-                    rec = _Done(name, key, None, time.perf_counter() - t0,
-                                f"{type(exc).__name__}: {exc}", traceback.format_exc())
-        if rec.error is not None:
-            failed[name] = rec.error
-        done.append(rec)
-        if sink is not None:
-            sink(rec)
-    loaded = ctx.loaded
-    load_seconds = ctx.timings.get("load", 0.0)
-    del ctx
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover
-        pass
-    return {"done": [] if sink is not None else done, "loaded": loaded,
-            "load_seconds": load_seconds, "pid": os.getpid()}
 
 
 # ============================================================================ driver
@@ -366,7 +260,7 @@ class _Driver:
                 self.prep[name] = cached
                 self.log(src, src.trajectory, src.step, f"{name}:prepare", "cached", key=key)
                 continue
-            jobs.append(_Job(src, ((name, settings, key),), {}, {}, self.sets_, self.protocol.load,
+            jobs.append(Job(src, ((name, settings, key),), {}, {}, self.sets_, self.protocol.load,
                              plugin_state(), prepare=True))
             meta.append((name, ident))
         for i, outcome in self._map(jobs):
@@ -389,7 +283,7 @@ class _Driver:
                      rec.key)
 
     # -- 4. per-checkpoint jobs ------------------------------------------------------
-    def _map(self, jobs: list[_Job]) -> Any:
+    def _map(self, jobs: list[Job]) -> Any:
         if not jobs:
             return iter(())
         from tqdm.auto import tqdm
@@ -408,11 +302,11 @@ class _Driver:
             bar.close()
         return gen()
 
-    def _map_local(self, jobs: list[_Job], bar: Any) -> Any:
+    def _map_local(self, jobs: list[Job], bar: Any) -> Any:
         from safetygeo._executor import Outcome
 
         for i, job in enumerate(jobs):
-            sink: list[_Done] = []
+            sink: list[StepRecord] = []
             cb = self._sink(job) if not job.prepare else sink.append
             try:
                 value = run_job(job, cb)
@@ -425,12 +319,12 @@ class _Driver:
             yield i, Outcome(value)
         bar.close()
 
-    def _sink(self, job: _Job) -> Callable[[_Done], None]:
-        def write(rec: _Done) -> None:
+    def _sink(self, job: Job) -> Callable[[StepRecord], None]:
+        def write(rec: StepRecord) -> None:
             self.record(job, rec)
         return write
 
-    def record(self, job: _Job, rec: _Done) -> None:
+    def record(self, job: Job, rec: StepRecord) -> None:
         ck = self.ckey[job.target]
         t = job.target
         if rec.error is None and rec.output is not None:
@@ -444,7 +338,7 @@ class _Driver:
             self.log(t, t.trajectory, t.step, rec.name, "failed", rec.seconds, rec.key, rec.error)
 
     def checkpoints(self) -> None:
-        jobs: list[_Job] = []
+        jobs: list[Job] = []
         seen: dict[str, CheckpointTarget] = {}
         for t in self.targets + self.extra:
             if t not in self.ckey:
@@ -475,13 +369,13 @@ class _Driver:
                 deps = {d: StepResult(r.rows, r.data, {}, r.key, r.seconds, True)
                         for d, r in have.items()}
                 prepared = {n: self.prep[n] for n, _, _ in todo if n in self.prep}
-                jobs.append(_Job(t, tuple(todo), deps, prepared, self.sets_, self.protocol.load,
+                jobs.append(Job(t, tuple(todo), deps, prepared, self.sets_, self.protocol.load,
                                  plugin_state()))
         for i, outcome in self._map(jobs):
             job = jobs[i]
             if not outcome.ok:
                 for name, _, key in job.todo:
-                    self.record(job, _Done(name, key, None, 0.0, outcome.error))
+                    self.record(job, StepRecord(name, key, None, 0.0, outcome.error))
                 continue
             if outcome.value["loaded"]:
                 self.counts["models_loaded"] += 1
