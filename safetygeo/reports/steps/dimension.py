@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from safetygeo._validate import positive_int
 from safetygeo.errors import SafetyGeoError
 from safetygeo.reports.registry import CheckpointContext, ProtocolStep, StepOutput, register_step
 from safetygeo.reports.steps.carriers import carrier_of
@@ -43,9 +44,7 @@ class RefusalDimensionSettings:
 
     def __post_init__(self) -> None:
         for name in ("k_max", "k", "max_new_tokens"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise SafetyGeoError(f"{name} must be an int >= 1, got {v!r}")
+            positive_int(getattr(self, name), name)
         if not 0 <= self.target < 1 or not 0 < self.alpha < 1:
             raise SafetyGeoError(f"target must lie in [0, 1) and alpha in (0, 1), got "
                                  f"{self.target!r}, {self.alpha!r}")

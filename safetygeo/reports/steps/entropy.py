@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from safetygeo.errors import SafetyGeoError
+from safetygeo._validate import positive_int
 from safetygeo.reports.registry import CheckpointContext, ProtocolStep, StepOutput, register_step
 
 __all__ = ["EntropySettings"]
@@ -30,9 +30,7 @@ class EntropySettings:
 
     def __post_init__(self) -> None:
         for name in ("max_new_tokens", "n_boot"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise SafetyGeoError(f"{name} must be an int >= 1, got {v!r}")
+            positive_int(getattr(self, name), name)
 
 
 def run(ctx: CheckpointContext, s: EntropySettings) -> StepOutput:

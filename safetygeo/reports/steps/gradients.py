@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from safetygeo.errors import SafetyGeoError
+from safetygeo._validate import positive_int
 from safetygeo.reports.registry import CheckpointContext, ProtocolStep, StepOutput, register_step
 
 __all__ = ["GradientSettings"]
@@ -33,9 +33,7 @@ class GradientSettings:
 
     def __post_init__(self) -> None:
         for name in ("n_examples", "max_length"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise SafetyGeoError(f"{name} must be an int >= 1, got {v!r}")
+            positive_int(getattr(self, name), name)
 
 
 def _pairs(ps: object, n: int) -> list[tuple[str, str]]:
