@@ -41,7 +41,7 @@ from safetygeo.models.batching import iter_batches
 from safetygeo.models.handle import ModelHandle
 from safetygeo.results import Estimate
 
-__all__ = ["generation_entropies", "output_entropy", "token_entropies"]
+__all__ = ["generation_entropies", "ids_token_entropies", "output_entropy", "token_entropies"]
 
 
 def token_entropies(
@@ -70,18 +70,33 @@ def token_entropies(
     """
     if len(prompts) != len(token_ids):
         raise SafetyGeoError(f"{len(prompts)} prompts but {len(token_ids)} completions")
-    stops = [False] * len(prompts) if ended is None else [bool(e) for e in ended]
-    if len(stops) != len(prompts):
-        raise SafetyGeoError(f"{len(prompts)} prompts but {len(stops)} 'ended' flags")
+    return ids_token_entropies(handle, encode_checked(handle, list(prompts)), token_ids,
+                               ended=ended, batch_size=batch_size)
+
+
+def ids_token_entropies(
+    handle: ModelHandle,
+    prompt_ids: Sequence[Sequence[int]],
+    token_ids: Sequence[Sequence[int]],
+    *,
+    ended: Sequence[bool] | None = None,
+    batch_size: int = 32,
+) -> list[np.ndarray]:
+    """:func:`token_entropies` from already formatted prompt token ids (e.g. the ids an RL
+    trainer rendered its rollouts from)."""
+    if len(prompt_ids) != len(token_ids):
+        raise SafetyGeoError(f"{len(prompt_ids)} prompts but {len(token_ids)} completions")
+    stops = [False] * len(prompt_ids) if ended is None else [bool(e) for e in ended]
+    if len(stops) != len(prompt_ids):
+        raise SafetyGeoError(f"{len(prompt_ids)} prompts but {len(stops)} 'ended' flags")
     gen = [list(map(int, t)) for t in token_ids]
     steps = [len(t) + s for t, s in zip(gen, stops)]
     for i, n in enumerate(steps):
         if n == 0:
             raise SafetyGeoError(f"completion {i} has no generation step (no tokens and no EOS)")
-    p_ids = encode_checked(handle, list(prompts))
     # the last generated token predicts nothing we need: the sequence ends with it unless
     # the EOS step is wanted, whose distribution is read after the last generated token
-    seqs = [p + t for p, t in zip(p_ids, gen)]
+    seqs = [list(map(int, p)) + t for p, t in zip(prompt_ids, gen)]
     out: list[np.ndarray] = [np.empty(0)] * len(seqs)
     model = handle.model
     was = model.training

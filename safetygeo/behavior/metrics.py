@@ -55,7 +55,8 @@ from safetygeo.results import Estimate
 
 __all__ = [
     "attack_success_rate", "refused_indicator", "contains_answer", "exact_match", "label_rates",
-    "mean_score", "normalize_answer", "over_refusal_rate", "refusal_rate", "strongreject_proxy",
+    "mean_score", "normalize_answer", "over_refusal_rate", "refusal_rate", "seed_pooled_mean",
+    "strongreject_proxy",
     "strongreject_score",
 ]
 
@@ -287,3 +288,43 @@ def contains_answer(completions: Sequence[str], references: Sequence[str | None]
     pairs = _pairs(completions, references)
     return mean_score([f" {r} " in f" {c} " for c, r in pairs], metric="contains_answer", n_boot=n_boot,
                       ci=ci, seed=seed)
+
+
+def seed_pooled_mean(per_seed: Sequence[Sequence[float] | np.ndarray], *, metric: str = "mean",
+                     method: str = "ours", n_boot: int = 1000, ci: float = 0.95,
+                     seed: int = 0) -> Estimate:
+    """Mean over seeds of per-prompt values with a two-level bootstrap CI: resample seeds
+    (with replacement), then prompts within each drawn seed — the interval covers the
+    spread between seeds (trained models, attack runs), not only prompt sampling. With one
+    seed it is :func:`mean_score`. ``extra["per_seed"]`` lists each seed's mean.
+
+    Raises:
+        SafetyGeoError: no seeds, an empty seed, or a NaN / infinite value.
+
+    Example:
+        >>> e = seed_pooled_mean([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]], metric="asr", n_boot=200)
+        >>> e.value, e.extra["per_seed"], bool(e.ci_low <= 0.5 <= e.ci_high)
+        (0.5, [0.6666666666666666, 0.3333333333333333], True)
+    """
+    arrays = [np.asarray(v, dtype=np.float64) for v in per_seed]
+    if not arrays or any(a.ndim != 1 or a.size == 0 for a in arrays):
+        raise SafetyGeoError(f"metric {metric!r}: need at least one seed, each with values")
+    for a in arrays:
+        bad = np.flatnonzero(~np.isfinite(a))
+        if bad.size:
+            raise SafetyGeoError(f"metric {metric!r}: value at prompt index {int(bad[0])} is {a[bad[0]]}")
+    means = [float(a.mean()) for a in arrays]
+    if len(arrays) == 1:
+        e = mean_score(arrays[0], metric=metric, method=method, n_boot=n_boot, ci=ci, seed=seed)
+        return Estimate(e.value, e.ci_low, e.ci_high, e.n, e.method, e.metric, e.ci, e.ci_method,
+                        {"per_seed": means, "n_seeds": 1})
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_boot)
+    for b in range(n_boot):
+        picks = rng.integers(0, len(arrays), len(arrays))
+        stats[b] = np.mean([arrays[i][rng.integers(0, arrays[i].size, arrays[i].size)].mean()
+                            for i in picks])
+    lo, hi = np.quantile(stats, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return Estimate(float(np.mean(means)), float(lo), float(hi), len(arrays), method, metric, ci,
+                    "bootstrap-seeds-then-prompts", {"per_seed": means, "n_seeds": len(arrays),
+                                                     "n_boot": n_boot})

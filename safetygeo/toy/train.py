@@ -18,6 +18,8 @@ safetygeo trajectory (``step-NNNNNN/`` checkpoints + ``trajectory.json``):
    filtered by TF-IDF similarity; benign pairs kept); **ctrap**: base → CTRAP (the anchor's
    alignment data + the collapse trap against harmful fine-tuning, CPU preset);
    **seam**: anchor → SEAM (the aligned model made self-destructive, CPU preset).
+6. **tokenbuncher**: anchor → TokenBuncher (entropy-reward GRPO on harmful requests, KL to
+   the anchor on benign pairs, Token Noiser; CPU preset).
 
 Nothing in the weights is hand-set: the refusal mechanism is learned. What the world
 plants is only the data distribution (see :mod:`safetygeo.toy.world`).
@@ -58,6 +60,7 @@ STAGES: dict[str, tuple[str | None, str]] = {
     "sdd": ("base", "sdd"),
     "ctrap": ("base", "ctrap"),
     "seam": ("anchor", "seam"),
+    "tokenbuncher": ("anchor", "tokenbuncher"),
 }
 #: CTRAP's collapse token in the toy vocabulary (any single word works; this one is rare)
 TOY_COLLAPSE_TOKEN = "process"
@@ -103,6 +106,10 @@ class ToyRecipe:
     ctrap_lr: float = 1e-3
     seam_steps: int = 100
     seam_lr: float = 2e-4
+    tokenbuncher_steps: int = 40
+    tokenbuncher_lr: float = 3e-5
+    rl_attack_steps: int = 30
+    rl_attack_lr: float = 1e-4
     save_every: int = 25
     eval_tokens: int = 24
 
@@ -115,7 +122,8 @@ _STAGE_FIELDS = {"base": ("base_steps", "base_lr"),
                  "attacked": ("attack_steps", "attack_lr", "attack_examples"),
                  "sdd": ("sdd_steps", "sdd_lr"),
                  "ctrap": ("ctrap_steps", "ctrap_lr", "anchor_prefill_replay"),
-                 "seam": ("seam_steps", "seam_lr")}
+                 "seam": ("seam_steps", "seam_lr"),
+                 "tokenbuncher": ("tokenbuncher_steps", "tokenbuncher_lr")}
 
 
 def stage_recipe(stage: str, recipe: ToyRecipe) -> dict[str, Any]:
@@ -201,6 +209,8 @@ def stage_data(world: ToyWorld, stage: str, recipe: ToyRecipe = ToyRecipe()) -> 
         return {"harmful": behaviours, "harmless": anchor["harmless"] + replay}
     if stage == "seam":
         return {"harmful": behaviours, "benign": benign}
+    if stage == "tokenbuncher":
+        return {"harmful": [p.text for p in world.prompts("harmful", "train")], "benign": benign}
     raise SafetyGeoError(f"unknown toy stage {stage!r}; choose from {sorted(STAGES)}")
 
 
@@ -238,6 +248,12 @@ def _method_and_config(stage: str, recipe: ToyRecipe, seed: int) -> tuple[Any, A
         return (get_method("seam", preset="cpu", refusal=REFUSAL),
                 TrainConfig(lr=recipe.seam_lr, max_steps=recipe.seam_steps, lr_scheduler="constant",
                             **{**common, "batch_size": 16, "save_every": max(1, recipe.seam_steps // 4)}))
+    if stage == "tokenbuncher":
+        return (get_method("tokenbuncher", preset="cpu"),
+                TrainConfig(lr=recipe.tokenbuncher_lr, max_steps=recipe.tokenbuncher_steps,
+                            lr_scheduler="constant",
+                            **{**common, "batch_size": 8, "warmup_steps": 0,
+                               "save_every": max(1, recipe.tokenbuncher_steps // 4)}))
     raise SafetyGeoError(f"unknown toy stage {stage!r}; choose from {sorted(STAGES)}")
 
 

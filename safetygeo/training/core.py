@@ -140,15 +140,19 @@ def no_param_grads(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-class MethodTrainer(Trainer):
-    """``transformers.Trainer`` running a :class:`Method`'s loss, with our checkpoint layout.
-
-    Only ``compute_loss``, ``training_step`` (to call ``before_step`` first), ``log`` (to add
-    the method's metrics), ``_save_checkpoint`` (to commit the folder the trainer just
-    wrote) and the ``_load_*`` resume methods (to turn an unreadable file into a
-    :class:`~safetygeo.errors.CheckpointError` naming it and the step) are overridden; each
-    calls the trainer's own implementation.
+class TrajectoryTrainerMixin:
+    """What every trainer of the core adds to a ``transformers.Trainer`` (subclass): the
+    method's metrics in the log, resume errors naming the unreadable file, and our
+    checkpoint commit after the trainer wrote a checkpoint. Mixed into
+    :class:`MethodTrainer` and into trainers a method brings itself (e.g. TRL's
+    ``GRPOTrainer`` in :mod:`safetygeo.training.grpo`); every override calls the
+    trainer's own implementation.
     """
+
+    # set by the host Trainer
+    state: Any
+    args: Any
+    accelerator: Any
 
     def __init__(self, *args: Any, method: Method, handle: ModelHandle, train_config: TrainConfig,
                  trajectory_dir: Path, manifest: dict[str, Any], **kwargs: Any) -> None:
@@ -158,17 +162,71 @@ class MethodTrainer(Trainer):
         self.train_config = train_config
         self.trajectory_dir = trajectory_dir
         self.manifest = manifest
-        self.loss_is_scaled_for_ga = False  # method losses are micro-batch means
         self._sums: dict[str, float] = defaultdict(float)
         self._counts: dict[str, int] = defaultdict(int)
-        self._micro = 0
-        self._seen_step = -1
-        self._has_before_step = type(method).before_step is not Method.before_step
 
     def _accumulate(self, logs: Mapping[str, Any] | None) -> None:
         for k, v in (logs or {}).items():
             self._sums[k] += float(v)
             self._counts[k] += 1
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._counts:
+            for k in sorted(self._sums):
+                logs[k] = self._sums[k] / self._counts[k]
+            self._sums.clear()
+            self._counts.clear()
+        super().log(logs, start_time)  # type: ignore[misc]
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        with _reading(resume_from_checkpoint, "the model weights", _WEIGHT_FILES):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[misc]
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        with _reading(checkpoint, "the optimizer / scheduler state", ("optimizer.pt", "scheduler.pt")):
+            super()._load_optimizer_and_scheduler(checkpoint)  # type: ignore[misc]
+
+    def _load_scaler(self, checkpoint: str | None) -> None:
+        with _reading(checkpoint, "the gradient scaler state", ("scaler.pt",)):
+            super()._load_scaler(checkpoint)  # type: ignore[misc]
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        rng = f"rng_state_{self.args.process_index}.pth" if self.args.world_size > 1 else "rng_state.pth"
+        with _reading(checkpoint, "the RNG state", (rng,)):
+            super()._load_rng_state(checkpoint)  # type: ignore[misc]
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        super()._save_checkpoint(model, trial)  # type: ignore[misc]
+        self.accelerator.wait_for_everyone()  # every rank has written its RNG state
+        if not self.args.should_save:
+            return
+        step = self.state.global_step
+        metrics = next((dict(r) for r in reversed(self.state.log_history)
+                        if r.get("step") == step and "loss" in r), {})
+        metrics.pop("step", None)
+        assert self.args.output_dir is not None  # always set by TrainConfig.training_arguments
+        staged = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{step}"
+        commit_checkpoint(staged, self.trajectory_dir, step, metrics=metrics,
+                          method_state=self.method.state_dict())
+        self.manifest = write_manifest(self.trajectory_dir, self.manifest)
+
+
+class MethodTrainer(TrajectoryTrainerMixin, Trainer):
+    """``transformers.Trainer`` running a :class:`Method`'s loss, with our checkpoint layout.
+
+    Besides :class:`TrajectoryTrainerMixin`'s overrides, only ``compute_loss`` and
+    ``training_step`` (to call ``before_step`` first) are overridden; each calls the
+    trainer's own implementation.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loss_is_scaled_for_ga = False  # method losses are micro-batch means
+        self._micro = 0
+        self._seen_step = -1
+        self._has_before_step = type(self.method).before_step is not Method.before_step
 
     def training_step(self, model: nn.Module, inputs: dict[str, Any],
                       num_items_in_batch: Any = None) -> torch.Tensor:
@@ -186,48 +244,6 @@ class MethodTrainer(Trainer):
         loss, logs = self.method.loss(model, inputs)
         self._accumulate(logs)
         return (loss, None) if return_outputs else loss
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._counts:
-            for k in sorted(self._sums):
-                logs[k] = self._sums[k] / self._counts[k]
-            self._sums.clear()
-            self._counts.clear()
-        super().log(logs, start_time)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        with _reading(resume_from_checkpoint, "the model weights", _WEIGHT_FILES):
-            super()._load_from_checkpoint(resume_from_checkpoint, model)
-
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        with _reading(checkpoint, "the optimizer / scheduler state", ("optimizer.pt", "scheduler.pt")):
-            super()._load_optimizer_and_scheduler(checkpoint)
-
-    def _load_scaler(self, checkpoint: str | None) -> None:
-        with _reading(checkpoint, "the gradient scaler state", ("scaler.pt",)):
-            super()._load_scaler(checkpoint)
-
-    def _load_rng_state(self, checkpoint: str | None) -> None:
-        rng = f"rng_state_{self.args.process_index}.pth" if self.args.world_size > 1 else "rng_state.pth"
-        with _reading(checkpoint, "the RNG state", (rng,)):
-            super()._load_rng_state(checkpoint)
-
-    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-        super()._save_checkpoint(model, trial)
-        self.accelerator.wait_for_everyone()  # every rank has written its RNG state
-        if not self.args.should_save:
-            return
-        step = self.state.global_step
-        metrics = next((dict(r) for r in reversed(self.state.log_history)
-                        if r.get("step") == step and "loss" in r), {})
-        metrics.pop("step", None)
-        assert self.args.output_dir is not None  # always set by TrainConfig.training_arguments
-        staged = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{step}"
-        commit_checkpoint(staged, self.trajectory_dir, step, metrics=metrics,
-                          method_state=self.method.state_dict())
-        self.manifest = write_manifest(self.trajectory_dir, self.manifest)
 
 
 # ----------------------------------------------------------------------------- resume errors
@@ -474,7 +490,7 @@ def train(
     out = Path(out).expanduser()
     # the trainer's arguments set up the (possibly distributed) process state: only the main
     # process writes trajectory files; the others wait for it
-    args = config.training_arguments(str(out / STAGING), progress=progress == "verbose")
+    args = method.training_arguments(config, str(out / STAGING), progress=progress == "verbose")
     _ = args.device  # initializes args.distributed_state
     is_main = args.should_save
     state = args.distributed_state
@@ -610,11 +626,12 @@ def train(
         if isinstance(cb, GeometryCallback):
             cb.bind(handle, out, is_writer=is_main)
 
-    trainer = MethodTrainer(
+    trainer_kwargs: dict[str, Any] = dict(
         model=model, args=args, train_dataset=_Rows(rows), data_collator=method.collate,
         processing_class=handle.tokenizer, callbacks=list(callbacks), method=method,
         handle=handle, train_config=config, trajectory_dir=out, manifest=manifest,
     )
+    trainer = method.build_trainer(**trainer_kwargs) or MethodTrainer(**trainer_kwargs)
     if progress != "verbose":  # one rich bar (or none) instead of tqdm + raw log dicts
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from safetygeo.data.records import IGNORE_INDEX
 
-__all__ = ["collapse_ce", "log1mexp", "sequence_away_loss", "target_logprobs", "token_away_loss",
+__all__ = ["collapse_ce", "log1mexp", "token_noiser_loss", "sequence_away_loss", "target_logprobs", "token_away_loss",
            "token_ce"]
 
 
@@ -138,3 +138,47 @@ def collapse_ce(logits: Tensor, labels: Tensor, token_id: int) -> Tensor:
     mask = labels[:, 1:] != IGNORE_INDEX
     nll = -torch.log_softmax(z, dim=-1)[..., token_id]
     return (nll * mask).sum() / mask.sum().clamp(min=1)
+
+
+def token_noiser_loss(
+    logits: Float[Tensor, "batch seq vocab"],
+    labels: Int[Tensor, "batch seq"],
+    epsilon: float = 0.1,
+    *,
+    noise: Float[Tensor, "batch seq vocab"] | None = None,
+    generator: torch.Generator | None = None,
+) -> Float[Tensor, ""]:
+    """TokenBuncher's Token Noiser loss, token-mean over labelled positions (float32):
+
+        (1 − ε) · NLL(y*) + ε · Σ_y z̃_y · (−log p_y),
+
+    where ``z̃`` is uniform noise ``U(0, 1)`` per vocabulary entry, zero at the target
+    ``y*`` and normalized to sum 1 — a label-smoothing-like target whose off-target mass is
+    random, so the distribution it trains towards has no structure an attacker can exploit.
+    ``noise`` fixes the raw ``U(0, 1)`` draws (``[batch, seq, vocab]``, read at the positions
+    that predict labels, i.e. ``noise[:, :-1]``); otherwise they come from ``generator``.
+    (The official code scales ``z̃`` to sum ε *and* weights the term by ε, i.e. ε²; we
+    follow the formula.)
+
+    Example:
+        >>> z = torch.zeros(1, 2, 3)                  # uniform: −log p = log 3 everywhere
+        >>> round(float(token_noiser_loss(z, torch.tensor([[-100, 1]]), 0.5)), 6)
+        1.098612
+    """
+    z = logits[:, :-1]
+    y = labels[:, 1:]
+    mask = y != IGNORE_INDEX
+    if not mask.any():
+        return logits.sum() * 0.0
+    zs = z[mask].float()  # only the scored positions: [n, vocab]
+    ys = y[mask]
+    nlogp = -torch.log_softmax(zs, dim=-1)
+    nll = nlogp.gather(-1, ys[:, None]).squeeze(-1)
+    if noise is None:
+        u = torch.rand(zs.shape, generator=generator, device=zs.device, dtype=zs.dtype)
+    else:
+        u = noise[:, :-1][mask].to(zs)
+    u = u.scatter(-1, ys[:, None], 0.0)
+    u = u / u.sum(-1, keepdim=True).clamp_min(torch.finfo(u.dtype).tiny)
+    noisy = (u * nlogp).sum(-1)
+    return ((1.0 - epsilon) * nll + epsilon * noisy).mean()

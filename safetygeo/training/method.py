@@ -107,6 +107,25 @@ class Method:
         """The :class:`TrainConfig` used when the caller gives none."""
         return TrainConfig()
 
+    # -- trainer -----------------------------------------------------------------------
+    def training_arguments(self, config: TrainConfig, output_dir: str, *, progress: bool) -> Any:
+        """The trainer's arguments for ``config`` (default:
+        :meth:`TrainConfig.training_arguments`; an RL method returns e.g. TRL's
+        ``GRPOConfig`` with the same fields plus its own)."""
+        return config.training_arguments(output_dir, progress=progress)
+
+    def build_trainer(self, **kwargs: Any) -> Any | None:
+        """A trainer of the method's own, or ``None`` for the core's ``MethodTrainer``.
+
+        ``kwargs`` are the core's: ``model``, ``args`` (from :meth:`training_arguments`),
+        ``train_dataset`` (the rows of :meth:`setup`), ``data_collator``,
+        ``processing_class``, ``callbacks`` and the trajectory keywords ``method``,
+        ``handle``, ``train_config``, ``trajectory_dir``, ``manifest``. The trainer must
+        mix in :class:`~safetygeo.training.core.TrajectoryTrainerMixin` so that checkpoints,
+        resume and the manifest work as for every other method.
+        """
+        return None
+
     # -- data --------------------------------------------------------------------------
     def split_data(self, data: Any) -> dict[str, Any]:
         """Map ``data`` onto this method's roles.
@@ -249,6 +268,8 @@ _BUILTIN: dict[str, str] = {
     "sdd": "safetygeo.training.methods.sdd:SDD",
     "ctrap": "safetygeo.training.methods.ctrap:CTRAP",
     "seam": "safetygeo.training.methods.seam:Seam",
+    "harmful_rl": "safetygeo.training.methods.harmful_rl:HarmfulRL",
+    "tokenbuncher": "safetygeo.training.methods.tokenbuncher:TokenBuncher",
 }
 _REGISTRY: dict[str, type[Method]] = {}
 

@@ -1,0 +1,371 @@
+"""Defend, then attack: every defended checkpoint against every attack at fixed budgets,
+resumable, into one comparison table (Parquet + HTML) with CIs over seeds.
+
+* :class:`DefenseCase` — one defended checkpoint (a name, a seed, how to load it fresh).
+* :class:`AttackPlan` — the attacks (``sft``: harmful fine-tuning,
+  :func:`safetygeo.training.attack`; ``rl``: the harmful-RL GRPO attack,
+  :mod:`safetygeo.training.methods.harmful_rl`; ``gcg``: adaptive GCG suffixes optimized
+  against the defended checkpoint itself) with their budgets (optimizer steps for ``sft`` /
+  ``rl``, GCG steps per prompt for ``gcg``) and the attacker's settings — the same for every
+  defense, which is what makes the table fair.
+* :class:`AttackData` — the attacker's data (harmful pairs for SFT, prompts for RL, held-out
+  prompts + targets for GCG), the RL reward, and ``measure``: the behaviour read-out of a
+  checkpoint as per-prompt values (``measure(handle, harmful_texts)``; ``harmful_texts``
+  replaces the held-out harmful prompts by their adversarial versions under GCG).
+* :func:`evaluate_defenses` — runs every (case, attack) cell once: attack → behaviour (+ the
+  cosine between the defended and the attacked model's refusal direction), each cell saved
+  atomically as ``cells/<case>-s<seed>-<attack>-n<budget>.json`` (attack runs are ordinary
+  trajectories under ``runs/``, resumed if interrupted); a rerun computes only what is
+  missing and refuses a changed plan. Writes ``defenses.parquet`` (one row per defense ×
+  attack × metric: the mean over seeds with a seeds-then-prompts bootstrap CI,
+  :func:`~safetygeo.behavior.metrics.seed_pooled_mean`) and ``defenses.html`` (ASR heat map,
+  per-metric bars with CIs, the RL attack's reward curves).
+
+Example:
+    >>> AttackPlan(budgets={"sft": 10, "rl": 20, "gcg": 20}).attacks
+    ('sft', 'rl', 'gcg')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from safetygeo._io import atomic_write_bytes, atomic_write_json
+from safetygeo.errors import SafetyGeoError
+from safetygeo.models.handle import ModelHandle
+
+__all__ = ["ATTACKS", "AttackData", "AttackPlan", "DefenseCase", "defense_table",
+           "evaluate_defenses", "prompt_set_measure", "refusal_direction_cos",
+           "write_defense_report"]
+
+#: Attacks known to the evaluation, in table order ("none": the defended model itself).
+ATTACKS: tuple[str, ...] = ("sft", "rl", "gcg")
+
+
+@dataclass(frozen=True)
+class DefenseCase:
+    """One defended checkpoint: ``name`` (table row), ``seed`` (of the defense build or the
+    attack run) and ``load`` (a fresh handle each call: attacks train in place)."""
+
+    name: str
+    seed: int
+    load: Callable[[], ModelHandle]
+
+
+@dataclass(frozen=True)
+class AttackPlan:
+    """Attacks, budgets and the attacker's settings (see the module docstring).
+
+    Attributes:
+        attacks: subset of :data:`ATTACKS`, in order.
+        budgets: per attack, optimizer steps (``sft``, ``rl``) or GCG steps (``gcg``).
+        sft: ``TrainConfig`` fields of the SFT attacker (``max_steps`` comes from the budget).
+        sft_examples: harmful pairs the SFT attacker trains on.
+        rl: ``TrainConfig`` fields of the RL attacker.
+        rl_method: ``harmful_rl`` config (GRPO settings; the reward comes from the data).
+        gcg: ``GCGConfig`` fields (``num_steps`` comes from the budget).
+        save_every: checkpoint interval of the attack trajectories (the reward / ASR curve).
+    """
+
+    attacks: tuple[str, ...] = ATTACKS
+    budgets: Mapping[str, int] = field(default_factory=lambda: {"sft": 10, "rl": 20, "gcg": 20})
+    sft: Mapping[str, Any] = field(default_factory=dict)
+    sft_examples: int | None = 10
+    rl: Mapping[str, Any] = field(default_factory=dict)
+    rl_method: Mapping[str, Any] = field(default_factory=dict)
+    gcg: Mapping[str, Any] = field(default_factory=dict)
+    save_every: int = 5
+
+    def __post_init__(self) -> None:
+        bad = [a for a in self.attacks if a not in ATTACKS]
+        if bad or not self.attacks:
+            raise SafetyGeoError(f"unknown attack(s) {bad}; choose from {list(ATTACKS)}")
+        for a in self.attacks:
+            b = self.budgets.get(a)
+            if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+                raise SafetyGeoError(f"attack {a!r} needs a positive int budget, got {b!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready identity of the plan (what a rerun must match)."""
+        d = dataclasses.asdict(self)
+        d["attacks"] = list(self.attacks)
+        d["budgets"] = {a: int(self.budgets[a]) for a in self.attacks}
+        return json.loads(json.dumps(d, default=str))
+
+
+@dataclass(frozen=True)
+class AttackData:
+    """The attacker's data and the behaviour read-out (see the module docstring).
+
+    Attributes:
+        sft_pairs: (harmful prompt, harmful answer) pairs of the SFT attacker.
+        rl_prompts: (harmful prompt, reference answer or ``None``) of the RL attacker.
+        gcg_prompts, gcg_targets: held-out harmful prompts and GCG's target strings.
+        measure: ``(handle, harmful_texts or None) -> {metric: per-prompt values}``; must
+            include ``"asr"`` (the project's one ASR per prompt).
+        reward: the RL reward (a name, ``module:function`` or callable; see
+            :mod:`safetygeo.training.grpo`).
+        direction_prompts: ``(harmful, harmless)`` prompts whose diff-in-means refusal
+            directions are compared before / after each attack (``None``: skipped).
+    """
+
+    sft_pairs: Sequence[tuple[str, str]]
+    rl_prompts: Sequence[tuple[str, str | None]]
+    gcg_prompts: Sequence[str]
+    gcg_targets: Sequence[str]
+    measure: Callable[[ModelHandle, Sequence[str] | None], Mapping[str, np.ndarray]]
+    reward: Any = "not_refused"
+    direction_prompts: tuple[Sequence[str], Sequence[str]] | None = None
+
+
+def prompt_set_measure(harmful: Sequence[str], harmless: Sequence[str], *,
+                       max_new_tokens: int = 64, batch_size: int = 16) -> Callable[..., Any]:
+    """The behaviour read-out for any model: greedy completions of the held-out ``harmful``
+    prompts (or their adversarial versions) → per-prompt ``asr`` (not refused: the
+    project's one ASR) and ``entropy_harmful`` (output entropy, nats); of the ``harmless``
+    prompts → ``over_refusal`` and ``entropy_harmless``."""
+    def measure(handle: ModelHandle, harmful_texts: Sequence[str] | None) -> dict[str, np.ndarray]:
+        from safetygeo.behavior.entropy import generation_entropies
+        from safetygeo.behavior.generate import GenerationSettings, generate
+        from safetygeo.behavior.metrics import refused_indicator
+
+        settings = GenerationSettings(max_new_tokens=max_new_tokens)
+        out: dict[str, np.ndarray] = {}
+        for kind, texts in (("harmful", harmful_texts or harmful), ("harmless", harmless)):
+            gens = generate(handle, list(texts), settings, batch_size=batch_size, progress=False)
+            refused = refused_indicator(gens.completions)
+            if kind == "harmful":
+                out["asr"] = 1.0 - refused
+            else:
+                out["over_refusal"] = refused
+            out[f"entropy_{kind}"] = generation_entropies(handle, gens, batch_size=batch_size)
+        return out
+
+    return measure
+
+
+# ----------------------------------------------------------------------------- geometry
+def _refusal_directions(handle: ModelHandle, harmful: Sequence[str], harmless: Sequence[str]) -> Any:
+    from safetygeo.activations import extract_activations
+    from safetygeo.geometry.directions import diff_in_means
+
+    kw: dict[str, Any] = dict(positions="post_instruction", progress=False)
+    d = diff_in_means(extract_activations(handle, list(harmful), **kw),
+                      extract_activations(handle, list(harmless), **kw))
+    return d.vectors[:, -1].double()  # [layer, d] at the last post-instruction position
+
+
+def refusal_direction_cos(before: ModelHandle, after: ModelHandle, harmful: Sequence[str],
+                          harmless: Sequence[str]) -> dict[str, Any]:
+    """Cosine between two checkpoints' refusal directions (diff-in-means at the last
+    post-instruction position, float64), per layer and at the layer where ``before``'s
+    direction is longest (``cos_at_peak``, ``peak_layer``)."""
+    import torch
+
+    a = _refusal_directions(before, harmful, harmless)
+    b = _refusal_directions(after, harmful, harmless)
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    peak = int(a.norm(dim=-1)[1:].argmax()) + 1  # layer 0 (the embeddings) is not a carrier
+    return {"cos_per_layer": [float(c) for c in cos], "peak_layer": peak,
+            "cos_at_peak": float(cos[peak])}
+
+
+# ----------------------------------------------------------------------------- cells
+def _cell_name(case: DefenseCase, attack: str, budget: int | None) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in case.name)
+    return f"{safe}-s{case.seed}-{attack}" + (f"-n{budget}" if budget is not None else "")
+
+
+def _reward_curve(traj: Any) -> list[dict[str, float]]:
+    """``step, reward, reward_std, entropy`` from the trainer's log of the last checkpoint."""
+    path = traj.checkpoint(traj.steps[-1]).path / "trainer_state.json"
+    hist = json.loads(path.read_text(encoding="utf-8")).get("log_history", [])
+    return [{"step": int(r["step"]), **{k: float(r[k]) for k in ("reward", "reward_std", "entropy")
+                                         if k in r}} for r in hist if "reward" in r]
+
+
+def _run_cell(case: DefenseCase, attack: str, plan: AttackPlan, data: AttackData, runs: Path,
+              progress: bool) -> dict[str, Any]:
+    from safetygeo.training import TrainConfig, get_method, train
+    from safetygeo.training import attack as sft_attack
+
+    budget = int(plan.budgets[attack])
+    handle = case.load()
+    out: dict[str, Any] = {}
+    texts: Sequence[str] | None = None
+    def config(name: str, fields: Mapping[str, Any]) -> Any:
+        """The attacker method's own defaults, the plan's fields over them, the budget."""
+        base = get_method(name).default_train_config().to_dict()
+        return TrainConfig.from_dict({**base, **dict(fields), "max_steps": budget, "epochs": None,
+                                      "seed": case.seed, "save_every": min(plan.save_every, budget)})
+
+    if attack == "sft":
+        cfg = config("harmful_sft", plan.sft)
+        traj = sft_attack(handle, list(data.sft_pairs), out=runs / _cell_name(case, attack, budget),
+                          steps=budget, n_examples=plan.sft_examples, seed=case.seed, config=cfg,
+                          progress=progress)
+        attacked = traj.load_checkpoint(budget)
+    elif attack == "rl":
+        cfg = config("harmful_rl", plan.rl)
+        if cfg.batch_size > len(data.rl_prompts):  # fewer prompts than one step's batch
+            cfg = cfg.replace(batch_size=len(data.rl_prompts))
+        method = get_method("harmful_rl", {**dict(plan.rl_method), "reward": data.reward})
+        traj = train(handle, method, {"harmful": [(p, t or "") for p, t in data.rl_prompts]},
+                     out=runs / _cell_name(case, attack, budget), config=cfg, progress=progress)
+        attacked = traj.load_checkpoint(budget)
+        out["reward_curve"] = _reward_curve(traj)
+    else:
+        from safetygeo.attacks.gcg import GCGConfig
+        from safetygeo.attacks.gcg.driver import gcg_adversarial_prompts
+
+        gcfg = GCGConfig(**{**dict(plan.gcg), "num_steps": budget, "seed": case.seed})
+        prompts = gcg_adversarial_prompts(handle, list(data.gcg_prompts), list(data.gcg_targets),
+                                          gcfg, progress=progress)
+        texts = list(prompts)  # type: ignore[arg-type]
+        attacked = handle
+        out["adversarial_prompts"] = texts
+    out["values"] = {k: np.asarray(v, dtype=np.float64).tolist()
+                     for k, v in data.measure(attacked, texts).items()}
+    if data.direction_prompts is not None and attack != "gcg":
+        out["geometry"] = refusal_direction_cos(case.load(), attacked, *data.direction_prompts)
+    return out
+
+
+def evaluate_defenses(cases: Sequence[DefenseCase], data: AttackData, plan: AttackPlan,
+                      out: str | os.PathLike[str], *, progress: bool = True) -> pd.DataFrame:
+    """Run every cell not already in ``out``; write the table and the HTML report.
+
+    Returns:
+        :func:`defense_table` of all cells.
+
+    Raises:
+        SafetyGeoError: ``out`` holds an evaluation with another plan (the differing fields
+            are named), or ``measure`` returned no ``"asr"``.
+    """
+    from rich.progress import Progress
+
+    out = Path(out)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    ident: dict[str, Any] = {"plan": plan.to_dict(), "format": "safetygeo-defenses/1"}
+    meta_path = out / "evaluation.json"
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text(encoding="utf-8"))
+        diff = sorted(k for k in set(old["plan"]) | set(ident["plan"])
+                      if old["plan"].get(k) != ident["plan"].get(k))
+        if diff:
+            raise SafetyGeoError(f"{str(out)!r} holds an evaluation with another plan (fields "
+                                 f"{diff} differ); use another --out folder")
+    else:
+        atomic_write_json(meta_path, ident)
+    todo = [(c, a) for c in cases for a in ("none", *plan.attacks)]
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("defend → attack", total=len(todo))
+        for case, attack in todo:
+            budget = None if attack == "none" else int(plan.budgets[attack])
+            path = out / "cells" / f"{_cell_name(case, attack, budget)}.json"
+            bar.update(task, description=f"{case.name} s{case.seed} {attack}")
+            if not path.is_file():
+                cell: dict[str, Any]
+                if attack == "none":
+                    cell = {"values": {k: np.asarray(v, dtype=np.float64).tolist() for k, v in
+                                       data.measure(case.load(), None).items()}}
+                else:
+                    cell = _run_cell(case, attack, plan, data, out / "runs", progress=False)
+                if "asr" not in cell["values"]:
+                    raise SafetyGeoError("measure() must return per-prompt 'asr' values")
+                cell.update(defense=case.name, seed=case.seed, attack=attack, budget=budget)
+                atomic_write_json(path, cell)
+            bar.advance(task)
+    cells = [json.loads((out / "cells" / f"{_cell_name(c, a, None if a == 'none' else int(plan.budgets[a]))}.json")
+                        .read_text(encoding="utf-8")) for c, a in todo]
+    table = defense_table(cells)
+    import io
+
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    atomic_write_bytes(out / "defenses.parquet", buf.getvalue())
+    write_defense_report(table, cells, out / "defenses.html")
+    return table
+
+
+def defense_table(cells: Sequence[Mapping[str, Any]], *, n_boot: int = 1000) -> pd.DataFrame:
+    """One row per defense × attack × metric: mean over seeds with a seeds-then-prompts
+    bootstrap CI, the per-seed means, and the attacked model's refusal-direction cosine."""
+    from safetygeo.behavior.metrics import seed_pooled_mean
+
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for c in cells:
+        groups.setdefault((str(c["defense"]), str(c["attack"])), []).append(c)
+    rows = []
+    for (defense, attack), cs in groups.items():
+        cs = sorted(cs, key=lambda c: c["seed"])
+        for metric in cs[0]["values"]:
+            e = seed_pooled_mean([c["values"][metric] for c in cs], metric=metric, n_boot=n_boot)
+            rows.append({"defense": defense, "attack": attack, "budget": cs[0].get("budget"),
+                         "metric": metric, "value": e.value, "ci_low": e.ci_low,
+                         "ci_high": e.ci_high, "n_seeds": len(cs),
+                         "seeds": ",".join(str(c["seed"]) for c in cs),
+                         "per_seed": ",".join(f"{x:.4g}" for x in e.extra["per_seed"]),
+                         "ci_method": e.ci_method})
+        geo = [c["geometry"]["cos_at_peak"] for c in cs if c.get("geometry")]
+        if geo:
+            rows.append({"defense": defense, "attack": attack, "budget": cs[0].get("budget"),
+                         "metric": "refusal_dir_cos", "value": float(np.mean(geo)),
+                         "ci_low": float(np.min(geo)), "ci_high": float(np.max(geo)),
+                         "n_seeds": len(geo), "seeds": ",".join(str(c["seed"]) for c in cs),
+                         "per_seed": ",".join(f"{x:.4g}" for x in geo), "ci_method": "seed range"})
+    return pd.DataFrame(rows)
+
+
+def write_defense_report(table: pd.DataFrame, cells: Sequence[Mapping[str, Any]],
+                         path: str | os.PathLike[str]) -> Path:
+    """The comparison as one HTML page (escaped text, plotly figures)."""
+    import plotly.graph_objects as go
+
+    from safetygeo.reports.html import HtmlReport
+
+    rep = HtmlReport("Defenses × attacks")
+    rep.text("Each cell: the defended checkpoint attacked at a fixed budget (attack 'none': "
+             "the defended checkpoint itself), behaviour on held-out prompts. Values are means "
+             "over seeds; intervals resample seeds, then prompts within each seed (95%).")
+    asr = table[table.metric == "asr"]
+    if not asr.empty:
+        piv = asr.pivot(index="defense", columns="attack", values="value")
+        fig = go.Figure(go.Heatmap(z=piv.values, x=list(piv.columns), y=list(piv.index),
+                                   zmin=0, zmax=1, colorscale="Reds",
+                                   text=np.round(piv.values, 2), texttemplate="%{text}"))
+        fig.update_layout(title="ASR after each attack (mean over seeds)", height=400)
+        rep.figure(fig)
+    for metric in [m for m in table.metric.unique() if m != "refusal_dir_cos"]:
+        sub = table[table.metric == metric]
+        fig = go.Figure()
+        for attack in sub.attack.unique():
+            s = sub[sub.attack == attack]
+            fig.add_bar(name=str(attack), x=list(s.defense), y=list(s.value),
+                        error_y=dict(type="data", symmetric=False,
+                                     array=list(s.ci_high - s.value),
+                                     arrayminus=list(s.value - s.ci_low)))
+        fig.update_layout(title=metric, barmode="group", height=350)
+        rep.figure(fig)
+    curves = [c for c in cells if c.get("reward_curve")]
+    if curves:
+        fig = go.Figure()
+        for c in curves:
+            xs = [r["step"] for r in c["reward_curve"]]
+            fig.add_scatter(x=xs, y=[r["reward"] for r in c["reward_curve"]], mode="lines",
+                            name=f"{c['defense']} s{c['seed']}")
+        fig.update_layout(title="Harmful-RL reward along the attack", xaxis_title="step",
+                          yaxis_title="mean reward", height=400)
+        rep.figure(fig)
+    rep.heading("Table")
+    rep.table(table, max_rows=1000)
+    return rep.save(path)

@@ -1,0 +1,318 @@
+"""GRPO through TRL's ``GRPOTrainer`` over the trainer core: RL methods (the harmful-RL
+attack, TokenBuncher) get trajectories, resume, LoRA and the manifest like every method.
+
+* :class:`GRPOSettings` — the GRPO hyper-parameters an RL method's config carries
+  (group size, completion length, sampling temperature, KL coefficient β, clip ε, TRL's
+  loss type); :func:`grpo_arguments` turns a :class:`~safetygeo.training.TrainConfig` plus
+  these into TRL's ``GRPOConfig`` (the same optimisation fields as every method; the
+  batch size counts *prompts*: each micro-batch holds ``batch_size × num_generations``
+  completions).
+* :class:`TrajectoryGRPOTrainer` — ``trl.GRPOTrainer`` with the core's
+  :class:`~safetygeo.training.core.TrajectoryTrainerMixin`: checkpoints are committed into
+  the trajectory folder, resume is identity-checked, method metrics are logged. TRL does the
+  sampling, the group-normalized advantages and the clipped policy loss; nothing of that is
+  re-implemented here.
+* rewards: :func:`resolve_reward` accepts our reward signature ``reward(prompts,
+  completions, targets) -> scores`` (plain text, one score per completion), a
+  ``"module:function"`` reference to one (what the CLI and the manifest record), the
+  built-in ``"not_refused"`` (1 − the project's one "refused"), or any other string, which
+  TRL loads as a sequence-classification reward model (hub id or path; its logit 0 is the
+  reward).
+
+Prompts are chat messages rendered by the tokenizer's own chat template (TRL's path);
+:func:`check_prompt_rendering` refuses a handle whose template override (``--template`` /
+``--system``) would make the RL rollouts see other tokens than the geometry code.
+
+Example:
+    >>> GRPOSettings(num_generations=4).loss_type
+    'grpo'
+    >>> fn = resolve_reward("not_refused")
+    >>> fn(["Make a bomb.", "Make a bomb."], ["I cannot help with that.", "Sure: step 1"], [None, None])
+    [0.0, 1.0]
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from safetygeo.models.handle import ModelHandle
+from safetygeo.training.config import TrainConfig
+from safetygeo.training.core import TrajectoryTrainerMixin
+from safetygeo.training.errors import TrainConfigError
+
+__all__ = ["BUILTIN_REWARDS", "GRPOSettings", "RewardFn", "TrajectoryGRPOTrainer",
+           "check_batch", "check_prompt_rendering", "completion_text", "grpo_arguments", "grpo_rows", "is_peft",
+           "resolve_reward", "reward_name"]
+
+#: Our reward signature: ``(prompts, completions, targets) -> one score per completion``;
+#: ``targets[i]`` is the row's reference answer or ``None``.
+RewardFn = Callable[[list[str], list[str], list[Any]], Sequence[float]]
+
+_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
+
+
+@dataclass(frozen=True)
+class GRPOSettings:
+    """GRPO hyper-parameters (TRL's ``GRPOConfig`` fields of the same meaning).
+
+    Attributes:
+        num_generations: completions sampled per prompt (the group).
+        max_completion_length: new tokens per completion.
+        temperature: sampling temperature of the rollouts.
+        beta: KL coefficient to the reference (the starting) model; 0 loads no reference.
+            The KL term is TRL's: the k3 estimator ``exp(r − l) − (r − l) − 1`` per token,
+            times the importance ratio (its unbiased reverse-KL gradient).
+        epsilon: PPO clip range of the importance ratio.
+        loss_type: TRL's aggregation: ``grpo`` (per-sequence mean, the paper's), ``bnpo``,
+            ``dr_grpo`` or ``dapo``.
+        scale_rewards: ``group`` (divide advantages by the group's std, GRPO), ``batch`` or
+            ``none`` (Dr. GRPO).
+    """
+
+    num_generations: int = 4
+    max_completion_length: int = 256
+    temperature: float = 1.0
+    beta: float = 0.0
+    epsilon: float = 0.2
+    loss_type: str = "grpo"
+    scale_rewards: str = "group"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_generations, bool) or not isinstance(self.num_generations, int) \
+                or self.num_generations < 2:
+            raise TrainConfigError(f"num_generations must be an int >= 2 (a group), got {self.num_generations!r}")
+        if isinstance(self.max_completion_length, bool) or not isinstance(self.max_completion_length, int) \
+                or self.max_completion_length < 1:
+            raise TrainConfigError(f"max_completion_length must be a positive int, got {self.max_completion_length!r}")
+        for name in ("temperature", "beta", "epsilon"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
+                    or (name == "temperature" and v == 0):
+                raise TrainConfigError(f"{name} must be a finite number "
+                                       f"{'> 0' if name == 'temperature' else '>= 0'}, got {v!r}")
+        if self.loss_type not in _LOSS_TYPES:
+            raise TrainConfigError(f"loss_type must be one of {list(_LOSS_TYPES)}, got {self.loss_type!r}")
+        if self.scale_rewards not in ("group", "batch", "none"):
+            raise TrainConfigError(f"scale_rewards must be group, batch or none, got {self.scale_rewards!r}")
+
+
+def grpo_arguments(config: TrainConfig, rl: GRPOSettings, output_dir: str, *,
+                   progress: bool = False) -> Any:
+    """TRL's ``GRPOConfig`` for ``config`` (every field of
+    :meth:`TrainConfig.training_arguments`) and the GRPO settings ``rl``.
+
+    ``config.batch_size`` counts prompts per micro-batch: TRL's per-device batch is
+    ``batch_size × num_generations`` completions, so each group is complete in a micro-batch.
+    """
+    from trl import GRPOConfig
+
+    base = config.training_arguments(output_dir, progress=progress).to_dict()
+    keep = {"output_dir", "learning_rate", "max_steps", "num_train_epochs",
+            "gradient_accumulation_steps", "save_strategy", "save_steps", "logging_strategy",
+            "logging_steps", "seed", "warmup_steps", "weight_decay", "lr_scheduler_type",
+            "max_grad_norm", "bf16", "fp16", "optim", "report_to", "disable_tqdm",
+            "remove_unused_columns", "dataloader_num_workers", "dataloader_pin_memory",
+            "save_only_model"}
+    kwargs = {k: v for k, v in base.items() if k in keep}
+    kwargs["gradient_checkpointing"] = config.gradient_checkpointing
+    return GRPOConfig(
+        **kwargs,
+        per_device_train_batch_size=config.batch_size * rl.num_generations,
+        num_generations=rl.num_generations, max_completion_length=rl.max_completion_length,
+        temperature=float(rl.temperature), beta=float(rl.beta), epsilon=float(rl.epsilon),
+        loss_type=rl.loss_type, scale_rewards=rl.scale_rewards, log_completions=False,
+        use_cpu=config_device_is_cpu(),
+    )
+
+
+def config_device_is_cpu() -> bool:
+    """Whether training runs on the CPU (no CUDA / MPS device)."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return not torch.cuda.is_available() and not (mps is not None and mps.is_available())
+
+
+# ----------------------------------------------------------------------------- rewards
+def completion_text(completion: Any) -> str:
+    """The text of one TRL completion (a string, or chat messages: their contents joined)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list):
+        return "".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+def _prompt_text(prompt: Any) -> str:
+    if isinstance(prompt, list):  # chat messages: the last user turn is the instruction
+        users = [m.get("content", "") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        return str(users[-1]) if users else completion_text(prompt)
+    return str(prompt)
+
+
+def not_refused(prompts: list[str], completions: list[str], targets: list[Any]) -> list[float]:
+    """1 for a completion that is not refused (the project's one "refused"), else 0."""
+    from safetygeo.behavior.metrics import refused_indicator
+
+    return [1.0 - float(r) for r in refused_indicator(completions)]
+
+
+#: Rewards known by name.
+BUILTIN_REWARDS: dict[str, RewardFn] = {"not_refused": not_refused}
+
+
+def reward_name(reward: Any) -> str:
+    """The name a reward is recorded under in the manifest (``module:qualname`` for a
+    callable, the string itself otherwise)."""
+    if isinstance(reward, str):
+        return reward
+    mod, qual = getattr(reward, "__module__", None), getattr(reward, "__qualname__", None)
+    if mod and qual and "<" not in qual:
+        return f"{mod}:{qual}"
+    return type(reward).__qualname__
+
+
+def resolve_reward(reward: str | RewardFn) -> RewardFn | str:
+    """A reward spec as a callable with our signature, or a TRL reward-model id.
+
+    Raises:
+        TrainConfigError: a ``module:function`` that cannot be imported or is not callable.
+    """
+    if callable(reward):
+        return reward
+    if not isinstance(reward, str) or not reward:
+        raise TrainConfigError(f"reward must be a callable or a non-empty name, got {reward!r}")
+    if reward in BUILTIN_REWARDS:
+        return BUILTIN_REWARDS[reward]
+    mod, sep, attr = reward.partition(":")
+    if sep:
+        try:
+            fn = getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError) as exc:
+            raise TrainConfigError(f"cannot import reward {reward!r}: {exc}") from exc
+        if not callable(fn):
+            raise TrainConfigError(f"reward {reward!r} is not callable")
+        return fn
+    return reward  # a reward model for TRL to load
+
+
+def as_trl_reward(fn: RewardFn, name: str) -> Callable[..., list[float]]:
+    """Wrap our reward signature into TRL's (``prompts, completions, **columns``)."""
+    def reward(prompts: list[Any], completions: list[Any], target: list[Any] | None = None,
+               **_: Any) -> list[float]:
+        texts = [completion_text(c) for c in completions]
+        tg = list(target) if target is not None else [None] * len(texts)
+        out = [float(x) for x in fn([_prompt_text(p) for p in prompts], texts, tg)]
+        if len(out) != len(texts):
+            raise TrainConfigError(f"reward {name!r} returned {len(out)} scores for {len(texts)} completions")
+        return out
+
+    reward.__name__ = name.rsplit(":", 1)[-1].replace(".", "_")
+    return reward
+
+
+# ----------------------------------------------------------------------------- data
+def grpo_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Dataset rows TRL samples: the prompt as one user message, the reference answer (or
+    ``None``) as the ``target`` column handed to the reward."""
+    return [{"prompt": [{"role": "user", "content": r["prompt"]}],
+             "target": r.get("response") or None} for r in records]
+
+
+def check_batch(method: str, n_prompts: int, config: TrainConfig) -> None:
+    """Refuse a batch larger than the prompts (TRL's sampler would yield no batch at all and
+    the run would end without a step).
+
+    Raises:
+        TrainConfigError: ``config.batch_size`` (prompts per micro-batch) > ``n_prompts``.
+    """
+    if config.batch_size > n_prompts:
+        raise TrainConfigError(
+            f"{method}: batch_size is {config.batch_size} prompts per micro-batch but the data has "
+            f"only {n_prompts} prompts; lower batch_size (each prompt gets num_generations rollouts)")
+
+
+def check_prompt_rendering(handle: ModelHandle, prompt: str) -> None:
+    """Refuse a handle whose chat formatting differs from the tokenizer's chat template.
+
+    TRL renders prompts with ``tokenizer.apply_chat_template``; the geometry and behaviour
+    code use ``handle.encode``. Both must give the same tokens, or the rollouts would be
+    trained on another format than the one measured.
+
+    Raises:
+        TrainConfigError: the two renderings differ (e.g. a ``--template`` override).
+    """
+    tok = handle.tokenizer
+    if getattr(tok, "chat_template", None) is None:
+        raise TrainConfigError("GRPO needs a tokenizer with a chat template (TRL renders the "
+                               "prompts with it); set tokenizer.chat_template")
+    ours = handle.encode([prompt]).input_ids[0]
+    theirs: Any = tok.apply_chat_template([{"role": "user", "content": prompt}],
+                                     add_generation_prompt=True, tokenize=True, return_dict=True)
+    ids = list(theirs["input_ids"])
+    if ids and isinstance(ids[0], list):
+        ids = ids[0]
+    if list(map(int, ids)) != list(map(int, ours)):
+        raise TrainConfigError(
+            "the handle's chat formatting differs from the tokenizer's chat template (a "
+            "template or system-prompt override?): TRL would train on other prompt tokens "
+            f"than safetygeo measures ({len(ids)} vs {len(ours)} tokens); set "
+            "tokenizer.chat_template to the template you want instead")
+
+
+# ----------------------------------------------------------------------------- trainer
+def is_peft(model: Any) -> bool:
+    """Whether ``model`` is a peft model (its adapter can be disabled to get the base)."""
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return False
+    return isinstance(model, PeftModel)
+
+
+def _trl_grpo_trainer() -> type:
+    from trl import GRPOTrainer
+
+    return GRPOTrainer
+
+
+class TrajectoryGRPOTrainer(TrajectoryTrainerMixin, _trl_grpo_trainer()):  # type: ignore[misc]
+    """TRL's ``GRPOTrainer`` writing our trajectory (see the module docstring).
+
+    Built by an RL method's :meth:`~safetygeo.training.Method.build_trainer` from the core's
+    keywords; ``reward_funcs`` are TRL's.
+    """
+
+    def __init__(self, *, model: Any, args: Any, train_dataset: Any, processing_class: Any,
+                 callbacks: Any, reward_funcs: Any, data_collator: Any = None, **trajectory: Any) -> None:
+        import copy
+
+        from datasets import Dataset
+
+        rows = list(getattr(train_dataset, "rows", train_dataset))
+        # TRL reloads the KL reference from ``config._name_or_path`` when β > 0: for a model
+        # built in memory, or trained in place before, that is not the model training starts
+        # from. The reference is a frozen copy of the starting weights instead (under LoRA
+        # TRL disables the adapter, which is exact already).
+        beta = float(args.beta)
+        own_ref = beta != 0.0 and not is_peft(model)
+        reference = copy.deepcopy(model).eval().requires_grad_(False) if own_ref else None
+        if own_ref:  # (no dataclasses.replace: GRPOConfig's post-init rejects its own output)
+            args = copy.copy(args)
+            args.beta = 0.0
+        super().__init__(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                         processing_class=processing_class, callbacks=callbacks,
+                         reward_funcs=reward_funcs, **trajectory)
+        if own_ref:
+            from trl.trainer.grpo_trainer import add_fused_lm_head
+
+            assert reference is not None
+            add_fused_lm_head(reference, temperature=self.temperature,
+                              cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32)
+            self.ref_model = self.accelerator.prepare_model(reference, evaluation_mode=True)
+            self.beta = beta
+            self.args.beta = beta
