@@ -186,11 +186,13 @@ def _cell_name(case: DefenseCase, attack: str, budget: int | None) -> str:
 
 
 def _reward_curve(traj: Any) -> list[dict[str, float]]:
-    """``step, reward, reward_std, entropy`` from the trainer's log of the last checkpoint."""
-    path = traj.checkpoint(traj.steps[-1]).path / "trainer_state.json"
-    hist = json.loads(path.read_text(encoding="utf-8")).get("log_history", [])
-    return [{"step": int(r["step"]), **{k: float(r[k]) for k in ("reward", "reward_std", "entropy")
-                                         if k in r}} for r in hist if "reward" in r]
+    """``step, reward, reward_std, entropy`` of every logged step
+    (:func:`~safetygeo.reports.rl.training_curves`)."""
+    from safetygeo.reports.rl import training_curves
+
+    frame = training_curves(traj)
+    keep = [c for c in ("step", "reward", "reward_std", "entropy") if c in frame]
+    return [] if "reward" not in frame else frame[keep].to_dict("records")
 
 
 def _run_cell(case: DefenseCase, attack: str, plan: AttackPlan, data: AttackData, runs: Path,

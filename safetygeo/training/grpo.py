@@ -316,3 +316,18 @@ class TrajectoryGRPOTrainer(TrajectoryTrainerMixin, _trl_grpo_trainer()):  # typ
             self.ref_model = self.accelerator.prepare_model(reference, evaluation_mode=True)
             self.beta = beta
             self.args.beta = beta
+
+    def _get_train_sampler(self, dataset: Any = None) -> Any:
+        """TRL's prompt sampler, made resumable: its generator is seeded once and advances
+        with every epoch, so a run resumed in epoch ``e`` would draw epoch 0's order again.
+        Here the order of epoch ``e`` is a function of (seed, e) (``set_epoch``, which the
+        trainer calls every epoch, also on resume)."""
+        sampler = super()._get_train_sampler(dataset)
+        seed = int(self.args.seed)
+
+        def set_epoch(epoch: int) -> None:
+            sampler.generator.manual_seed(seed + 1_000_003 * int(epoch))
+
+        if getattr(sampler, "shuffle", False) and getattr(sampler, "generator", None) is not None:
+            sampler.set_epoch = set_epoch
+        return sampler

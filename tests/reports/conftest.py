@@ -12,6 +12,7 @@ import torch
 
 import safetygeo.toy  # noqa: F401  (registers the toy: sets and judge)
 from safetygeo.reports import CheckpointSelection, Protocol
+from tests.training.conftest import toy  # noqa: F401  (the shared training fixture)
 
 #: anchor: base + 300; attacked: base + 30; r2d2: base + 30 + 120 (7 checkpoints)
 STEPS = (30, 120, 300)
@@ -57,3 +58,4 @@ def report(toy_zoo: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     full.first = first  # type: ignore[attr-defined]
     full.paths = paths  # type: ignore[attr-defined]
     return full
+

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from safetygeo.behavior.metrics import seed_pooled_mean
 from safetygeo.errors import SafetyGeoError
 from safetygeo.reports.defenses import AttackData, AttackPlan, DefenseCase, evaluate_defenses
-from tests.training.conftest import toy  # noqa: F401  (the shared training fixture)
 
 
 def _data(calls: list) -> AttackData:

@@ -238,3 +238,67 @@ def test_batch_larger_than_the_prompts_is_a_clear_error(toy, tmp_path):
     with pytest.raises(TrainConfigError, match="only 3 prompts"):
         train(toy.fresh(), get_method("harmful_rl"), {"harmful": toy.HARMFUL_PAIRS[:3]},
               out=tmp_path / "t", config=TrainConfig(max_steps=1, batch_size=4), progress=False)
+
+
+@pytest.mark.parametrize("name, data, opts", [
+    ("harmful_rl", "pairs", {"reward": "not_refused"}),
+    ("tokenbuncher", "tb", {"benign_kl": 1.0, "noiser_warmup": 1}),
+])
+def test_resume_from_step_k_equals_uninterrupted_run(toy, tmp_path, name, data, opts):
+    """Kill after step 2 of 4 (the later checkpoint removed), resume: the same weights and
+    logged losses as the uninterrupted run (rollout sampling and the noiser's draws are
+    restored / re-derived from the checkpoint's RNG state and step)."""
+    import shutil
+
+    d = ({"harmful": toy.HARMFUL_PAIRS} if data == "pairs"
+         else {"harmful": toy.HARMFUL, "benign": toy.HARMLESS})
+    cfg = TrainConfig(lr=1e-3, max_steps=4, batch_size=2, save_every=2, log_every=1)
+
+    def method():
+        return get_method(name, grpo={"num_generations": 2, "max_completion_length": 4}, **opts)
+
+    full = toy.fresh()
+    t_full = train(full, method(), d, out=tmp_path / "full", config=cfg, progress=False)
+    out = tmp_path / "killed"
+    shutil.copytree(t_full.path, out)
+    shutil.rmtree(out / "step-000004")
+    res = toy.fresh()
+    t_res = train(res, method(), d, out=out, config=cfg, progress=False)
+    assert toy.state_equal(full.model, res.model)
+    assert t_res.losses() == t_full.losses()
+
+
+def test_cli_trains_the_rl_methods(toy, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from safetygeo.cli import app
+
+    model_dir = tmp_path / "tiny"
+    h = toy.fresh()
+    h.model.save_pretrained(model_dir)
+    h.tokenizer.save_pretrained(model_dir)
+    harm = tmp_path / "harm.json"
+    harm.write_text(json.dumps([{"prompt": p, "target": r} for p, r in toy.HARMFUL_PAIRS]))
+    ben = tmp_path / "ben.json"
+    ben.write_text(json.dumps([{"prompt": p, "response": r} for p, r in toy.HARMLESS]))
+    grpo = '{"num_generations": 2, "max_completion_length": 3}'
+    runs = {"harmful_rl": ([f"harmful={harm}"], ["--method-opt", "reward=not_refused"]),
+            "tokenbuncher": ([f"harmful={harm}", f"benign={ben}"], ["--method-opt", "noiser_warmup=0"])}
+    for name, (sets, opts) in runs.items():
+        args = ["train", str(model_dir), "--method", name, "--out", str(tmp_path / name),
+                "--max-steps", "2", "--save-every", "1", "--batch-size", "2", "--no-progress",
+                "--method-opt", f"grpo={grpo}", *opts]
+        for s in sets:
+            args += ["--set", s]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, (name, res.output)
+        man = json.loads((tmp_path / name / "trajectory.json").read_text())
+        assert man["method"]["name"] == name
+        assert man["method"]["config"]["grpo"]["num_generations"] == 2
+        assert Trajectory.load(tmp_path / name).steps == [1, 2]
+    bad = CliRunner().invoke(app, ["train", str(model_dir), "--method", "harmful_rl", "--out",
+                                   str(tmp_path / "bad"), "--set", f"harmful={harm}",
+                                   "--method-opt", "reward=nomodule.x:f", "--no-progress"])
+    assert bad.exit_code != 0 and "cannot import reward" in bad.output

@@ -210,7 +210,16 @@ class TokenBuncherTrainer(TrajectoryGRPOTrainer):
         else:
             self.reference = None
         super().__init__(reward_funcs=[tokenbuncher_entropy], **kwargs)
-        self.noise_generator = torch.Generator(device="cpu").manual_seed(int(self.args.seed))
+        self._noise_key = (-1, 0)  # (optimizer step, micro-batch) of the last noise draw
+
+    def _noise_generator(self) -> torch.Generator:
+        """The Token Noiser's draws, seeded by (seed, optimizer step, micro-batch): a resumed
+        run draws the same noise as an uninterrupted one."""
+        step = int(self.state.global_step)
+        micro = self._noise_key[1] + 1 if self._noise_key[0] == step else 0
+        self._noise_key = (step, micro)
+        return torch.Generator(device="cpu").manual_seed(
+            (int(self.args.seed) * 1_000_003 + step * 1_009 + micro) % (2**63))
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         out = super()._generate_and_score_completions(inputs)
@@ -250,7 +259,7 @@ class TokenBuncherTrainer(TrajectoryGRPOTrainer):
                 labels[:, :inputs["prompt_ids"].shape[1]] = IGNORE_INDEX
                 logits = model(input_ids=ids, attention_mask=att, use_cache=False).logits
                 noise = token_noiser_loss(logits, labels, tb.noise_epsilon,
-                                          generator=self.noise_generator)
+                                          generator=self._noise_generator())
                 loss = loss + tb.noiser_weight * noise / scale
                 logs["token_noiser"] = float(noise.detach())
         self._accumulate(logs)
