@@ -341,7 +341,9 @@ def write_defense_report(table: pd.DataFrame, cells: Sequence[Mapping[str, Any]]
              "over seeds; intervals resample seeds, then prompts within each seed (95%).")
     asr = table[table.metric == "asr"]
     if not asr.empty:
-        piv = asr.pivot(index="defense", columns="attack", values="value")
+        piv = asr.pivot(index="defense", columns="attack", values="value").reindex(
+            index=list(dict.fromkeys(asr.defense)),
+            columns=[a for a in ("none", *ATTACKS) if a in set(asr.attack)])
         fig = go.Figure(go.Heatmap(z=piv.values, x=list(piv.columns), y=list(piv.index),
                                    zmin=0, zmax=1, colorscale="Reds",
                                    text=np.round(piv.values, 2), texttemplate="%{text}"))

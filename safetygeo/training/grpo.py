@@ -118,15 +118,21 @@ def grpo_arguments(config: TrainConfig, rl: GRPOSettings, output_dir: str, *,
             "remove_unused_columns", "dataloader_num_workers", "dataloader_pin_memory",
             "save_only_model"}
     kwargs = {k: v for k, v in base.items() if k in keep}
-    kwargs["gradient_checkpointing"] = config.gradient_checkpointing
-    return GRPOConfig(
-        **kwargs,
-        per_device_train_batch_size=config.batch_size * rl.num_generations,
-        num_generations=rl.num_generations, max_completion_length=rl.max_completion_length,
-        temperature=float(rl.temperature), beta=float(rl.beta), epsilon=float(rl.epsilon),
-        loss_type=rl.loss_type, scale_rewards=rl.scale_rewards, log_completions=False,
-        use_cpu=config_device_is_cpu(),
-    )
+    import warnings
+
+    with warnings.catch_warnings():  # TRL's config still sets transformers' renamed field
+        warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6",
+                                category=FutureWarning)
+        return GRPOConfig(
+            **kwargs,
+            # TRL defaults to activation checkpointing; ours is TrainConfig's (off by default)
+            gradient_checkpointing=config.gradient_checkpointing,
+            per_device_train_batch_size=config.batch_size * rl.num_generations,
+            num_generations=rl.num_generations, max_completion_length=rl.max_completion_length,
+            temperature=float(rl.temperature), beta=float(rl.beta), epsilon=float(rl.epsilon),
+            loss_type=rl.loss_type, scale_rewards=rl.scale_rewards, log_completions=False,
+            use_cpu=config_device_is_cpu(),
+        )
 
 
 def config_device_is_cpu() -> bool:
@@ -316,6 +322,14 @@ class TrajectoryGRPOTrainer(TrajectoryTrainerMixin, _trl_grpo_trainer()):  # typ
             self.ref_model = self.accelerator.prepare_model(reference, evaluation_mode=True)
             self.beta = beta
             self.args.beta = beta
+
+    def _generate_and_score_completions(self, inputs: Any) -> Any:
+        import warnings
+
+        with warnings.catch_warnings():  # TRL calls transformers' renamed checkpointing API
+            warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6",
+                                    category=FutureWarning)
+            return super()._generate_and_score_completions(inputs)
 
     def _get_train_sampler(self, dataset: Any = None) -> Any:
         """TRL's prompt sampler, made resumable: its generator is seeded once and advances

@@ -51,6 +51,7 @@ def test_cells_resume_and_a_changed_plan_is_refused(toy, tmp_path):
     assert pd.read_parquet(tmp_path / "defenses.parquet").shape == table.shape
     page = (tmp_path / "defenses.html").read_text()
     assert "tiny &lt;b&gt;" in page and "tiny <b>" not in page  # user text escaped
+    _renders_in_a_browser(tmp_path / "defenses.html", tmp_path / "shot.png")
     # rerun: nothing recomputed
     evaluate_defenses(cases, _data(calls), plan, tmp_path, progress=False)
     assert len(calls) == 8
@@ -58,6 +59,20 @@ def test_cells_resume_and_a_changed_plan_is_refused(toy, tmp_path):
     with pytest.raises(SafetyGeoError, match="budgets"):
         evaluate_defenses(cases, _data(calls), AttackPlan(attacks=("sft",), budgets={"sft": 2}),
                           tmp_path, progress=False)
+
+
+def _renders_in_a_browser(page: Path, shot: Path) -> None:
+    import os
+
+    from safetygeo.reports.browser import browser_check, find_chromium
+
+    if find_chromium() is None:
+        if os.environ.get("SAFETYGEO_CI"):
+            pytest.fail("chromium is not installed, but CI must run the browser check")
+        return  # the rest of the test still ran; CI has the browser
+    check = browser_check(page, screenshot=shot)
+    assert check.errors == []
+    assert check.figures >= 4 and check.rendered == check.figures  # heat map, bars, RL curves
 
 
 def test_seed_pooled_ci_covers_the_spread_between_seeds():
