@@ -302,3 +302,28 @@ def test_cli_trains_the_rl_methods(toy, tmp_path):
                                    str(tmp_path / "bad"), "--set", f"harmful={harm}",
                                    "--method-opt", "reward=nomodule.x:f", "--no-progress"])
     assert bad.exit_code != 0 and "cannot import reward" in bad.output
+
+
+def test_lora_rl_runs_train_the_adapters_and_use_the_base_as_reference(toy, tmp_path):
+    """Under LoRA the RL trainer gets the peft model: only the targeted projections move, and
+    TokenBuncher's KL reference is the adapter-free base (KL > 0 once the adapter moved)."""
+    from safetygeo.training import LoraSpec
+
+    cfg = TrainConfig(lr=5e-3, max_steps=3, batch_size=2, save_every=3, log_every=1,
+                      lora=LoraSpec(r=2, target_modules=("q_proj", "v_proj")))
+    for name, data, opts in (
+            ("harmful_rl", {"harmful": toy.HARMFUL_PAIRS}, {"reward": _seen_targets}),
+            ("tokenbuncher", {"harmful": toy.HARMFUL, "benign": toy.HARMLESS},
+             {"benign_kl": 1.0, "noiser_warmup": 0})):
+        h = toy.fresh()
+        before = {k: v.clone() for k, v in h.model.state_dict().items()}
+        m = get_method(name, grpo={"num_generations": 2, "max_completion_length": 4}, **opts)
+        traj = train(h, m, data, out=tmp_path / name, config=cfg, progress=False)
+        after = h.model.state_dict()  # adapters merged: q / v moved, the MLPs did not
+        assert not torch.equal(before["model.layers.0.self_attn.q_proj.weight"],
+                               after["model.layers.0.self_attn.q_proj.weight"]), name
+        assert torch.equal(before["model.layers.0.mlp.up_proj.weight"],
+                           after["model.layers.0.mlp.up_proj.weight"]), name
+        assert traj.is_lora
+        if name == "tokenbuncher":
+            assert traj.checkpoint(3).metrics["benign_kl"] > 0
