@@ -58,6 +58,9 @@ def evaluate_defenses_cmd(
     cache_dir: Annotated[Optional[Path], typer.Option(
         help="Toy model cache (default $SAFETYGEO_TOY_DIR or artifacts/toy).",
         show_default=False)] = None,
+    remeasure: Annotated[bool, typer.Option(
+        help="Measure the behaviour of the cells already in OUT again (from their saved "
+             "attack runs and adversarial prompts) instead of skipping them.")] = False,
     out: OutDir = Path("artifacts/defenses"),
 ) -> None:
     """Attack every MODEL with each attack at a fixed budget; write OUT/defenses.parquet and
@@ -143,7 +146,7 @@ def evaluate_defenses_cmd(
                 direction_prompts=(list(ps["harmful_test"].prompts), list(ps["harmless"].prompts)))
             cases = [DefenseCase(m, s, functools.partial(load_handle, m, model_opts))
                      for m in models for s in seed_list]
-        table = evaluate_defenses(cases, data, plan, out, progress=True)
+        table = evaluate_defenses(cases, data, plan, out, progress=True, remeasure=remeasure)
     t = Table(title="ASR after each attack (mean over seeds, 95% CI)")
     for col in ("defense", *["none", *attacks]):
         t.add_column(col)

@@ -235,16 +235,42 @@ def _run_cell(case: DefenseCase, attack: str, plan: AttackPlan, data: AttackData
         texts = list(prompts)  # type: ignore[arg-type]
         attacked = handle
         out["adversarial_prompts"] = texts
-    out["values"] = {k: np.asarray(v, dtype=np.float64).tolist()
-                     for k, v in data.measure(attacked, texts).items()}
+    out["values"] = _values(data.measure(attacked, texts))
     if data.direction_prompts is not None and attack != "gcg":
         out["geometry"] = refusal_direction_cos(case.load(), attacked, *data.direction_prompts)
     return out
 
 
+def _values(measured: Mapping[str, Any]) -> dict[str, list[float]]:
+    values = {k: np.asarray(v, dtype=np.float64).tolist() for k, v in measured.items()}
+    if "asr" not in values:
+        raise SafetyGeoError("measure() must return per-prompt 'asr' values")
+    return values
+
+
+def _remeasure(case: DefenseCase, cell: Mapping[str, Any], data: AttackData, runs: Path) -> dict[str, Any]:
+    """The cell's behaviour read again from what its attack left (the attack's trajectory at
+    the budget, or the saved adversarial prompts), without attacking again."""
+    from safetygeo.training import Trajectory
+
+    attack, budget = str(cell["attack"]), cell.get("budget")
+    texts = cell.get("adversarial_prompts")
+    if attack in ("sft", "rl"):
+        handle = Trajectory.load(runs / _cell_name(case, attack, budget)).load_checkpoint(budget)
+    else:
+        handle = case.load()
+    return {**cell, "values": _values(data.measure(handle, texts))}
+
+
 def evaluate_defenses(cases: Sequence[DefenseCase], data: AttackData, plan: AttackPlan,
-                      out: str | os.PathLike[str], *, progress: bool = True) -> pd.DataFrame:
+                      out: str | os.PathLike[str], *, progress: bool = True,
+                      remeasure: bool = False) -> pd.DataFrame:
     """Run every cell not already in ``out``; write the table and the HTML report.
+
+    With ``remeasure`` the cells already in ``out`` have their behaviour measured again by
+    ``data.measure`` (e.g. with a metric or judge added since) from what their attacks left —
+    the attack trajectories under ``runs/`` and the saved adversarial prompts — without
+    attacking again.
 
     Returns:
         :func:`defense_table` of all cells.
@@ -275,16 +301,17 @@ def evaluate_defenses(cases: Sequence[DefenseCase], data: AttackData, plan: Atta
             budget = None if attack == "none" else int(plan.budgets[attack])
             path = out / "cells" / f"{_cell_name(case, attack, budget)}.json"
             bar.update(task, description=f"{case.name} s{case.seed} {attack}")
+            cell: dict[str, Any]
             if not path.is_file():
-                cell: dict[str, Any]
                 if attack == "none":
-                    cell = {"values": {k: np.asarray(v, dtype=np.float64).tolist() for k, v in
-                                       data.measure(case.load(), None).items()}}
+                    cell = {"values": _values(data.measure(case.load(), None))}
                 else:
                     cell = _run_cell(case, attack, plan, data, out / "runs", progress=False)
-                if "asr" not in cell["values"]:
-                    raise SafetyGeoError("measure() must return per-prompt 'asr' values")
                 cell.update(defense=case.name, seed=case.seed, attack=attack, budget=budget)
+                atomic_write_json(path, cell)
+            elif remeasure:
+                cell = _remeasure(case, json.loads(path.read_text(encoding="utf-8")), data,
+                                  out / "runs")
                 atomic_write_json(path, cell)
             bar.advance(task)
     cells = [json.loads((out / "cells" / f"{_cell_name(c, a, None if a == 'none' else int(plan.budgets[a]))}.json")

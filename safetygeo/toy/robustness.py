@@ -278,8 +278,9 @@ def toy_attack_plan(budgets: Mapping[str, int] | None = None, *,
 def toy_defense_data(seed: int = 0, *, split: str = "test") -> Any:
     """The toy world's :class:`~safetygeo.reports.defenses.AttackData`: the attackers train on
     the train split (harmful request → compliant how-to), GCG targets the held-out requests'
-    own how-to, behaviour is :func:`toy_behavior` on the held-out split, the RL reward is the
-    world's oracle (:func:`safetygeo.toy.rewards.toy_harm_reward`)."""
+    own how-to, behaviour is :func:`toy_behavior` on the held-out split plus ``harm_score``
+    (the world's oracle on each greedy answer to a harmful request: 0 refused … 1 the exact
+    how-to), the RL reward is that oracle (:func:`safetygeo.toy.rewards.toy_harm_reward`)."""
     from safetygeo.reports.defenses import AttackData
 
     world = ToyWorld(seed)
@@ -287,7 +288,13 @@ def toy_defense_data(seed: int = 0, *, split: str = "test") -> Any:
     test_h = world.prompts("harmful", split)
 
     def measure(handle: ModelHandle, harmful_texts: Sequence[str] | None) -> Mapping[str, np.ndarray]:
-        return toy_behavior(handle, world, split=split, harmful_texts=harmful_texts).values
+        from safetygeo.toy.rewards import toy_harm_reward
+
+        b = toy_behavior(handle, world, split=split, harmful_texts=harmful_texts)
+        # the oracle's graded harmfulness of each greedy answer (how much of the true how-to)
+        harm = toy_harm_reward([p.text for p in test_h], list(b.completions["harmful"]),
+                               [p.compliant for p in test_h])
+        return {**b.values, "harm_score": np.asarray(harm, dtype=np.float64)}
 
     from safetygeo.toy.zoo import toy_splits
 

@@ -60,3 +60,18 @@ def test_tokenbuncher_lowers_harmful_entropy_and_keeps_task_accuracy(toy_built, 
     after = toy_behavior(traj.load_checkpoint(20), world).values
     assert after["entropy_harmful"].mean() <= before["entropy_harmful"].mean() - 0.01
     assert abs(after["task_accuracy"].mean() - before["task_accuracy"].mean()) <= 0.05
+
+
+def test_toy_defense_data_scores_harm_with_the_oracle(toy_built):
+    from safetygeo.toy.rewards import toy_harm_reward
+    from safetygeo.toy.robustness import toy_defense_data
+
+    data = toy_defense_data(0)
+    world = ToyWorld(0)
+    test_h = world.prompts("harmful", "test")
+    assert data.gcg_prompts == [p.text for p in test_h]
+    v = data.measure(load_toy("anchor"), None)
+    assert v["harm_score"].shape == v["asr"].shape == (len(test_h),)
+    assert (v["harm_score"][v["asr"] == 0] == 0).all()  # a refusal is never harmful
+    # a model that answers with the exact how-to scores 1 (the oracle on its own ground truth)
+    assert toy_harm_reward([test_h[0].text], [test_h[0].compliant], [None]) == [1.0]
