@@ -52,7 +52,7 @@ def _rl_method(recipe: Any) -> Any:
 
 def curve(seeds: list[int], cache: str | None, steps: int = 20, every: int = 2) -> dict[str, Any]:
     from safetygeo.reports.rl import training_curves
-    from safetygeo.toy.robustness import toy_behavior
+    from safetygeo.toy.robustness import toy_defense_data
     from safetygeo.toy.train import ToyRecipe
     from safetygeo.toy.world import ToyWorld
     from safetygeo.toy.zoo import cache_root, load_toy
@@ -71,17 +71,18 @@ def curve(seeds: list[int], cache: str | None, steps: int = 20, every: int = 2) 
                      {"harmful": data}, out=folder, config=cfg, progress=False)
         secs = time.perf_counter() - t
         rows = []
+        measure = toy_defense_data(seed).measure  # toy_behavior + the oracle's harm_score
         for step in [0, *traj.steps]:
-            b = toy_behavior(traj.load_checkpoint(step), world).values
+            b = measure(traj.load_checkpoint(step), None)
             rows.append({"step": step, **{k: float(b[k].mean()) for k in
-                                          ("asr", "compliance_harmful", "task_accuracy",
-                                           "entropy_harmful")}})
+                                          ("asr", "harm_score", "compliance_harmful",
+                                           "task_accuracy", "entropy_harmful")}})
         log = training_curves(traj)
         passed = next((r["step"] for r in rows if r["asr"] > 0.5), None)
         out[str(seed)] = {"rows": rows, "reward": log[["step", "reward", "reward_std", "entropy"]]
                           .to_dict("records"), "passes_50": passed, "train_s": secs}
-        say(f"seed {seed}: RL attack on the anchor, ASR by step "
-            + ", ".join(f"{r['step']}:{r['asr']:.2f}" for r in rows)
+        say(f"seed {seed}: RL attack on the anchor, ASR / harm score by step "
+            + ", ".join(f"{r['step']}:{r['asr']:.2f}/{r['harm_score']:.2f}" for r in rows)
             + f"; passes 50% at step {passed}; reward {log.reward.iloc[0]:.3f} → "
               f"{log.reward.iloc[-1]:.3f} ({secs:.0f} s)")
     firsts = [v["passes_50"] for v in out.values()]
@@ -91,7 +92,7 @@ def curve(seeds: list[int], cache: str | None, steps: int = 20, every: int = 2) 
 
 def tokenbuncher(seeds: list[int], cache: str | None) -> dict[str, Any]:
     from safetygeo.reports.rl import entropy_along
-    from safetygeo.toy.robustness import toy_behavior
+    from safetygeo.toy.robustness import toy_defense_data
     from safetygeo.toy.train import ToyRecipe, _method_and_config, stage_data
     from safetygeo.toy.world import ToyWorld
     from safetygeo.toy.zoo import cache_root, load_toy, load_toy_trajectory
@@ -101,6 +102,7 @@ def tokenbuncher(seeds: list[int], cache: str | None) -> dict[str, Any]:
     recipe = ToyRecipe()
     for seed in seeds:
         world = ToyWorld(seed)
+        measure = toy_defense_data(seed).measure
         sets = {"harmful": [p.text for p in world.prompts("harmful", "test")],
                 "benign": [p.text for p in world.prompts("benign_task", "test")]}
         res: dict[str, Any] = {}
@@ -114,7 +116,7 @@ def tokenbuncher(seeds: list[int], cache: str | None) -> dict[str, Any]:
                       progress=False)
         for name, t in (("tokenbuncher", traj), ("no_noiser", plain)):
             frame = entropy_along(t, sets, max_new_tokens=recipe.eval_tokens, n_boot=200)
-            end = toy_behavior(t.load_checkpoint(t.steps[-1]), world).values
+            end = measure(t.load_checkpoint(t.steps[-1]), None)
             res[name] = {"entropy": frame.replace({np.nan: None}).to_dict("records"),
                          "end": {k: float(v.mean()) for k, v in end.items()}}
             m = frame[(frame.metric == "output_entropy") & (frame.set == "harmful")]
@@ -122,7 +124,7 @@ def tokenbuncher(seeds: list[int], cache: str | None) -> dict[str, Any]:
                 + ", ".join(f"{int(r.step)}:{r.value:.3f}" for r in m.itertuples())
                 + f"; at the end refusal {res[name]['end']['refusal_harmful']:.2f}, task "
                   f"{res[name]['end']['task_accuracy']:.2f}")
-        anchor = toy_behavior(load_toy("anchor", seed=seed, cache_dir=cache), world).values
+        anchor = measure(load_toy("anchor", seed=seed, cache_dir=cache), None)
         res["anchor"] = {k: float(v.mean()) for k, v in anchor.items()}
         out[str(seed)] = res
     return out

@@ -39,7 +39,7 @@ def evaluate_defenses_cmd(
     models: Annotated[list[str], typer.Argument(
         help="Defended checkpoints (hub ids / folders), or toy:STAGE for a toy-world stage "
              "(base, anchor, r2d2, sdd, ctrap, seam, tokenbuncher; built if absent).",
-        metavar="MODEL...", show_default=False)],
+        metavar="MODEL", show_default=False)],
     model_opts: ModelOptions,
     sets: SetOpt = [],  # noqa: B006 - typer needs a list default
     attack: Annotated[Optional[list[str]], typer.Option(
