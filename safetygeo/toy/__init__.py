@@ -2,7 +2,8 @@
 demo, and a hand-planted refusal model.
 
 * :mod:`~safetygeo.toy.world` — the synthetic instruction world and its offline tokenizer;
-* :mod:`~safetygeo.toy.train` — the recipe (base → anchor, r2d2, attacked) through
+* :mod:`~safetygeo.toy.train` — the recipe (base → anchor, r2d2, attacked, the collapse-trap
+  defenses, tokenbuncher) through
   :func:`safetygeo.training.train`;
 * :mod:`~safetygeo.toy.zoo` — cached models and trajectories, built from a seed when absent;
 * :mod:`~safetygeo.toy.demo` — ``safetygeo demo``;
@@ -11,7 +12,10 @@ demo, and a hand-planted refusal model.
 * :mod:`~safetygeo.toy.geometry` — the zoo's geometry table (carrier, effective rank,
   minimal refusal dimension per stage);
 * :mod:`~safetygeo.toy.report` — ``toy:`` prompt sets and the ``toy`` judge for
-  trajectory reports (registered on import).
+  trajectory reports (registered on import);
+* :mod:`~safetygeo.toy.robustness` — defend, then attack: behaviour with CIs, the toy
+  attackers (harmful SFT, harmful RL, GCG) and the ``evaluate-defenses`` data and plan;
+* :mod:`~safetygeo.toy.rewards` — the world's harmfulness oracle as an RL reward.
 
 Example:
     >>> from safetygeo.toy import ToyWorld
