@@ -10,9 +10,10 @@ defense's entropy mechanism, and the cost of a GRPO step.
   logged reward, and the first budget at which ASR passes 50% (per seed and the largest).
 * ``tokenbuncher``: the toy ``tokenbuncher`` stage of each seed against its anchor: output
   entropy on harmful and benign held-out prompts along the TokenBuncher trajectory (mean and
-  first-token profile, :func:`safetygeo.reports.rl.entropy_along`), refusal and task
-  accuracy at its end, and the same run without the Token Noiser (entropy reward + KL only)
-  for the mechanism.
+  per-token profile, :func:`safetygeo.reports.rl.entropy_along`), refusal, harm score and
+  task accuracy at its end (and example answers); the same run without the Token Noiser
+  (entropy reward + KL only); and the preset at LR 1e-4 for 20 steps (where entropy-reward
+  GRPO moves the toy model).
 * ``cost``: seconds per optimizer step, measured inside the trainer by a callback, on the
   seed-0 anchor with the same model, prompts and batch: TRL's ``GRPOTrainer`` alone (our
   ``GRPOConfig``, same reward) vs ``harmful_rl`` through our core (checkpoint commits
@@ -107,23 +108,37 @@ def tokenbuncher(seeds: list[int], cache: str | None) -> dict[str, Any]:
                 "benign": [p.text for p in world.prompts("benign_task", "test")]}
         res: dict[str, Any] = {}
         traj = load_toy_trajectory("tokenbuncher", seed=seed, cache_dir=cache)
-        # the mechanism without the Token Noiser: entropy reward + benign KL only
         _, cfg = _method_and_config("tokenbuncher", recipe, seed)
-        plain = train(load_toy("anchor", seed=seed, cache_dir=cache),
-                      get_method("tokenbuncher", preset="cpu", noiser_weight=0.0),
-                      stage_data(world, "tokenbuncher", recipe),
-                      out=cache_root(cache) / f"tokenbuncher-nonoiser-s{seed}", config=cfg,
-                      progress=False)
-        for name, t in (("tokenbuncher", traj), ("no_noiser", plain)):
+        data = stage_data(world, "tokenbuncher", recipe)
+        # the mechanism without the Token Noiser (entropy reward + benign KL only), and the
+        # preset at a learning rate where entropy-reward GRPO moves the toy model (1e-4)
+        variants = {
+            "no_noiser": (get_method("tokenbuncher", preset="cpu", noiser_weight=0.0), cfg),
+            "lr_1e-4": (get_method("tokenbuncher", preset="cpu"),
+                        cfg.replace(lr=1e-4, max_steps=20, save_every=5)),
+        }
+        runs = {"tokenbuncher": traj}
+        for name, (m, c) in variants.items():
+            runs[name] = train(load_toy("anchor", seed=seed, cache_dir=cache), m, data,
+                               out=cache_root(cache) / f"tokenbuncher-{name}-s{seed}", config=c,
+                               progress=False)
+        for name, t in runs.items():
             frame = entropy_along(t, sets, max_new_tokens=recipe.eval_tokens, n_boot=200)
-            end = measure(t.load_checkpoint(t.steps[-1]), None)
+            last = t.load_checkpoint(t.steps[-1])
+            end = measure(last, None)
+            from safetygeo.behavior.generate import GenerationSettings, generate
+
+            sample = generate(last, sets["harmful"][:3], GenerationSettings(max_new_tokens=24),
+                              progress=False).completions
             res[name] = {"entropy": frame.replace({np.nan: None}).to_dict("records"),
-                         "end": {k: float(v.mean()) for k, v in end.items()}}
-            m = frame[(frame.metric == "output_entropy") & (frame.set == "harmful")]
+                         "end": {k: float(v.mean()) for k, v in end.items()},
+                         "examples": [c.strip() for c in sample]}
+            m_ = frame[(frame.metric == "output_entropy") & (frame.set == "harmful")]
             say(f"seed {seed} {name}: harmful output entropy by step "
-                + ", ".join(f"{int(r.step)}:{r.value:.3f}" for r in m.itertuples())
-                + f"; at the end refusal {res[name]['end']['refusal_harmful']:.2f}, task "
-                  f"{res[name]['end']['task_accuracy']:.2f}")
+                + ", ".join(f"{int(r.step)}:{r.value:.3f}" for r in m_.itertuples())
+                + f"; at the end refusal {res[name]['end']['refusal_harmful']:.2f}, harm "
+                  f"{res[name]['end']['harm_score']:.2f}, task {res[name]['end']['task_accuracy']:.2f}"
+                  f"; e.g. {res[name]['examples'][0]!r}")
         anchor = measure(load_toy("anchor", seed=seed, cache_dir=cache), None)
         res["anchor"] = {k: float(v.mean()) for k, v in anchor.items()}
         out[str(seed)] = res

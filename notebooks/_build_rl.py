@@ -131,7 +131,7 @@ go.Figure(go.Heatmap(z=asr.values, x=attacks, y=order, zmin=0, zmax=1, colorscal
 
 From `python benchmarks/rl.py`: the attack's held-out ASR every 2 steps (and the logged
 reward), and the output entropy on harmful and benign prompts along the TokenBuncher
-trajectory, with and without the Token Noiser.
+trajectory (the toy stage), without the Token Noiser, and at a 3× larger learning rate.
 """),
         code("""
 res = json.loads((ROOT / "benchmarks" / "rl_results.json").read_text())
@@ -148,12 +148,13 @@ fig.update_layout(title="harmful RL on the toy anchor", xaxis_title="optimizer s
         code("""
 rows = []
 for seed, r in res["tokenbuncher"].items():
-    for run in ("tokenbuncher", "no_noiser"):
+    for run in ("tokenbuncher", "no_noiser", "lr_1e-4"):
         for e in r[run]["entropy"]:
             if e["metric"] == "output_entropy":
                 rows.append({"seed": seed, "run": run, "step": e["step"], "set": e["set"], "entropy": e["value"]})
 ent = pd.DataFrame(rows)
 print(ent.pivot_table(index=["run", "set"], columns="step", values="entropy").round(3).to_string())
+print({run: res["tokenbuncher"]["0"][run]["examples"][0] for run in ("tokenbuncher", "lr_1e-4")})
 cost = pd.DataFrame(res["cost"]).T
 print(cost[["wall_s", "x_trl_wall", "x_sft8_wall", "x_sft64_wall"]].round(3).to_string())
 """),
