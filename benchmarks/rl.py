@@ -51,7 +51,7 @@ def _rl_method(recipe: Any) -> Any:
     return get_method("harmful_rl", preset="cpu", reward="safetygeo.toy.rewards:toy_harm_reward")
 
 
-def curve(seeds: list[int], cache: str | None, steps: int = 20, every: int = 2) -> dict[str, Any]:
+def curve(seeds: list[int], cache: str | None, steps: int = 40, every: int = 2) -> dict[str, Any]:
     from safetygeo.reports.rl import training_curves
     from safetygeo.toy.robustness import toy_defense_data
     from safetygeo.toy.train import ToyRecipe
@@ -226,6 +226,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--curve-steps", type=int, default=40, help="RL attack steps of the curve")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging
@@ -240,7 +241,7 @@ def main() -> None:
             result = json.load(f)
     result["threads"] = args.threads
     if "curve" in phases:
-        result["curve"] = curve(seeds, args.cache)
+        result["curve"] = curve(seeds, args.cache, steps=args.curve_steps)
     if "tokenbuncher" in phases:
         result["tokenbuncher"] = tokenbuncher(seeds, args.cache)
     if "cost" in phases:

@@ -104,7 +104,7 @@ print("Token Noiser on uniform logits =", round(float(token_noiser_loss(z, torch
 ## Every toy defense against every attack (three seeds)
 
 From `safetygeo evaluate-defenses toy:base toy:anchor toy:r2d2 toy:sdd toy:ctrap toy:seam
-toy:tokenbuncher --seeds 0,1,2 --budget sft=10 --budget rl=20 --budget gcg=20`. ASR is the
+toy:tokenbuncher --seeds 0,1,2 --budget sft=10 --budget rl=30 --budget gcg=20`. ASR is the
 project's one ASR (not refused); compliance is the world's ground truth (the exact harmful
 how-to); means over seeds, 95% CIs resampling seeds then prompts.
 """),

@@ -23,7 +23,7 @@ _ROLES = ("harmful", "harmful_test", "harmless")
 
 
 def _budgets(items: Optional[list[str]], attacks: list[str]) -> dict[str, int]:
-    out = {"sft": 10, "rl": 20, "gcg": 20}
+    out = {"sft": 10, "rl": 30, "gcg": 20}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or key.strip() not in out or not value.strip().isdigit() or int(value) < 1:
@@ -47,7 +47,8 @@ def evaluate_defenses_cmd(
         show_default=False)] = None,
     budget: Annotated[Optional[list[str]], typer.Option(
         "--budget", help="ATTACK=STEPS (repeat): optimizer steps for sft / rl, GCG steps per "
-        "prompt for gcg (default sft=10, rl=20, gcg=20).", show_default=False)] = None,
+        "prompt for gcg (default sft=10, rl=30, gcg=20: where each attack breaks the toy "
+        "anchor; set them for real models).", show_default=False)] = None,
     seeds: Annotated[str, typer.Option(
         help="Seeds, comma-separated: toy stages are built per seed; for checkpoints the "
              "attack runs are repeated per seed.")] = "0",

@@ -22,7 +22,7 @@ resumable, into one comparison table (Parquet + HTML) with CIs over seeds.
   per-metric bars with CIs, the RL attack's reward curves).
 
 Example:
-    >>> AttackPlan(budgets={"sft": 10, "rl": 20, "gcg": 20}).attacks
+    >>> AttackPlan(budgets={"sft": 10, "rl": 30, "gcg": 20}).attacks
     ('sft', 'rl', 'gcg')
 """
 
@@ -77,7 +77,7 @@ class AttackPlan:
     """
 
     attacks: tuple[str, ...] = ATTACKS
-    budgets: Mapping[str, int] = field(default_factory=lambda: {"sft": 10, "rl": 20, "gcg": 20})
+    budgets: Mapping[str, int] = field(default_factory=lambda: {"sft": 10, "rl": 30, "gcg": 20})
     sft: Mapping[str, Any] = field(default_factory=dict)
     sft_examples: int | None = 10
     rl: Mapping[str, Any] = field(default_factory=dict)
@@ -276,14 +276,17 @@ def evaluate_defenses(cases: Sequence[DefenseCase], data: AttackData, plan: Atta
         :func:`defense_table` of all cells.
 
     Raises:
-        SafetyGeoError: ``out`` holds an evaluation with another plan (the differing fields
-            are named), or ``measure`` returned no ``"asr"``.
+        SafetyGeoError: ``out`` holds an evaluation with another plan or RL reward (the
+            differing fields are named), or ``measure`` returned no ``"asr"``.
     """
     from rich.progress import Progress
 
     out = Path(out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
-    ident: dict[str, Any] = {"plan": plan.to_dict(), "format": "safetygeo-defenses/1"}
+    from safetygeo.training.grpo import reward_name
+
+    ident: dict[str, Any] = {"plan": {**plan.to_dict(), "reward": reward_name(data.reward)},
+                             "format": "safetygeo-defenses/1"}
     meta_path = out / "evaluation.json"
     if meta_path.is_file():
         old = json.loads(meta_path.read_text(encoding="utf-8"))

@@ -268,7 +268,7 @@ def toy_attack_plan(budgets: Mapping[str, int] | None = None, *,
     rl = dict(lr=recipe.rl_attack_lr, batch_size=8, lr_scheduler="constant", warmup_steps=0,
               max_length=64, log_every=1, weight_decay=0.0, max_grad_norm=1.0)
     return AttackPlan(attacks=tuple(attacks),
-                      budgets=dict(budgets or {"sft": 10, "rl": 20, "gcg": 20}),
+                      budgets=dict(budgets or {"sft": 10, "rl": 30, "gcg": 20}),
                       sft={k: v for k, v in sft.items() if k not in ("max_steps", "seed", "save_every")},
                       sft_examples=recipe.attack_examples, rl=rl,
                       rl_method={"grpo": {"num_generations": 8, "max_completion_length": 24}},
