@@ -153,6 +153,13 @@ def prompt_set_measure(harmful: Sequence[str], harmless: Sequence[str], *,
     return measure
 
 
+#: Metrics drawn as a defense × attack heat map in the report (when present), with titles.
+HEATMAPS: dict[str, str] = {
+    "asr": "ASR after each attack (not refused; mean over seeds)",
+    "harm_score": "Harm after each attack (ground-truth harmfulness; mean over seeds)",
+}
+
+
 # ----------------------------------------------------------------------------- geometry
 def _refusal_directions(handle: ModelHandle, harmful: Sequence[str], harmless: Sequence[str]) -> Any:
     from safetygeo.activations import extract_activations
@@ -369,15 +376,18 @@ def write_defense_report(table: pd.DataFrame, cells: Sequence[Mapping[str, Any]]
     rep.text("Each cell: the defended checkpoint attacked at a fixed budget (attack 'none': "
              "the defended checkpoint itself), behaviour on held-out prompts. Values are means "
              "over seeds; intervals resample seeds, then prompts within each seed (95%).")
-    asr = table[table.metric == "asr"]
-    if not asr.empty:
-        piv = asr.pivot(index="defense", columns="attack", values="value").reindex(
-            index=list(dict.fromkeys(asr.defense)),
-            columns=[a for a in ("none", *ATTACKS) if a in set(asr.attack)])
+    for metric, title in HEATMAPS.items():
+        sub = table[table.metric == metric]
+        if sub.empty:
+            continue
+        piv = sub.pivot(index="defense", columns="attack", values="value").reindex(
+            index=list(dict.fromkeys(sub.defense)),
+            columns=[a for a in ("none", *ATTACKS) if a in set(sub.attack)])
         fig = go.Figure(go.Heatmap(z=piv.values, x=list(piv.columns), y=list(piv.index),
                                    zmin=0, zmax=1, colorscale="Reds",
                                    text=np.round(piv.values, 2), texttemplate="%{text}"))
-        fig.update_layout(title="ASR after each attack (mean over seeds)", height=400)
+        fig.update_layout(title=title, height=120 + 40 * len(piv.index))
+        fig.update_yaxes(autorange="reversed")  # defenses top to bottom in table order
         rep.figure(fig)
     for metric in [m for m in table.metric.unique() if m != "refusal_dir_cos"]:
         sub = table[table.metric == metric]
