@@ -177,26 +177,54 @@ def cost(cache: str | None, steps: int = 12) -> dict[str, Any]:
                       lr_scheduler="constant", max_length=64, log_every=1)
     out: dict[str, Any] = {}
 
-    def record(name: str, timer: Timer) -> None:
-        w, c = statistics.median(timer.wall[2:]), statistics.median(timer.cpu[2:])
-        out[name] = {"wall_s": w, "cpu_s": c}
-        say(f"cost {name}: {w:.3f} s wall, {c:.3f} s CPU per step")
+    def mean_length(log: list[dict[str, Any]]) -> float:
+        xs = [r["completions/mean_length"] for r in log if "completions/mean_length" in r]
+        return float(np.mean(xs[2:])) if xs else float("nan")
 
-    # TRL alone: the same GRPOConfig, model, prompts and reward, no trajectory
+    def counted(handle: Any) -> tuple[Any, list[int]]:
+        """The handle, with a counter of its decoder's forward passes (rollout decoding steps
+        + loss forwards: what differs between two runs whose rollouts differ in length)."""
+        calls = [0]
+        handle.model.model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+        return handle, calls
+
+    def record(name: str, timer: Timer, log: list[dict[str, Any]] | None = None,
+               calls: list[int] | None = None) -> None:
+        w, c = statistics.median(timer.wall[2:]), statistics.median(timer.cpu[2:])
+        row = out.setdefault(name, {"rounds": []})
+        per_fwd = sum(timer.wall) / calls[0] if calls and calls[0] else float("nan")
+        row["rounds"].append({"wall_s": w, "cpu_s": c, "forwards": calls[0] if calls else None,
+                              "s_per_forward": per_fwd,
+                              "mean_completion_tokens": mean_length(log or [])})
+        row["s_per_forward"] = min(r["s_per_forward"] for r in row["rounds"])
+        row["wall_s"] = min(r["wall_s"] for r in row["rounds"])
+        row["cpu_s"] = min(r["cpu_s"] for r in row["rounds"])
+        say(f"cost {name}: {w:.3f} s wall, {c:.3f} s CPU per step"
+            + (f", rollouts of {row['rounds'][-1]['mean_completion_tokens']:.1f} tokens" if log else "")
+            + (f", {calls[0]} decoder forwards, {per_fwd * 1e3:.1f} ms per forward" if calls else ""))
+
     method = _rl_method(recipe)
-    h = load_toy("anchor", cache_dir=cache)
     recs = method.records({"harmful": data})["harmful"]
-    timer = Timer()
-    with tempfile.TemporaryDirectory() as d:
-        args = grpo_arguments(cfg.replace(save_every=10 * steps), method.config.grpo, d)
-        args.save_strategy = "no"
-        tr = GRPOTrainer(model=h.model, args=args, train_dataset=Dataset.from_list(grpo_rows(recs)),
-                         processing_class=h.tokenizer, callbacks=[timer],
-                         reward_funcs=method.reward_funcs())  # the reward ours hands to TRL
-        tr.train()
-    record("trl_grpo", timer)
+    for _ in range(2):  # TRL alone and ours alternate, twice; the faster median of each counts
+        # TRL alone: the same GRPOConfig, model, prompts and reward, no trajectory
+        timer = Timer()
+        h, calls = counted(load_toy("anchor", cache_dir=cache))
+        with tempfile.TemporaryDirectory() as d:
+            args = grpo_arguments(cfg.replace(save_every=10 * steps), method.config.grpo, d)
+            args.save_strategy = "no"
+            tr = GRPOTrainer(model=h.model, args=args,
+                             train_dataset=Dataset.from_list(grpo_rows(recs)),
+                             processing_class=h.tokenizer, callbacks=[timer],
+                             reward_funcs=method.reward_funcs())  # the reward ours hands to TRL
+            tr.train()
+        record("trl_grpo", timer, tr.state.log_history, calls)
+        timer = Timer()
+        h, calls = counted(load_toy("anchor", cache_dir=cache))
+        with tempfile.TemporaryDirectory() as d:
+            traj = train(h, _rl_method(recipe), {"harmful": data}, out=d, config=cfg,
+                         callbacks=[timer], progress=False, save_base=False)
+            record("ours_harmful_rl", timer, traj.log_history(), calls)
     for name, m, dat, c in (
-            ("ours_harmful_rl", _rl_method(recipe), {"harmful": data}, cfg),
             ("tokenbuncher", get_method("tokenbuncher", preset="cpu", noiser_warmup=0),
              stage_data(world, "tokenbuncher", recipe), cfg),
             ("sft_8", _method_and_config("anchor", recipe, 0)[0],
@@ -205,13 +233,17 @@ def cost(cache: str | None, steps: int = 12) -> dict[str, Any]:
              stage_data(world, "anchor", recipe), cfg.replace(batch_size=64))):
         timer = Timer()
         with tempfile.TemporaryDirectory() as d:
-            train(load_toy("anchor", cache_dir=cache), m, dat, out=d, config=c, callbacks=[timer],
-                  progress=False, save_base=False)
-        record(name, timer)
+            traj = train(load_toy("anchor", cache_dir=cache), m, dat, out=d, config=c,
+                         callbacks=[timer], progress=False, save_base=False)
+            record(name, timer, traj.log_history() if name == "tokenbuncher" else None)
     for k, v in out.items():
         v["x_trl_wall"] = v["wall_s"] / out["trl_grpo"]["wall_s"]
         v["x_sft8_wall"] = v["wall_s"] / out["sft_8"]["wall_s"]
         v["x_sft64_wall"] = v["wall_s"] / out["sft_64"]["wall_s"]
+    for k in ("trl_grpo", "ours_harmful_rl"):
+        out[k]["x_trl_per_forward"] = out[k]["s_per_forward"] / out["trl_grpo"]["s_per_forward"]
+    print(f"\nours vs TRL alone per decoder forward: {out['ours_harmful_rl']['x_trl_per_forward']:.3f}x "
+          "(the per-step ratio also carries the rollouts' different lengths)")
     print("\nCost per optimizer step (toy anchor, 8 prompts; GRPO: 8 rollouts of ≤ 24 tokens each):")
     for k, v in out.items():
         print(f"{k:16s} {v['wall_s']:.3f} s wall ({v['x_trl_wall']:.2f}x TRL alone, "
