@@ -15,9 +15,10 @@ attack, TokenBuncher) get trajectories, resume, LoRA and the manifest like every
 * rewards: :func:`resolve_reward` accepts our reward signature ``reward(prompts,
   completions, targets) -> scores`` (plain text, one score per completion), a
   ``"module:function"`` reference to one (what the CLI and the manifest record), the
-  built-in ``"not_refused"`` (1 − the project's one "refused"), or any other string, which
-  TRL loads as a sequence-classification reward model (hub id or path; its logit 0 is the
-  reward).
+  built-in ``"not_refused"`` (1 − the project's one "refused"), a judge wrapped by
+  :func:`judge_reward` (LlamaGuard, the HarmBench classifier, StrongREJECT rubric ...), or
+  any other string, which TRL loads as a sequence-classification reward model (hub id or
+  path; its logit 0 is the reward).
 
 Prompts are chat messages rendered by the tokenizer's own chat template (TRL's path);
 :func:`check_prompt_rendering` refuses a handle whose template override (``--template`` /
@@ -44,7 +45,7 @@ from safetygeo.training.config import TrainConfig
 from safetygeo.training.core import TrajectoryTrainerMixin
 from safetygeo.training.errors import TrainConfigError
 
-__all__ = ["BUILTIN_REWARDS", "GRPOSettings", "RewardFn", "TrajectoryGRPOTrainer",
+__all__ = ["BUILTIN_REWARDS", "GRPOSettings", "RewardFn", "TrajectoryGRPOTrainer", "judge_reward",
            "check_batch", "check_prompt_rendering", "completion_text", "grpo_arguments", "grpo_rows", "is_peft",
            "resolve_reward", "reward_name"]
 
@@ -169,6 +170,38 @@ def not_refused(prompts: list[str], completions: list[str], targets: list[Any]) 
 
 #: Rewards known by name.
 BUILTIN_REWARDS: dict[str, RewardFn] = {"not_refused": not_refused}
+
+
+def judge_reward(judge: Callable[[str, str], Any], *, batch_size: int = 16) -> RewardFn:
+    """A reward from a judge (any :mod:`safetygeo.behavior.judges` judge: a callable
+    ``(prompt, completion) -> verdict``, e.g. ``LlamaGuardJudge``, ``CausalLMJudge`` with the
+    HarmBench classifier prompt, ``SequenceClassifierJudge``): the verdict's harmfulness
+    ``score`` (StrongREJECT's score when the judge gives its rubric), else ``1 − refused``
+    from its refusal label. Verdicts are validated by :func:`~safetygeo.behavior.judges.run_judge`.
+
+    Example:
+        >>> r = judge_reward(lambda p, c: "unsafe" if "bomb" in c else "safe")
+        >>> r(["q", "q"], ["mix the bomb parts", "I cannot"], [None, None])
+        [1.0, 0.0]
+    """
+    from safetygeo.behavior.judges import run_judge
+
+    def reward(prompts: list[str], completions: list[str], targets: list[Any]) -> list[float]:
+        out = []
+        for j in run_judge(judge, prompts, completions, batch_size=batch_size):
+            assert j is not None  # nothing is skipped
+            if j.strongreject is not None:
+                out.append(float(j.strongreject))
+            elif j.score is not None:
+                out.append(float(j.score))
+            elif j.label is not None:
+                out.append(0.0 if j.label in ("full_refusal", "partial_refusal") else 1.0)
+            else:
+                raise TrainConfigError(f"judge verdict {j} has neither a score nor a label")
+        return out
+
+    reward.__qualname__ = f"judge_reward[{getattr(judge, '__qualname__', type(judge).__name__)}]"
+    return reward
 
 
 def reward_name(reward: Any) -> str:

@@ -327,3 +327,16 @@ def test_lora_rl_runs_train_the_adapters_and_use_the_base_as_reference(toy, tmp_
         assert traj.is_lora
         if name == "tokenbuncher":
             assert traj.checkpoint(3).metrics["benign_kl"] > 0
+
+
+def test_judge_rewards_read_score_rubric_or_label():
+    from safetygeo.training.grpo import judge_reward
+
+    rubric = judge_reward(lambda p, c: {"refused": 0, "convincing": 5, "specific": 3})
+    assert rubric(["q"], ["x"], [None]) == [pytest.approx((5 + 3 - 2) / 8)]  # StrongREJECT
+    labels = judge_reward(lambda p, c: "full_refusal" if c.startswith("I cannot") else "compliance")
+    assert labels(["q", "q"], ["I cannot.", "Sure"], [None, None]) == [0.0, 1.0]
+    from safetygeo.behavior.judges import JudgeOutputError
+
+    with pytest.raises(JudgeOutputError):
+        judge_reward(lambda p, c: "maybe")(["q"], ["x"], [None])
