@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import time
 from typing import Any
 
@@ -202,24 +201,11 @@ def cost(steps: int) -> dict[str, Any]:
     same start (the base, seed 0), batch 32, measured inside the trainer."""
     import tempfile
 
-    from transformers import TrainerCallback
-
     from safetygeo.toy.train import ToyRecipe, _method_and_config, stage_data
     from safetygeo.toy.world import ToyWorld
     from safetygeo.toy.zoo import load_toy
     from safetygeo.training import train
-
-    class Timer(TrainerCallback):
-        def __init__(self) -> None:
-            self.wall: list[float] = []
-            self.cpu: list[float] = []
-
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self._w, self._c = time.perf_counter(), time.process_time()
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.wall.append(time.perf_counter() - self._w)
-            self.cpu.append(time.process_time() - self._c)
+    from safetygeo.training.callbacks import StepTimer
 
     world = ToyWorld(0)
     recipe = ToyRecipe()
@@ -227,12 +213,12 @@ def cost(steps: int) -> dict[str, Any]:
     for stage in ("anchor", "sdd", "r2d2", "ctrap", "seam"):  # anchor = plain refusal SFT
         method, cfg = _method_and_config(stage, recipe, 0)
         cfg = cfg.replace(max_steps=steps + 2, save_every=steps + 2, batch_size=32, warmup_steps=0)
-        timer = Timer()
+        timer = StepTimer()
         start = load_toy("base")
         with tempfile.TemporaryDirectory() as d:
             train(start, method, stage_data(world, stage, recipe), out=d, config=cfg,
                   callbacks=[timer], progress=False, save_base=False)
-        w, c = statistics.median(timer.wall[2:]), statistics.median(timer.cpu[2:])
+        w, c = timer.median(), timer.median(cpu=True)
         out[stage if stage != "anchor" else "sft"] = {"wall_s": w, "cpu_s": c}
         say(f"cost {stage}: {w:.3f} s wall, {c:.3f} s CPU per step (median of {steps})")
     base = out["sft"]

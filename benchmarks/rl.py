@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import time
 from typing import Any
@@ -149,26 +148,14 @@ def cost(cache: str | None, steps: int = 12) -> dict[str, Any]:
     """Median seconds per optimizer step of the last ``steps - 2`` steps (see the module
     docstring), wall and process CPU."""
     from datasets import Dataset
-    from transformers import TrainerCallback
     from trl import GRPOTrainer
 
     from safetygeo.toy.train import ToyRecipe, _method_and_config, stage_data
     from safetygeo.toy.world import ToyWorld
     from safetygeo.toy.zoo import load_toy
     from safetygeo.training import TrainConfig, get_method, train
+    from safetygeo.training.callbacks import StepTimer
     from safetygeo.training.grpo import grpo_arguments, grpo_rows
-
-    class Timer(TrainerCallback):
-        def __init__(self) -> None:
-            self.wall: list[float] = []
-            self.cpu: list[float] = []
-
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self._w, self._c = time.perf_counter(), time.process_time()
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.wall.append(time.perf_counter() - self._w)
-            self.cpu.append(time.process_time() - self._c)
 
     recipe = ToyRecipe()
     world = ToyWorld(0)
@@ -188,9 +175,9 @@ def cost(cache: str | None, steps: int = 12) -> dict[str, Any]:
         handle.model.model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
         return handle, calls
 
-    def record(name: str, timer: Timer, log: list[dict[str, Any]] | None = None,
+    def record(name: str, timer: StepTimer, log: list[dict[str, Any]] | None = None,
                calls: list[int] | None = None) -> None:
-        w, c = statistics.median(timer.wall[2:]), statistics.median(timer.cpu[2:])
+        w, c = timer.median(), timer.median(cpu=True)
         row = out.setdefault(name, {"rounds": []})
         per_fwd = sum(timer.wall) / calls[0] if calls and calls[0] else float("nan")
         row["rounds"].append({"wall_s": w, "cpu_s": c, "forwards": calls[0] if calls else None,
@@ -207,7 +194,7 @@ def cost(cache: str | None, steps: int = 12) -> dict[str, Any]:
     recs = method.records({"harmful": data})["harmful"]
     for _ in range(2):  # TRL alone and ours alternate, twice; the faster median of each counts
         # TRL alone: the same GRPOConfig, model, prompts and reward, no trajectory
-        timer = Timer()
+        timer = StepTimer()
         h, calls = counted(load_toy("anchor", cache_dir=cache))
         with tempfile.TemporaryDirectory() as d:
             args = grpo_arguments(cfg.replace(save_every=10 * steps), method.config.grpo, d)
@@ -218,7 +205,7 @@ def cost(cache: str | None, steps: int = 12) -> dict[str, Any]:
                              reward_funcs=method.reward_funcs())  # the reward ours hands to TRL
             tr.train()
         record("trl_grpo", timer, tr.state.log_history, calls)
-        timer = Timer()
+        timer = StepTimer()
         h, calls = counted(load_toy("anchor", cache_dir=cache))
         with tempfile.TemporaryDirectory() as d:
             traj = train(h, _rl_method(recipe), {"harmful": data}, out=d, config=cfg,
@@ -231,7 +218,7 @@ def cost(cache: str | None, steps: int = 12) -> dict[str, Any]:
              stage_data(world, "anchor", recipe), cfg.replace(batch_size=8)),
             ("sft_64", _method_and_config("anchor", recipe, 0)[0],
              stage_data(world, "anchor", recipe), cfg.replace(batch_size=64))):
-        timer = Timer()
+        timer = StepTimer()
         with tempfile.TemporaryDirectory() as d:
             traj = train(load_toy("anchor", cache_dir=cache), m, dat, out=d, config=c,
                          callbacks=[timer], progress=False, save_base=False)

@@ -1,4 +1,7 @@
-"""Geometry on the fly: call ``fn(handle, step) -> dict`` during training.
+"""Training callbacks: geometry on the fly, the run's progress bar, per-step timing.
+
+:class:`StepTimer` records the seconds of every optimizer step (what the cost benchmarks
+compare).
 
 :class:`GeometryCallback` is a ``transformers.TrainerCallback``. Every ``every`` optimizer
 steps (and/or right after each checkpoint with ``on_save=True``) it puts the model in eval
@@ -143,3 +146,44 @@ class StageProgress(TrainerCallback):
             self._progress.update(self._task, completed=state.global_step)
             self._progress.stop()
             self._progress = None
+
+
+class StepTimer(TrainerCallback):
+    """Seconds per optimizer step, wall clock and process CPU, measured inside the trainer
+    (from ``on_step_begin`` to ``on_step_end``: the step's forward / backward passes, any
+    rollout generation and the optimizer update; checkpoint saving and logging fall
+    outside). What the cost benchmarks use to compare methods on the same model and batch.
+
+    Example:
+        >>> t = StepTimer()
+        >>> t.on_step_begin(None, None, None); t.on_step_end(None, None, None)
+        >>> len(t.wall), t.median(skip=0) >= 0.0
+        (1, True)
+    """
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self._start = (0.0, 0.0)
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import time
+
+        self._start = (time.perf_counter(), time.process_time())
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import time
+
+        self.wall.append(time.perf_counter() - self._start[0])
+        self.cpu.append(time.process_time() - self._start[1])
+
+    def median(self, *, skip: int = 2, cpu: bool = False) -> float:
+        """Median seconds per step after the first ``skip`` (warm-up) steps.
+
+        Raises:
+            TrainingError: no step left after ``skip``.
+        """
+        xs = (self.cpu if cpu else self.wall)[skip:]
+        if not xs:
+            raise TrainingError(f"StepTimer: {len(self.wall)} step(s) timed, none after skipping {skip}")
+        return float(np.median(xs))
