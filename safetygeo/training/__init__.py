@@ -41,7 +41,7 @@ _LAZY = {
     "LoraSpec": "safetygeo.training.config",
     "LoraTargetError": "safetygeo.training.errors",
     "Method": "safetygeo.training.method",
-    "MethodTrainer": "safetygeo.training.core",
+    "MethodTrainer": "safetygeo.training.trainer",
     "RefusalSFT": "safetygeo.training.methods.sft",
     "RefusalSFTConfig": "safetygeo.training.methods.sft",
     "SDD": "safetygeo.training.methods.sdd",

@@ -8,7 +8,7 @@ attack, TokenBuncher) get trajectories, resume, LoRA and the manifest like every
   batch size counts *prompts*: each micro-batch holds ``batch_size × num_generations``
   completions).
 * :class:`TrajectoryGRPOTrainer` — ``trl.GRPOTrainer`` with the core's
-  :class:`~safetygeo.training.core.TrajectoryTrainerMixin`: checkpoints are committed into
+  :class:`~safetygeo.training.trainer.TrajectoryTrainerMixin`: checkpoints are committed into
   the trajectory folder, resume is identity-checked, method metrics are logged. TRL does the
   sampling, the group-normalized advantages and the clipped policy loss; nothing of that is
   re-implemented here.
@@ -42,8 +42,8 @@ from typing import Any
 
 from safetygeo.models.handle import ModelHandle
 from safetygeo.training.config import TrainConfig
-from safetygeo.training.core import TrajectoryTrainerMixin
 from safetygeo.training.errors import TrainConfigError
+from safetygeo.training.trainer import TrajectoryTrainerMixin
 
 __all__ = ["BUILTIN_REWARDS", "GRPOSettings", "RewardFn", "TrajectoryGRPOTrainer", "judge_reward",
            "check_batch", "check_prompt_rendering", "completion_text", "grpo_arguments", "grpo_rows", "is_peft",

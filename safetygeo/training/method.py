@@ -121,7 +121,7 @@ class Method:
         ``train_dataset`` (the rows of :meth:`setup`), ``data_collator``,
         ``processing_class``, ``callbacks`` and the trajectory keywords ``method``,
         ``handle``, ``train_config``, ``trajectory_dir``, ``manifest``. The trainer must
-        mix in :class:`~safetygeo.training.core.TrajectoryTrainerMixin` so that checkpoints,
+        mix in :class:`~safetygeo.training.trainer.TrajectoryTrainerMixin` so that checkpoints,
         resume and the manifest work as for every other method.
         """
         return None
