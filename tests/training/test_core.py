@@ -31,7 +31,7 @@ from safetygeo.training import (
     UnknownMethodError,
     train,
 )
-from safetygeo.training import core as core_mod
+from safetygeo.training import trainer as trainer_mod
 from safetygeo.training.checkpoints import MANIFEST, STAGING
 from safetygeo.training.methods.sft import SupervisedMethod
 
@@ -452,7 +452,7 @@ def test_guard_is_what_keeps_parameter_grads_clean(toy, tmp_path, monkeypatch):
     def no_guard(model):
         yield
 
-    monkeypatch.setattr(core_mod, "no_param_grads", no_guard)
+    monkeypatch.setattr(trainer_mod, "no_param_grads", no_guard)  # where MethodTrainer calls it
     h_bad, _ = _run(toy, tmp_path / "c", config=cfg, method=_Polluter(), data=_pool_data(toy))
     assert not toy.state_equal(h_quiet.model, h_bad.model)
 
