@@ -36,16 +36,17 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from safetygeo.models.handle import ModelHandle
 from safetygeo.training.config import TrainConfig
-from safetygeo.training.errors import TrainConfigError
+from safetygeo.training.errors import TrainConfigError, TrainingError
+from safetygeo.training.method import Method, make_config
 from safetygeo.training.trainer import TrajectoryTrainerMixin
 
-__all__ = ["BUILTIN_REWARDS", "GRPOSettings", "RewardFn", "TrajectoryGRPOTrainer", "judge_reward",
+__all__ = ["BUILTIN_REWARDS", "GRPOMethod", "GRPOSettings", "RewardFn", "grpo_settings", "TrajectoryGRPOTrainer", "judge_reward",
            "check_batch", "check_prompt_rendering", "completion_text", "grpo_arguments", "grpo_rows", "is_peft",
            "resolve_reward", "reward_name"]
 
@@ -99,6 +100,20 @@ class GRPOSettings:
             raise TrainConfigError(f"loss_type must be one of {list(_LOSS_TYPES)}, got {self.loss_type!r}")
         if self.scale_rewards not in ("group", "batch", "none"):
             raise TrainConfigError(f"scale_rewards must be group, batch or none, got {self.scale_rewards!r}")
+
+
+def grpo_settings(value: Any) -> GRPOSettings:
+    """A :class:`GRPOSettings` from an instance or a mapping (config files, ``--method-opt``).
+
+    Example:
+        >>> grpo_settings({"num_generations": 2}).num_generations
+        2
+    """
+    if isinstance(value, GRPOSettings):
+        return value
+    if isinstance(value, Mapping):
+        return make_config(GRPOSettings, value, {}, what="grpo settings")
+    raise TrainConfigError(f"grpo must be a GRPOSettings or a mapping, got {type(value).__name__}")
 
 
 def grpo_arguments(config: TrainConfig, rl: GRPOSettings, output_dir: str, *,
@@ -301,6 +316,30 @@ def check_prompt_rendering(handle: ModelHandle, prompt: str) -> None:
             "template or system-prompt override?): TRL would train on other prompt tokens "
             f"than safetygeo measures ({len(ids)} vs {len(ours)} tokens); set "
             "tokenizer.chat_template to the template you want instead")
+
+
+# ----------------------------------------------------------------------------- methods
+class GRPOMethod(Method):
+    """Base of the methods TRL's ``GRPOTrainer`` trains (``harmful_rl``, ``tokenbuncher``).
+
+    A subclass's config has a ``grpo`` field (:class:`GRPOSettings`); its rows come from
+    :meth:`prompt_rows`; it builds its trainer in ``build_trainer``. The loss is the
+    trainer's, never :meth:`loss`.
+    """
+
+    def training_arguments(self, config: TrainConfig, output_dir: str, *, progress: bool) -> Any:
+        return grpo_arguments(config, self.config.grpo, output_dir, progress=progress)
+
+    def prompt_rows(self, handle: ModelHandle, records: Sequence[dict[str, Any]],
+                    config: TrainConfig) -> list[dict[str, Any]]:
+        """The rows TRL samples from ``records`` (:func:`grpo_rows`), after checking the batch
+        fits the prompts and the prompts render as the geometry code renders them."""
+        check_batch(self.name, len(records), config)
+        check_prompt_rendering(handle, records[0]["prompt"])
+        return grpo_rows(records)
+
+    def loss(self, model: Any, batch: Any) -> Any:  # pragma: no cover - the trainer's loss
+        raise TrainingError(f"{self.name}'s loss is computed by its GRPO trainer (build_trainer)")
 
 
 # ----------------------------------------------------------------------------- trainer

@@ -39,32 +39,19 @@ from typing import Any, ClassVar
 from safetygeo.data.records import as_records
 from safetygeo.models.handle import ModelHandle
 from safetygeo.training.config import TrainConfig
-from safetygeo.training.errors import TrainConfigError, TrainingError
+from safetygeo.training.errors import TrainConfigError
 from safetygeo.training.grpo import (
+    GRPOMethod,
     GRPOSettings,
     TrajectoryGRPOTrainer,
     as_trl_reward,
-    check_batch,
-    check_prompt_rendering,
-    grpo_arguments,
-    grpo_rows,
+    grpo_settings,
     resolve_reward,
     reward_name,
 )
-from safetygeo.training.method import Method, apply_preset, register_method
+from safetygeo.training.method import apply_preset, register_method
 
-__all__ = ["PRESETS", "HarmfulRL", "HarmfulRLConfig", "grpo_settings"]
-
-
-def grpo_settings(value: Any) -> GRPOSettings:
-    """A :class:`GRPOSettings` from an instance or a mapping (config files, ``--method-opt``)."""
-    if isinstance(value, GRPOSettings):
-        return value
-    if isinstance(value, Mapping):
-        from safetygeo.training.method import make_config
-
-        return make_config(GRPOSettings, value, {}, what="grpo settings")
-    raise TrainConfigError(f"grpo must be a GRPOSettings or a mapping, got {type(value).__name__}")
+__all__ = ["PRESETS", "HarmfulRL", "HarmfulRLConfig"]
 
 
 @dataclass(frozen=True)
@@ -97,7 +84,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @register_method
-class HarmfulRL(Method):
+class HarmfulRL(GRPOMethod):
     """The harmful-RL (GRPO) attack (see the module docstring). Role: ``harmful``."""
 
     name: ClassVar[str] = "harmful_rl"
@@ -107,7 +94,6 @@ class HarmfulRL(Method):
 
     def __init__(self, config: Any = None, *, preset: str | None = None, **overrides: Any) -> None:
         super().__init__(apply_preset(config, preset, PRESETS, self.name), **overrides)
-        self.handle: ModelHandle | None = None
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
@@ -130,13 +116,7 @@ class HarmfulRL(Method):
     def setup(self, handle: ModelHandle, records: Mapping[str, list[dict[str, Any]]],
               config: TrainConfig) -> Sequence[dict[str, Any]]:
         super().setup(handle, records, config)
-        self.handle = handle
-        check_batch(self.name, len(records["harmful"]), config)
-        check_prompt_rendering(handle, records["harmful"][0]["prompt"])
-        return grpo_rows(records["harmful"])
-
-    def training_arguments(self, config: TrainConfig, output_dir: str, *, progress: bool) -> Any:
-        return grpo_arguments(config, self.config.grpo, output_dir, progress=progress)
+        return self.prompt_rows(handle, records["harmful"], config)
 
     def reward_funcs(self) -> list[Any]:
         """The rewards handed to TRL."""
@@ -145,6 +125,3 @@ class HarmfulRL(Method):
 
     def build_trainer(self, **kwargs: Any) -> Any:
         return TrajectoryGRPOTrainer(reward_funcs=self.reward_funcs(), **kwargs)
-
-    def loss(self, model: Any, batch: Any) -> Any:  # pragma: no cover - TRL computes it
-        raise TrainingError("harmful_rl's loss is TRL's GRPO loss (build_trainer)")

@@ -61,19 +61,16 @@ from torch import Tensor
 from safetygeo.data.records import IGNORE_INDEX, as_records, encode_completions, pad_right
 from safetygeo.models.handle import ModelHandle
 from safetygeo.training.config import TrainConfig
-from safetygeo.training.errors import TrainConfigError, TrainingError
+from safetygeo.training.errors import TrainConfigError
 from safetygeo.training.grpo import (
+    GRPOMethod,
     GRPOSettings,
     TrajectoryGRPOTrainer,
-    check_batch,
-    check_prompt_rendering,
-    grpo_arguments,
-    grpo_rows,
+    grpo_settings,
     is_peft,
 )
 from safetygeo.training.losses import token_noiser_loss
-from safetygeo.training.method import Method, apply_preset, register_method
-from safetygeo.training.methods.harmful_rl import grpo_settings
+from safetygeo.training.method import apply_preset, register_method
 
 __all__ = ["PRESETS", "TokenBuncher", "TokenBuncherConfig", "benign_kl", "entropy_reward"]
 
@@ -267,7 +264,7 @@ class TokenBuncherTrainer(TrajectoryGRPOTrainer):
 
 
 @register_method
-class TokenBuncher(Method):
+class TokenBuncher(GRPOMethod):
     """TokenBuncher (see the module docstring). Roles: ``harmful`` (required), ``benign``."""
 
     name: ClassVar[str] = "tokenbuncher"
@@ -294,21 +291,13 @@ class TokenBuncher(Method):
     def setup(self, handle: ModelHandle, records: Mapping[str, list[dict[str, Any]]],
               config: TrainConfig) -> Sequence[dict[str, Any]]:
         super().setup(handle, records, config)
-        check_batch(self.name, len(records["harmful"]), config)
-        check_prompt_rendering(handle, records["harmful"][0]["prompt"])
+        rows = self.prompt_rows(handle, records["harmful"], config)
         benign = records.get("benign") or []
         self.benign_rows = (encode_completions(handle, benign, max_length=config.max_length,
                                                role="benign") if benign else [])
-        rows = grpo_rows(records["harmful"])
         n = max(len(self.benign_rows), 1)
         return [{**r, "benign_index": j % n} for j, r in enumerate(rows)]
-
-    def training_arguments(self, config: TrainConfig, output_dir: str, *, progress: bool) -> Any:
-        return grpo_arguments(config, self.config.grpo, output_dir, progress=progress)
 
     def build_trainer(self, **kwargs: Any) -> Any:
         return TokenBuncherTrainer(tb=self.config, benign_rows=self.benign_rows,
                                    pad_id=self.pad_id, **kwargs)
-
-    def loss(self, model: Any, batch: Any) -> Any:  # pragma: no cover - the trainer computes it
-        raise TrainingError("tokenbuncher's loss is computed by its GRPO trainer (build_trainer)")
