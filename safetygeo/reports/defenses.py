@@ -171,14 +171,15 @@ def _refusal_directions(handle: ModelHandle, harmful: Sequence[str], harmless: S
     return d.vectors[:, -1].double()  # [layer, d] at the last post-instruction position
 
 
-def refusal_direction_cos(before: ModelHandle, after: ModelHandle, harmful: Sequence[str],
+def refusal_direction_cos(before: ModelHandle | Any, after: ModelHandle, harmful: Sequence[str],
                           harmless: Sequence[str]) -> dict[str, Any]:
     """Cosine between two checkpoints' refusal directions (diff-in-means at the last
     post-instruction position, float64), per layer and at the layer where ``before``'s
-    direction is longest (``cos_at_peak``, ``peak_layer``)."""
+    direction is longest (``cos_at_peak``, ``peak_layer``). ``before`` may also be its
+    directions already computed (``[layer, d]``: one defended model, several attacks)."""
     import torch
 
-    a = _refusal_directions(before, harmful, harmless)
+    a = before if isinstance(before, torch.Tensor) else _refusal_directions(before, harmful, harmless)
     b = _refusal_directions(after, harmful, harmless)
     cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
     peak = int(a.norm(dim=-1)[1:].argmax()) + 1  # layer 0 (the embeddings) is not a carrier
@@ -203,7 +204,7 @@ def _reward_curve(traj: Any) -> list[dict[str, float]]:
 
 
 def _run_cell(case: DefenseCase, attack: str, plan: AttackPlan, data: AttackData, runs: Path,
-              progress: bool) -> dict[str, Any]:
+              progress: bool, defended_directions: Callable[[], Any]) -> dict[str, Any]:
     from safetygeo.training import TrainConfig, get_method, train
     from safetygeo.training import attack as sft_attack
 
@@ -244,7 +245,8 @@ def _run_cell(case: DefenseCase, attack: str, plan: AttackPlan, data: AttackData
         out["adversarial_prompts"] = texts
     out["values"] = _values(data.measure(attacked, texts))
     if data.direction_prompts is not None and attack != "gcg":
-        out["geometry"] = refusal_direction_cos(case.load(), attacked, *data.direction_prompts)
+        out["geometry"] = refusal_direction_cos(defended_directions(), attacked,
+                                                *data.direction_prompts)
     return out
 
 
@@ -305,6 +307,18 @@ def evaluate_defenses(cases: Sequence[DefenseCase], data: AttackData, plan: Atta
     else:
         atomic_write_json(meta_path, ident)
     todo = [(c, a) for c in cases for a in ("none", *plan.attacks)]
+    cells: list[dict[str, Any]] = []
+    directions: dict[tuple[str, int], Any] = {}  # the defended model's, once per case
+
+    def defended_directions(case: DefenseCase) -> Callable[[], Any]:
+        def get() -> Any:
+            key = (case.name, case.seed)
+            if key not in directions:
+                assert data.direction_prompts is not None
+                directions[key] = _refusal_directions(case.load(), *data.direction_prompts)
+            return directions[key]
+        return get
+
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("defend → attack", total=len(todo))
         for case, attack in todo:
@@ -316,16 +330,18 @@ def evaluate_defenses(cases: Sequence[DefenseCase], data: AttackData, plan: Atta
                 if attack == "none":
                     cell = {"values": _values(data.measure(case.load(), None))}
                 else:
-                    cell = _run_cell(case, attack, plan, data, out / "runs", progress=False)
+                    cell = _run_cell(case, attack, plan, data, out / "runs", progress=False,
+                                     defended_directions=defended_directions(case))
                 cell.update(defense=case.name, seed=case.seed, attack=attack, budget=budget)
                 atomic_write_json(path, cell)
             elif remeasure:
                 cell = _remeasure(case, json.loads(path.read_text(encoding="utf-8")), data,
                                   out / "runs")
                 atomic_write_json(path, cell)
+            else:
+                cell = json.loads(path.read_text(encoding="utf-8"))
+            cells.append(cell)
             bar.advance(task)
-    cells = [json.loads((out / "cells" / f"{_cell_name(c, a, None if a == 'none' else int(plan.budgets[a]))}.json")
-                        .read_text(encoding="utf-8")) for c, a in todo]
     table = defense_table(cells)
     import io
 

@@ -158,3 +158,28 @@ def test_cli_evaluate_defenses_on_a_foreign_model(tmp_path: Path):
     mixed = CliRunner().invoke(app, ["evaluate-defenses", "toy:anchor", str(tmp_path / "m"),
                                      "--out", str(tmp_path / "q")])
     assert mixed.exit_code == 2 and "cannot be mixed" in mixed.output
+
+
+def test_refusal_direction_cos_against_a_direct_diff_in_means(toy):
+    import torch
+
+    from safetygeo.activations import extract_activations
+    from safetygeo.reports.defenses import _refusal_directions, refusal_direction_cos
+
+    a, b = toy.fresh(seed=0), toy.fresh(seed=1)
+    harm, harmless = list(toy.HARMFUL), [p for p, _ in toy.HARMLESS]
+    same = refusal_direction_cos(a, a, harm, harmless)
+    # layer 0 reads the template token's embedding: the same for every prompt, no direction
+    assert all(c == pytest.approx(1.0) for c in same["cos_per_layer"][1:])
+    got = refusal_direction_cos(a, b, harm, harmless)
+    # independent: means of the last-template-token activations, per layer
+    def direction(h):
+        kw = dict(positions="post_instruction", keep_vectors=True, progress=False)
+        x, y = extract_activations(h, harm, **kw), extract_activations(h, harmless, **kw)
+        return x.vectors[:, :, -1].double().mean(0) - y.vectors[:, :, -1].double().mean(0)
+    da, db = direction(a), direction(b)
+    want = torch.nn.functional.cosine_similarity(da, db, dim=-1)
+    assert got["cos_per_layer"] == pytest.approx(want.tolist(), rel=1e-5, abs=1e-7)
+    # the defended model's directions, computed once, give the same numbers
+    again = refusal_direction_cos(_refusal_directions(a, harm, harmless), b, harm, harmless)
+    assert again == got
