@@ -112,6 +112,20 @@ def prompt_batch(handle: ModelHandle, prompts: list[str], device: torch.device) 
     return variant_batch([{"input_ids": p, "labels": p} for p in ids], pad_id_of(handle), device, 1)
 
 
+def _mutual_shifts(handle: ModelHandle, batch: dict[str, Tensor], u: Tensor, v: Tensor,
+                   layers: list[int]) -> tuple[Tensor, Tensor]:
+    """Squared change of each prompt's last-token cosine with ``v`` when ``u`` is ablated,
+    and with ``u`` when ``v`` is ablated (``[rows, layers]`` each, float64): the two terms of
+    the RepInd score of the pair (unit directions)."""
+    probes = torch.stack([u, v]).float()
+    base = last_token_cos(handle, batch, probes, layers).double()
+    with ablate_subspace(handle, u):
+        after_u = last_token_cos(handle, batch, probes, layers).double()
+    with ablate_subspace(handle, v):
+        after_v = last_token_cos(handle, batch, probes, layers).double()
+    return (after_u[..., 1] - base[..., 1]).square(), (after_v[..., 0] - base[..., 0]).square()
+
+
 @torch.no_grad()
 def representational_independence(
     handle: ModelHandle, a: Tensor, b: Tensor, prompts: Sequence[str], *,
@@ -129,26 +143,13 @@ def representational_independence(
     ua = a.detach().double().cpu() / a.norm()
     ub = b.detach().double().cpu() / b.norm()
     batch = prompt_batch(handle, prompts, handle.device)
-    probes = torch.stack([ua, ub]).float()
-    base = last_token_cos(handle, batch, probes, layer_list).double()
-    with ablate_subspace(handle, ua):
-        after_a = last_token_cos(handle, batch, probes, layer_list).double()
-    with ablate_subspace(handle, ub):
-        after_b = last_token_cos(handle, batch, probes, layer_list).double()
-    d_b = (after_a[..., 1] - base[..., 1]).square()  # [rows, layers]
-    d_a = (after_b[..., 0] - base[..., 0]).square()
+    d_b, d_a = _mutual_shifts(handle, batch, ua, ub, layer_list)
     score = float(d_b.mean() + d_a.mean())
     nulls = random_directions(k_null, handle.d_model, seed=seed)
     null_scores = []
     for r in nulls:
-        pr = torch.stack([ua, r]).float()
-        b0 = last_token_cos(handle, batch, pr, layer_list).double()
-        with ablate_subspace(handle, ua):
-            x1 = last_token_cos(handle, batch, pr, layer_list).double()
-        with ablate_subspace(handle, r):
-            x2 = last_token_cos(handle, batch, pr, layer_list).double()
-        null_scores.append(float((x1[..., 1] - b0[..., 1]).square().mean()
-                                 + (x2[..., 0] - b0[..., 0]).square().mean()))
+        x1, x2 = _mutual_shifts(handle, batch, ua, r, layer_list)
+        null_scores.append(float(x1.mean() + x2.mean()))
     per_layer = pd.DataFrame({"layer": layer_list,
                               "d_cos_b_when_a_ablated": d_b.mean(0).sqrt().numpy(),
                               "d_cos_a_when_b_ablated": d_a.mean(0).sqrt().numpy()})
