@@ -234,6 +234,9 @@ class TokenBuncherTrainer(TrajectoryGRPOTrainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
+        """TRL's GRPO loss + the benign KL + the Token Noiser. The noiser runs its own forward
+        over the rollouts TRL's loss just scored (TRL keeps only per-token log-probs, not the
+        logits the noiser needs): one of the extra passes behind the 2.4× cost of a step."""
         loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         tb = self.tb
         scale = float(self.current_gradient_accumulation_steps) if model.training else 1.0
