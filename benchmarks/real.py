@@ -91,7 +91,8 @@ def _row(c: Any) -> dict[str, Any]:
             if not isinstance(v, (list, tuple))}
 
 
-def bench_anchor(seed: int, k: int, gen_k: int, n: int, out_dir: Path) -> dict[str, Any]:
+def bench_anchor(seed: int, k: int, gen_k: int, n: int, out_dir: Path, *, layer_step: int = 1,
+                 n_val: int = 39) -> dict[str, Any]:
     from safetygeo.activations import extract_activations
     from safetygeo.behavior import GenerationSettings
     from safetygeo.causal import (
@@ -110,10 +111,14 @@ def bench_anchor(seed: int, k: int, gen_k: int, n: int, out_dir: Path) -> dict[s
     splits = world.splits()
     harmful_test = splits["harmful"]["test"][:n]
     harmless_test = splits["harmless"]["test"][:n]
-    res: dict[str, Any] = {"seed": seed, "n_test": n, "anchor": anchor.extra.get("real", {})}
-    sel = select_refusal_carrier(anchor, {**splits["harmful"], "test": harmful_test},
-                                 {**splits["harmless"], "val": splits["harmless"]["val"][:64],
-                                  "test": harmless_test}, seed=seed, progress=True)
+    res: dict[str, Any] = {"seed": seed, "n_test": n, "n_val": n_val, "layer_step": layer_step,
+                           "anchor": anchor.extra.get("real", {})}
+    top = int(0.8 * anchor.n_layers)  # Arditi et al.'s filter discards layers >= 0.8 L anyway
+    sel = select_refusal_carrier(
+        anchor, {**splits["harmful"], "val": splits["harmful"]["val"][:n_val],
+                 "test": harmful_test},
+        {**splits["harmless"], "val": splits["harmless"]["val"][:n_val], "test": harmless_test},
+        seed=seed, layers=list(range(0, top, layer_step)), progress=True)
     sel.save(out_dir / f"carriers-s{seed}")
     res["carrier"] = sel.summary()
     res["seconds_selection"] = time.perf_counter() - t0
@@ -127,12 +132,13 @@ def bench_anchor(seed: int, k: int, gen_k: int, n: int, out_dir: Path) -> dict[s
                               harmless=harmless_test, scoring=sel.scoring, nulls=nulls)
     res["ablation"] = {m: _row(c) for m, c in abl.items()}
     res["addition"] = {m: _row(c) for m, c in add.items()}
-    gs = GenerationSettings(max_new_tokens=32, seed=seed)
+    gs = GenerationSettings(max_new_tokens=24, seed=seed)
+    n_gen = min(n, 32)
     gnull = NullSpec(k=gen_k, seed=seed, max_variants=4)
-    g_abl = generation_refusal_effect(anchor, sel.vector, "ablate", harmful_test[:32], nulls=gnull,
-                                      settings=gs, progress=True)
-    g_add = generation_refusal_effect(anchor, sel.vector, "add", harmless_test[:32], layer=sel.layer,
+    g_abl = generation_refusal_effect(anchor, sel.vector, "ablate", harmful_test[:n_gen],
                                       nulls=gnull, settings=gs, progress=True)
+    g_add = generation_refusal_effect(anchor, sel.vector, "add", harmless_test[:n_gen],
+                                      layer=sel.layer, nulls=gnull, settings=gs, progress=True)
     res["generation_ablation"] = _row(g_abl)
     res["generation_addition"] = _row(g_add)
     res["generation_examples"] = {
@@ -166,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=64, help="nulls of the logit-level tests")
     ap.add_argument("--gen-k", type=int, default=16, help="nulls of the generation-level tests")
     ap.add_argument("--n", type=int, default=64, help="held-out prompts per class")
+    ap.add_argument("--n-val", type=int, default=39, help="validation prompts per class")
+    ap.add_argument("--layer-step", type=int, default=1, help="candidate layers 0, s, 2s, ...")
     ap.add_argument("--out", type=Path, default=Path("artifacts/bench-real"))
     args = ap.parse_args(argv)
     bad = [s for s in args.sections if s not in SECTIONS]
@@ -179,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     if "builds" in sections:
         results["builds"] = bench_builds()
     if "anchor" in sections:
-        results["anchor"] = bench_anchor(args.seed, args.k, args.gen_k, args.n, args.out)
+        results["anchor"] = bench_anchor(args.seed, args.k, args.gen_k, args.n, args.out,
+                                         layer_step=args.layer_step, n_val=args.n_val)
     path = args.out / f"real-{'-'.join(sections)}-s{args.seed}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     print(f"wrote {path}")
