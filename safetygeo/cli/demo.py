@@ -4,10 +4,17 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from safetygeo.cli.app import app
-from safetygeo.cli.common import OutDir, check_out, console, guarded
+from safetygeo.cli.common import OutDir, check_out, console, guarded, print_table
+
+#: The behaviour summary's columns (``toy.demo.BEHAVIOR_HEADLINES``) under short headers.
+BEHAVIOR_COLUMNS = {"condition": "condition",
+                    "harmful full_refusal_rate": "harmful refused",
+                    "harmful asr": "harmful ASR",
+                    "lookalike over_refusal_rate": "look-alike refused",
+                    "tasks over_refusal_rate": "tasks refused",
+                    "tasks exact_match": "tasks exact match"}
 
 
 @app.command()
@@ -35,14 +42,9 @@ def demo(
             ensure_toy(("anchor",), seed=seed, cache_dir=cache_dir, rebuild=True)
         summary = run_demo(out, seed=seed, cache_dir=cache_dir, settings=settings,
                            progress=True, say=lambda msg: console.print(f"[bold]{msg}[/]"))
-    table = Table(title="toy world: behaviour on held-out prompts")
-    cols = list(next(iter(summary["behavior"].values())))
-    table.add_column("condition")
-    for col in cols:
-        table.add_column(col)
-    for cond, row in summary["behavior"].items():
-        table.add_row(cond, *("–" if row[c] is None else f"{row[c]:.2f}" for c in cols))
-    console.print(table)
+    rows = [{"condition": cond, **row} for cond, row in summary["behavior"].items()]
+    print_table(rows, BEHAVIOR_COLUMNS, title="toy world: behaviour on held-out prompts",
+                fmt=".2f", note=f"every metric with CIs: {out / 'report.html'}")
     c = summary["carrier"]["chosen"]
     if c is not None:
         e = summary["ablation"]["d_refusal_harmful"]
