@@ -271,13 +271,12 @@ def check_out(path: Path, flag: str = "--out", *, file: bool = False) -> None:
 def refusal_scoring(phrases: Optional[list[str]], tokens: Optional[list[int]],
                     default: Any = None) -> Any:
     """``--refusal-phrase`` / ``--refusal-token`` → a RefusalScoring (``default`` if neither)."""
-    from safetygeo.activations.refusal import DEFAULT_REFUSAL_PHRASES, RefusalScoring
+    from safetygeo.activations.refusal import RefusalScoring
 
     if not phrases and not tokens:
         return default if default is not None else RefusalScoring()
     with guarded():
-        return RefusalScoring(tuple(phrases or DEFAULT_REFUSAL_PHRASES),
-                              tuple(tokens) if tokens else None)
+        return RefusalScoring.from_options(phrases, tokens)
 
 
 def _cell(value: Any, fmt: str) -> str:
