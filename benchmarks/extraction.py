@@ -574,6 +574,41 @@ def rss_worker(setting: str, method: str, threads: int, seq: int | None = None) 
                       "reset_peak": resettable}))
 
 
+def rss_prompts_worker(n: int, threads: int) -> None:
+    """Subprocess body: peak RSS of ``extract_activations`` on ``n`` short prompts (the
+    small model; every layer, ``post_instruction`` positions, means only), and the RSS
+    just before the call (model, tokenizer and the prompt strings already built)."""
+    torch.set_num_threads(threads)
+    s = build_setting("small", SETTINGS["small"])
+    rng = random.Random(0)
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+    prompts = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 40))) + f" #{i}?"
+               for i in range(n)]
+    _reset_peak_rss()
+    before = _peak_rss()
+    extract_activations(s.handle, prompts, layers="all", positions="post_instruction",
+                        batch_size=32, progress=False)
+    print(json.dumps({"n": n, "rss_before_bytes": before, "rss_peak_bytes": _peak_rss()}))
+
+
+def rss_prompts(counts: list[int], threads: int) -> list[dict[str, Any]]:
+    """Peak RSS of extraction against the number of prompts (each count in a fresh
+    process): flat when prompts are tokenized per batch (issue 26)."""
+    out = []
+    print("\nRSS against the number of prompts (small model, batch 32):")
+    print(f"{'prompts':>8s} {'before MiB':>11s} {'peak MiB':>9s} {'peak - before':>14s}")
+    for n in counts:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--_rss-prompts-worker", str(n),
+               "--threads", str(threads)]
+        res = json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
+                                        check=True).stdout.strip().splitlines()[-1])
+        out.append(res)
+        mib = 1 / 2**20
+        print(f"{n:8d} {res['rss_before_bytes'] * mib:11.0f} {res['rss_peak_bytes'] * mib:9.0f} "
+              f"{(res['rss_peak_bytes'] - res['rss_before_bytes']) * mib:14.0f}")
+    return out
+
+
 def rss_delta(setting: str, method: str, threads: int,
               mmap_threshold: int | None = None, seq: int | None = None) -> int | None:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_rss-worker", setting, method,
@@ -766,13 +801,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rss-sweep", action="store_true",
                    help="also: RSS+ of plain, bare_hook and ours_hot at seq 32/128/256 on the "
                         "large model (~2 min)")
+    p.add_argument("--rss-prompts", metavar="N,N,...",
+                   help="only: peak RSS of extraction at these prompt counts (e.g. "
+                        "500,5000,20000), each in a fresh process")
     p.add_argument("--_rss-worker", nargs=2, metavar=("SETTING", "METHOD"), help=argparse.SUPPRESS)
+    p.add_argument("--_rss-prompts-worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--_rss-seq", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     if args._rss_worker:
         rss_worker(*args._rss_worker, threads=args.threads, seq=args._rss_seq)
+        return 0
+    if args._rss_prompts_worker:
+        rss_prompts_worker(args._rss_prompts_worker, args.threads)
+        return 0
+    if args.rss_prompts:
+        counts = [int(x) for x in args.rss_prompts.split(",") if x.strip()]
+        res = rss_prompts(counts, args.threads)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"rss_prompts": res}, indent=1))
         return 0
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

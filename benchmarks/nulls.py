@@ -375,13 +375,27 @@ def section_simulate(quick: bool) -> list[dict]:
     return out
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; no section means ``batched``."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("sections", nargs="*", default=["batched"], choices=[*SECTIONS, "all"])
+    valid = [*SECTIONS, "all"]
+    # no `choices=` here: argparse checks a nargs="*" positional's default (a list, even [])
+    # against `choices` on Python 3.11 and exits ("invalid choice: ['batched']")
+    ap.add_argument("sections", nargs="*", metavar="SECTION",
+                    help=f"sections to run: {', '.join(valid)} (default: batched)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", default=None)
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    bad = [s for s in args.sections if s not in valid]
+    if bad:
+        ap.error(f"invalid section(s) {bad}: choose from {valid}")
+    args.sections = args.sections or ["batched"]
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sections = SECTIONS if "all" in args.sections else args.sections

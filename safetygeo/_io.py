@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -95,3 +96,23 @@ def read_json(path: str | os.PathLike[str], *, what: str = "JSON file",
         return json.loads(text)
     except ValueError as exc:
         raise (error or SafetyGeoError)(f"{what} {str(path)!r} is not valid JSON ({exc})") from None
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 4 MiB chunks (the one file hash of the package:
+    checkpoint markers, report caches, ``load_model(verify=...)``).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.bin"
+        >>> _ = p.write_bytes(b"abc")
+        >>> file_sha256(p)[:16]
+        'ba7816bf8f01cfea'
+    """
+    h = hashlib.sha256()
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()

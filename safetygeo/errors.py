@@ -62,6 +62,10 @@ class PromptFileNotFoundError(SafetyGeoError, FileNotFoundError):
     """A prompt file does not exist (or is not a regular file)."""
 
 
+class DeviceError(SafetyGeoError):
+    """A device string torch does not know, or a device this machine does not have."""
+
+
 class ArtifactError(SafetyGeoError):
     """A saved artifact is missing, corrupt or inconsistent with its metadata."""
 

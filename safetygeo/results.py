@@ -9,7 +9,8 @@ Example:
     >>> c = NullComparison.from_null("d_refusal", -3.0, np.linspace(-0.5, 0.5, 64))
     >>> c.p, c.k, abs(round(c.null_mean, 6))
     (0.015384615384615385, 64, 0.0)
-    >>> t = NullComparison.from_null("d_refusal", -3.0, np.linspace(-0.5, 0.5, 64), tail=True)
+    >>> null = np.random.default_rng(0).normal(0.0, 0.2, 64)
+    >>> t = NullComparison.from_null("d_refusal", -3.0, null, tail=True)
     >>> t.p_used, t.p_tail_method, bool(t.p_tail < t.p), t.p_bh == t.p_tail
     ('tail', 'gpd', True, True)
 """
@@ -119,7 +120,8 @@ class NullComparison:
         alternative: ``"greater"``, ``"less"`` or ``"two-sided"`` (centred on the null).
         k: number of null effects in ``null``.
         ci_low, ci_high: optional CI of the real effect (e.g. paired bootstrap over prompts).
-        note: why a number is not finite or otherwise needs a caveat (``None`` if nothing).
+        note: why a number is not finite or otherwise needs a caveat (a non-finite z; a
+            ``p_tail`` that is only a bound), ``None`` if nothing.
         extra: further fields for the table row (e.g. ``base_rate``).
         n_null_used: nulls the exact ``p`` used (``k`` for a fixed K; for a sequential stop
             ``l``, the draw that brought the h-th exceedance, so ``p = h / l``).
@@ -127,7 +129,9 @@ class NullComparison:
             ``"k_max"`` (:data:`~safetygeo.stats.sequential.STOP_REASONS`).
         p_tail: tail estimate of p (:func:`~safetygeo.stats.tail.tail_p`) — an
             **approximation**, computed only when asked for and no null reaches the real
-            effect; NaN otherwise.
+            effect; NaN otherwise. Never 0: a fitted tail below
+            :data:`~safetygeo.stats.tail.TAIL_P_MIN` is reported as that bound, and ``note``
+            (a column of the row) says ``p_tail is an upper bound``.
         p_tail_method: ``"gpd"``, ``"normal"`` or ``None`` (no estimate; see ``tail_note``).
         p_used: which p Benjamini–Hochberg uses (:data:`P_USED`): ``"tail"`` when
             ``p_tail`` is below the exact ``p`` (it refines the floor ``1 / (k + 1)``),
@@ -187,14 +191,17 @@ class NullComparison:
             p, n_used, stop = sequential.p, sequential.n_used, sequential.stop_reason
         p_tail, method, used, tnote = float("nan"), None, "exact", None
         ran_out = sequential is None or sequential.stop_reason == "k_max"
+        note = zscore_note(arr)
         if tail and ran_out and exceedances(real, arr, alternative) == 0:
             est = tail_p(real, arr, alternative)
             p_tail, method, tnote = est.p, est.method, est.note
             if method is not None and p_tail < p:
                 used = "tail"
+            if est.bound:  # the row says p_tail is a bound, not an estimate
+                note = f"{note}; {est.note}" if note else est.note
         return cls(metric=metric, real=float(real), null=arr, p=p, z=zscore(real, arr),
                    alternative=alternative, k=int(arr.size), ci_low=float(ci_low),
-                   ci_high=float(ci_high), note=zscore_note(arr), extra=dict(extra),
+                   ci_high=float(ci_high), note=note, extra=dict(extra),
                    n_null_used=n_used, stop_reason=stop, p_tail=p_tail, p_tail_method=method,
                    p_used=used, tail_note=tnote)
 

@@ -42,7 +42,7 @@ from safetygeo.errors import (
     PromptTooLongError,
     SafetyGeoError,
 )
-from safetygeo.models.batching import Batch, iter_batches
+from safetygeo.models.batching import Batch, iter_batches_lazy
 from safetygeo.models.handle import ModelHandle
 from safetygeo.models.hooks import capture_resid
 
@@ -135,6 +135,47 @@ class ActivationStats:
         return load_stats(path)
 
 
+#: Prompts tokenized at once while measuring lengths: memory stays flat in the number of
+#: prompts (token ids of 20,000 prompts are never held together).
+TOKENIZE_CHUNK = 1024
+
+
+def token_lengths(handle: ModelHandle, texts: Sequence[str], chunk: int | None = None
+                  ) -> tuple[list[int], int]:
+    """Token count of every chat-formatted prompt and the template's ``n_eoi``, tokenizing
+    ``chunk`` prompts at a time (default :data:`TOKENIZE_CHUNK`) and keeping only lengths.
+
+    The ids are those of ``handle.encode(texts)`` (each prompt is tokenized on its own);
+    the warning about prompts tokenized in two segments is given once for all of them.
+    """
+    import warnings
+
+    chunk = TOKENIZE_CHUNK if chunk is None else chunk
+    lengths: list[int] = []
+    n_eoi, n_seg = 0, 0
+    for start in range(0, len(texts), chunk):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            enc = handle.encode(list(texts[start:start + chunk]))
+        lengths.extend(len(ids) for ids in enc.input_ids)
+        n_eoi, n_seg = enc.n_eoi, n_seg + sum(enc.segmented)
+    if n_seg:
+        warnings.warn(
+            f"{n_seg} of {len(texts)} prompts tokenize differently across the "
+            "instruction/template boundary; they were tokenized in two segments so that "
+            "post-instruction positions stay exact", stacklevel=3)
+    return lengths, n_eoi
+
+
+def _encode_quietly(handle: ModelHandle, texts: Sequence[str], idx: list[int]) -> list[list[int]]:
+    """One batch's token ids (the two-segment warning was given by :func:`token_lengths`)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return handle.encode([texts[i] for i in idx]).input_ids
+
+
 def extract_activations(
     handle: ModelHandle,
     prompts: Sequence[str] | Any,
@@ -177,19 +218,19 @@ def extract_activations(
         raise SafetyGeoError(f"second_moment must be None, 'diag' or 'full', got {second_moment!r}")
     layer_sel = handle.check_layers(layers)
     capture = get_backend(backend)
-    encoded = handle.encode(texts)
-    sel = resolve_positions(positions, encoded.n_eoi)
+    lengths, n_eoi = token_lengths(handle, texts)
+    sel = resolve_positions(positions, n_eoi)
     max_ctx = handle.max_context
-    for i, ids in enumerate(encoded.input_ids):
-        if max_ctx is not None and len(ids) > max_ctx:
+    for i, n in enumerate(lengths):
+        if max_ctx is not None and n > max_ctx:
             raise PromptTooLongError(
-                f"prompt {i} is {len(ids)} tokens after chat formatting; the model's context is "
+                f"prompt {i} is {n} tokens after chat formatting; the model's context is "
                 f"{max_ctx} tokens"
             )
-        if -min(sel.offsets) > len(ids):
+        if -min(sel.offsets) > n:
             raise PositionError(
                 f"position offset {min(sel.offsets)} is before the start of prompt {i} "
-                f"({len(ids)} tokens)"
+                f"({n} tokens)"
             )
     device = handle.device
     acc = MomentAccumulator(
@@ -203,7 +244,8 @@ def extract_activations(
 
     bar = tqdm(total=len(texts), desc="extract", unit="prompt", disable=not progress, leave=False)
     try:
-        for batch in iter_batches(encoded.input_ids, batch_size, pad_id):
+        for batch in iter_batches_lazy(lengths, lambda idx: _encode_quietly(handle, texts, idx),
+                                       batch_size, pad_id):
             batch = batch.to(device)
             acts = capture(handle, batch, layer_sel, sel.offsets)
             for slot, layer in enumerate(layer_sel):
@@ -221,7 +263,7 @@ def extract_activations(
         "positions": {"offsets": list(sel.offsets), "labels": list(sel.labels),
                        "spec": positions if isinstance(positions, (str, int)) else list(positions)},
         "layers": list(layer_sel),
-        "n_eoi": encoded.n_eoi,
+        "n_eoi": n_eoi,
         "batch_size": batch_size,
         "backend": backend if isinstance(backend, str) else getattr(backend, "__name__", "custom"),
         "second_moment": second_moment,
@@ -229,6 +271,6 @@ def extract_activations(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return ActivationStats(
-        mean=acc.mean(), count=acc.count, layers=layer_sel, positions=sel, n_eoi=encoded.n_eoi,
+        mean=acc.mean(), count=acc.count, layers=layer_sel, positions=sel, n_eoi=n_eoi,
         mean_sq=acc.mean_sq(), mean_outer=acc.mean_outer(), vectors=acc.vectors, meta=meta,
     )

@@ -99,13 +99,26 @@ class RefusalScoring:
                 "token_ids": None if self.token_ids is None else list(self.token_ids)}
 
     @classmethod
+    def from_options(cls, phrases: Sequence[str] | None = None,
+                     token_ids: Sequence[int] | None = None) -> RefusalScoring:
+        """From optional settings (CLI flags, a report's YAML, a saved dict): no or empty
+        phrases mean :data:`DEFAULT_REFUSAL_PHRASES`, no or empty token ids mean none.
+
+        Example:
+            >>> RefusalScoring.from_options(None, []) == RefusalScoring()
+            True
+        """
+        return cls(tuple(phrases or DEFAULT_REFUSAL_PHRASES),
+                   tuple(token_ids) if token_ids else None)
+
+    @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RefusalScoring:
         unknown = set(d) - {"phrases", "token_ids"}
         if unknown:
             raise SafetyGeoError(f"unknown refusal-scoring keys {sorted(unknown)}")
         ids = d.get("token_ids")
-        return cls(tuple(d.get("phrases") or DEFAULT_REFUSAL_PHRASES),
-                   None if ids is None else tuple(int(i) for i in ids))
+        return cls.from_options(d.get("phrases"),
+                                None if ids is None else [int(i) for i in ids])
 
 
 def refusal_token_ids(

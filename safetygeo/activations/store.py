@@ -91,6 +91,11 @@ def load_stats(path: str | os.PathLike[str]) -> Any:
             not {"offsets", "labels"} <= set(header["positions"]):
         raise ArtifactError(f"{str(path)!r}: incomplete safetygeo metadata (missing "
                             f"{missing or ['positions.offsets/labels']})")
+    for key in ("count", "n_eoi"):
+        value = header[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ArtifactError(f"{str(path)!r}: metadata {key!r} must be a non-negative "
+                                f"integer, got {value!r}")
     mean = tensors.get("mean")
     n_layers, n_pos = len(header["layers"]), len(header["positions"]["offsets"])
     if mean is None or tuple(mean.shape[:2]) != (n_layers, n_pos):

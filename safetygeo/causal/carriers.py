@@ -54,6 +54,7 @@ from torch import Tensor
 from safetygeo._io import atomic_path, atomic_write_json
 from safetygeo._validate import positive_int
 from safetygeo.activations.logits import last_logprobs
+from safetygeo.activations.losses import kl_from_logprobs
 from safetygeo.activations.positions import PositionSelection
 from safetygeo.activations.refusal import RefusalScoring, refusal_score_from_logprobs
 from safetygeo.causal.candidates import refusal_directions
@@ -142,7 +143,7 @@ def score_candidates(
     induce, kl = bypass.clone(), bypass.clone()
     base_lp = (base_logprobs if base_logprobs is not None
                else last_logprobs(handle, harmless, batch_size=batch_size, progress=False))
-    base_p = base_lp.double().exp()
+    base_lp = base_lp.double()
     by_layer: dict[int, list[int]] = {}
     for i in ok:
         by_layer.setdefault(int(layers[i]), []).append(i)
@@ -157,7 +158,7 @@ def score_candidates(
             lp = lp.reshape(len(idx), len(harmful) + len(harmless), -1)
             lp_h, lp_l = lp[:, :len(harmful)], lp[:, len(harmful):]
             bypass[idx] = refusal_score_from_logprobs(lp_h, refusal_ids).mean(-1)
-            kl[idx] = (base_p * (base_lp.double() - lp_l.double())).sum(-1).mean(-1)
+            kl[idx] = kl_from_logprobs(base_lp, lp_l.double()).mean(-1)
             bar.update()
         for layer, members in by_layer.items():
             for chunk in _chunks(len(members), max_variants):

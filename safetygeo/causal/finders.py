@@ -64,6 +64,7 @@ from torch import Tensor
 from safetygeo._validate import positive_int, prompt_list
 from safetygeo.activations.extract import extract_activations
 from safetygeo.activations.logits import encode_checked, last_logprobs, pad_id_of
+from safetygeo.activations.losses import kl_from_logprobs, token_logprobs
 from safetygeo.activations.refusal import RefusalScoring, refusal_score_from_logprobs
 from safetygeo.causal.repind import (
     RepIndResult,
@@ -307,12 +308,9 @@ def optimization_data(
 def _token_ce(handle: ModelHandle, batch: dict[str, Tensor], v: int) -> Tensor:
     """Per-variant mean cross-entropy of the labelled tokens: ``[v]``."""
     logits = handle.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          use_cache=False).logits[:, :-1]
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    labels = batch["labels"][:, 1:]
-    mask = labels != IGNORE_INDEX
-    lp = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
-    per_row_num = -(lp * mask).sum(-1).reshape(v, -1).sum(-1)
+                          use_cache=False).logits
+    lp, mask = token_logprobs(logits, batch["labels"])
+    per_row_num = -lp.sum(-1).reshape(v, -1).sum(-1)
     per_row_den = mask.sum(-1).reshape(v, -1).sum(-1).clamp(min=1)
     return per_row_num / per_row_den
 
@@ -367,7 +365,7 @@ def _loss_terms(handle: ModelHandle, dirs: Tensor, data: OptimizationData,
         with ablate_subspace(handle, dirs[:, None, :], differentiable=True):
             lp, _ = _target_logprobs(handle, b)
         lp = lp.reshape(v, len(rows), *lp.shape[1:])
-        kl_tok = (base_lp.exp() * (base_lp - lp)).sum(-1)  # [v, rows, T]
+        kl_tok = kl_from_logprobs(base_lp, lp)  # [v, rows, T]
         per_dir = (kl_tok * mask).sum((-1, -2)) / mask.sum().clamp(min=1)
         out["retain"] = reduce(per_dir)
     return out

@@ -61,6 +61,7 @@ from torch import Tensor
 from safetygeo._io import atomic_write_json
 from safetygeo._validate import positive_int, prompt_list
 from safetygeo.activations.logits import last_logprobs
+from safetygeo.activations.losses import kl_from_logprobs
 from safetygeo.behavior.classify import classify_refusal
 from safetygeo.behavior.generate import GenerationSettings, generate_variants
 from safetygeo.behavior.metrics import mean_score, refused_indicator
@@ -264,7 +265,7 @@ def frontier_point(
                                progress=False).double().reshape(v, len(base.harmless), -1)
         for j, g in enumerate(gens):
             refused[start + j] = refused_indicator(g.completions, classifier)
-        kl[start:start + v] = (blp.exp() * (blp - lp)).sum(-1).numpy()
+        kl[start:start + v] = kl_from_logprobs(blp, lp).numpy()
     n_h = len(base.harmful)
     counts = refused.sum(1)
     refusals = mean_score(refused[0] * n_h, metric="refusals", n_boot=n_boot, seed=nulls.seed)

@@ -4,7 +4,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from safetygeo.cli.app import app
 from safetygeo.cli.common import (
@@ -26,10 +25,15 @@ from safetygeo.cli.common import (
     load_sets,
     model_command,
     parse_floats,
+    print_table,
     refusal_scoring,
 )
 
 SPLITS = ("train", "val", "test")
+#: The chosen carrier's columns in the terminal (every candidate: OUT/candidates.parquet).
+CARRIER_COLUMNS = {"layer": "layer", "position": "position", "bypass": "bypass",
+                   "induce": "induce", "kl": "KL", "test_bypass": "test bypass",
+                   "test_induce": "test induce"}
 ROLES = ("harmful", "harmless", *(f"{c}.{s}" for c in ("harmful", "harmless") for s in SPLITS))
 
 
@@ -121,14 +125,10 @@ def select_carrier(
                 batch_size=batch_size)
             save_refusal_dimension(dim, out)
     summary = sel.summary()
-    table = Table(title=f"refusal carrier of {h.model_id}")
-    cols = ("layer", "position", "bypass", "induce", "kl", "test_bypass", "test_induce")
-    for col in cols:
-        table.add_column(col)
     c = summary["chosen"]
     if c is not None:
-        table.add_row(*(f"{c[k]:.3f}" if isinstance(c[k], float) else str(c[k]) for k in cols))
-        console.print(table)
+        print_table([c], CARRIER_COLUMNS, title=f"refusal carrier of {h.model_id}",
+                    note=f"every candidate: {out / 'candidates.parquet'}")
     console.print(f"baseline: {summary['baseline']}")
     for note in summary["notes"]:
         console.print(f"[yellow]note[/]: {note}")

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -30,6 +31,9 @@ from rich.console import Console
 from safetygeo.errors import SafetyGeoError
 
 console = Console(stderr=True)
+
+#: What a table cell shows for a missing value (None or NaN).
+MISSING = "–"
 
 #: Default prompts per forward pass and directions per forward pass, for every command.
 BATCH_SIZE = 16
@@ -124,26 +128,15 @@ def model_command(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def check_device(device: Optional[str]) -> None:
-    """Refuse a CUDA / MPS device the machine does not have, before anything is loaded."""
-    if device is None or device == "cpu":
-        return
-    import torch
+    """Refuse a device name torch does not know or the machine does not have, before anything
+    is loaded (:func:`safetygeo.models.checks.check_device`, as a ``--device`` error)."""
+    from safetygeo.errors import DeviceError
+    from safetygeo.models.checks import check_device as check
 
-    kind = device.split(":")[0]
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise typer.BadParameter(f"{device!r}: this machine has no CUDA device "
-                                     "(torch.cuda.is_available() is False)", param_hint="--device")
-        idx = device.split(":")[1] if ":" in device else "0"
-        if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
-            raise typer.BadParameter(f"{device!r}: CUDA devices are 0..{torch.cuda.device_count() - 1}",
-                                     param_hint="--device")
-    elif kind == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise typer.BadParameter(f"{device!r}: MPS is not available", param_hint="--device")
-    else:
-        raise typer.BadParameter(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps",
-                                 param_hint="--device")
+    try:
+        check(device)
+    except DeviceError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--device") from None
 
 
 def load_handle(model: str, opts: ModelOptions) -> Any:
@@ -278,10 +271,94 @@ def check_out(path: Path, flag: str = "--out", *, file: bool = False) -> None:
 def refusal_scoring(phrases: Optional[list[str]], tokens: Optional[list[int]],
                     default: Any = None) -> Any:
     """``--refusal-phrase`` / ``--refusal-token`` → a RefusalScoring (``default`` if neither)."""
-    from safetygeo.activations.refusal import DEFAULT_REFUSAL_PHRASES, RefusalScoring
+    from safetygeo.activations.refusal import RefusalScoring
 
     if not phrases and not tokens:
         return default if default is not None else RefusalScoring()
     with guarded():
-        return RefusalScoring(tuple(phrases or DEFAULT_REFUSAL_PHRASES),
-                              tuple(tokens) if tokens else None)
+        return RefusalScoring.from_options(phrases, tokens)
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, (bool, str)) or isinstance(value, numbers.Integral):
+        return str(value)
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        return MISSING if math.isnan(v) else format(v, fmt)
+    return str(value)
+
+
+def _column_widths(heads: list[str], cells: list[list[str]], total: int) -> list[int] | list[None]:
+    """Widths that fit ``total`` characters: every value whole (up to 24 characters) and
+    headers wrapped at spaces where needed; ``None`` each (rich decides) if even that
+    does not fit."""
+    value = [max((len(row[j]) for row in cells), default=1) for j in range(len(heads))]
+    natural = [max(len(h), v) for h, v in zip(heads, value)]
+    least = [max(max(len(w) for w in h.split() or [""]), min(v, 24))
+             for h, v in zip(heads, value)]
+    room = total - (3 * len(heads) + 1)  # borders and padding of rich's default box
+    if sum(least) > room:
+        return [None] * len(heads)
+    widths, spare = list(least), room - sum(least)
+    for j in sorted(range(len(heads)), key=lambda j: natural[j] - least[j]):
+        grow = min(natural[j] - widths[j], spare // max(1, len(heads) - j))
+        widths[j] += grow
+        spare -= grow
+    return widths
+
+
+def print_table(rows: Any, columns: Sequence[str] | Mapping[str, str], *,
+                title: str | None = None, note: str | None = None, fmt: str = ".3g",
+                out: Console | None = None) -> None:
+    """Print the few columns of a table that matter, readable in an 80-column terminal.
+
+    A terminal table is a summary: pass the columns a reader needs first (three to six),
+    and in ``note`` say where the full table is (the Parquet / HTML the command wrote).
+    No value is cut: columns are at least as wide as their values (up to 24 characters;
+    longer ones wrap onto a second line instead of ending in "…"), headers wrap at spaces.
+
+    Args:
+        rows: a pandas DataFrame, or a sequence of mappings (one per row).
+        columns: the column names to print, in order; or ``{column: header}`` to print
+            them under shorter headers.
+        title: printed above the table.
+        note: printed under the table (e.g. ``"all 40 candidates: OUT/candidates.parquet"``).
+        fmt: format of float cells (``".3g"``); None and NaN print as ``–``, ints as is.
+        out: the console (default: the CLI's stderr console).
+
+    Example:
+        >>> import io
+        >>> buf = io.StringIO()
+        >>> print_table([{"layer": 3, "kl": 0.01234, "note": None}], {"layer": "layer",
+        ...             "kl": "KL"}, note="all columns: out/x.parquet",
+        ...             out=Console(file=buf, width=80))
+        >>> print(buf.getvalue().strip())  # doctest: +NORMALIZE_WHITESPACE
+        ┏━━━━━━━┳━━━━━━━━┓
+        ┃ layer ┃ KL     ┃
+        ┡━━━━━━━╇━━━━━━━━┩
+        │ 3     │ 0.0123 │
+        └───────┴────────┘
+        all columns: out/x.parquet
+    """
+    from rich.table import Table
+
+    heads = dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns}
+    records = rows.to_dict(orient="records") if hasattr(rows, "to_dict") else [
+        dict(r) for r in rows]
+    missing = [c for c in heads if records and c not in records[0]]
+    if missing:
+        raise SafetyGeoError(f"print_table: no column(s) {missing} in the table "
+                             f"(it has {sorted(records[0])})")
+    cells = [[_cell(rec.get(c), fmt) for c in heads] for rec in records]
+    con = out or console
+    widths = _column_widths(list(heads.values()), cells, con.width)
+    table = Table(title=title)
+    for head, width in zip(heads.values(), widths):
+        table.add_column(head, overflow="fold", width=width)
+    for row in cells:
+        table.add_row(*row)
+    con.print(table)
+    if note:
+        con.print(note, highlight=False)

@@ -4,12 +4,20 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from safetygeo.cli.app import app
-from safetygeo.cli.common import check_out, console, guarded
+from safetygeo.cli.common import check_out, console, guarded, print_table
 
 WORLDS = ("toy", "real")
+#: The behaviour summary's columns (each world's ``*_HEADLINES``) under short headers.
+BEHAVIOR_COLUMNS = {
+    "toy": {"condition": "condition", "harmful full_refusal_rate": "harmful refused",
+            "harmful asr": "harmful ASR", "lookalike over_refusal_rate": "look-alike refused",
+            "tasks over_refusal_rate": "tasks refused", "tasks exact_match": "tasks exact match"},
+    "real": {"condition": "condition", "harmful full_refusal_rate": "harmful refused",
+             "harmful asr": "harmful ASR", "harmless over_refusal_rate": "harmless refused",
+             "xstest-safe over_refusal_rate": "XSTest safe refused"},
+}
 
 
 @app.command()
@@ -59,14 +67,9 @@ def demo(
                 ensure_toy(("anchor",), seed=seed, cache_dir=cache_dir, rebuild=True)
             summary = run_demo(out, seed=seed, cache_dir=cache_dir, settings=settings,
                                progress=True, say=say)
-    table = Table(title=f"{world} world: behaviour on held-out prompts")
-    cols = list(next(iter(summary["behavior"].values())))
-    table.add_column("condition")
-    for col in cols:
-        table.add_column(col)
-    for cond, row in summary["behavior"].items():
-        table.add_row(cond, *("–" if row[c] is None else f"{row[c]:.2f}" for c in cols))
-    console.print(table)
+    rows = [{"condition": cond, **row} for cond, row in summary["behavior"].items()]
+    print_table(rows, BEHAVIOR_COLUMNS[world], title=f"{world} world: behaviour on held-out prompts",
+                fmt=".2f", note=f"every metric with CIs: {out / 'report.html'}")
     c = summary["carrier"]["chosen"]
     if c is not None:
         e = summary["ablation"]["d_refusal_harmful"]

@@ -81,6 +81,9 @@ def _finalize(
         prompt = (row.prompt or "").strip()
         if not prompt:
             raise PromptSetFormatError(f"{source}: empty prompt at {row.where}")
+        if "\x00" in prompt:
+            raise PromptSetFormatError(f"{source}: prompt at {row.where} contains a NUL byte "
+                                       "(a binary or UTF-16 file?)")
         if dedupe:
             if prompt in seen:
                 n_dupes += 1

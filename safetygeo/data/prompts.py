@@ -104,8 +104,8 @@ class PromptSet:
 
     Raises:
         EmptyPromptSetError: If there are no prompts.
-        PromptSetFormatError: If a prompt is not a non-empty ``str`` (the message names its
-            index), or categories / targets / per-prompt meta have the wrong length.
+        PromptSetFormatError: If a prompt is not a non-empty ``str`` or contains a NUL byte
+            (the message names its index), or categories / targets / per-prompt meta have the wrong length.
 
     Example:
         >>> ps = PromptSet(["a?", "b?"], name="x", categories=["c1", None])
@@ -140,6 +140,10 @@ class PromptSet:
                 )
             if not p.strip():
                 raise PromptSetFormatError(f"prompt set {name!r}: prompt at index {i} is empty")
+            if "\x00" in p:
+                raise PromptSetFormatError(
+                    f"prompt set {name!r}: prompt at index {i} contains a NUL byte at offset "
+                    f"{p.index(chr(0))}")
         if self.label is not None and not isinstance(self.label, str):
             raise PromptSetFormatError(
                 f"prompt set {name!r}: label must be str or None, got {type(self.label).__name__}"

@@ -108,7 +108,8 @@ def diff_in_means(
     """``harmful.mean − harmless.mean`` after checking the two are comparable.
 
     Raises:
-        SafetyGeoError: different layers, positions, templates or models.
+        SafetyGeoError: different layers, positions, widths (``d_model``), templates or
+            models.
         NonFiniteError: NaN / inf activation means.
     """
     if harmful.layers != harmless.layers:
@@ -117,6 +118,11 @@ def diff_in_means(
         raise SafetyGeoError(
             f"positions differ: {harmful.positions.labels} vs {harmless.positions.labels}"
         )
+    if harmful.mean.shape[-1] != harmless.mean.shape[-1]:
+        raise SafetyGeoError(
+            f"harmful and harmless activations have different widths (d_model "
+            f"{harmful.mean.shape[-1]} vs {harmless.mean.shape[-1]}): they come from different "
+            "models")
     th, tl = harmful.meta.get("template"), harmless.meta.get("template")
     if th is not None and tl is not None and (th["prefix"], th["suffix"]) != (
         tl["prefix"], tl["suffix"]

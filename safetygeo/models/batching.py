@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,16 +49,54 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor
     return ids, mask, pos
 
 
+def batch_indices(lengths: Sequence[int], batch_size: int, *, sort: bool = True
+                  ) -> Iterator[list[int]]:
+    """The prompt indices of each batch: longest first when ``sort`` (a stable sort, so
+    equal lengths keep their order), ``batch_size`` at a time.
+
+    Example:
+        >>> list(batch_indices([1, 3, 2, 3], 2))
+        [[1, 3], [2, 0]]
+    """
+    if batch_size < 1:
+        raise SafetyGeoError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    order = list(range(len(lengths)))
+    if sort:
+        order.sort(key=lambda i: -lengths[i])
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
 def iter_batches(
     seqs: Sequence[Sequence[int]], batch_size: int, pad_id: int, *, sort: bool = True
 ) -> Iterator[Batch]:
     """Yield left-padded batches of ``seqs`` (longest first when ``sort``)."""
-    if batch_size < 1:
-        raise SafetyGeoError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    order = list(range(len(seqs)))
-    if sort:
-        order.sort(key=lambda i: -len(seqs[i]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    for idx in batch_indices([len(s) for s in seqs], batch_size, sort=sort):
         ids, mask, pos = left_pad([seqs[i] for i in idx], pad_id)
+        yield Batch(ids, mask, pos, tuple(idx))
+
+
+def iter_batches_lazy(
+    lengths: Sequence[int], encode: Callable[[list[int]], Sequence[Sequence[int]]],
+    batch_size: int, pad_id: int, *, sort: bool = True,
+) -> Iterator[Batch]:
+    """:func:`iter_batches` without holding every prompt's token ids: only their
+    ``lengths``; ``encode(indices)`` tokenizes one batch's prompts when it is reached.
+    The batches are those of ``iter_batches`` on the same token ids (same order, same
+    padding), so memory stays flat in the number of prompts.
+
+    Example:
+        >>> seqs = [[5, 6, 7], [8], [9, 9]]
+        >>> lazy = iter_batches_lazy([3, 1, 2], lambda idx: [seqs[i] for i in idx], 2, 0)
+        >>> [b.input_ids.tolist() for b in lazy] == [
+        ...     b.input_ids.tolist() for b in iter_batches(seqs, 2, 0)]
+        True
+    """
+    for idx in batch_indices(lengths, batch_size, sort=sort):
+        rows = encode(idx)
+        got = [len(r) for r in rows]
+        want = [lengths[i] for i in idx]
+        if got != want:
+            raise SafetyGeoError(f"re-tokenized prompts {idx} have lengths {got}, expected {want}")
+        ids, mask, pos = left_pad(rows, pad_id)
         yield Batch(ids, mask, pos, tuple(idx))

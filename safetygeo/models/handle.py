@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -21,6 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from safetygeo.errors import CheckpointError, LayerIndexError
 from safetygeo.models.arch import ArchSpec, get_module, resolve_arch
 from safetygeo.models.chat import ChatTemplate, EncodedPrompts
+from safetygeo.models.checks import check_device, verify_weights
 from safetygeo.models.gguf import load_gguf, resolve_gguf
 
 _DTYPES = {
@@ -238,6 +240,7 @@ def load_model(
     final_norm_path: str | None = None,
     template: str | ChatTemplate | None = None,
     model_id: str | None = None,
+    verify: str | Mapping[str, str] | None = None,
 ) -> ModelHandle:
     """Load a decoder LM into a :class:`ModelHandle`.
 
@@ -259,9 +262,14 @@ def load_model(
             architecture safetygeo does not know.
         template: chat-template override (string with one ``{instruction}`` field).
         model_id: name recorded in artifacts (defaults to the id / path).
+        verify: for a local folder, the record of its weight bytes to check before loading:
+            :func:`~safetygeo.models.checks.weights_digest` (a string) or
+            :func:`~safetygeo.models.checks.weight_hashes` (``{file: sha256}``).
 
     Raises:
-        CheckpointError: missing, incomplete or corrupt checkpoint.
+        CheckpointError: missing, incomplete or corrupt checkpoint; weights that do not
+            match ``verify``; ``verify`` with a hub id or an in-memory model.
+        DeviceError: an unknown device name or one this machine does not have.
         UnknownArchitectureError: the residual stream cannot be located.
     """
     if isinstance(model, tuple):
@@ -271,6 +279,7 @@ def load_model(
     if not isinstance(model, (str, os.PathLike, nn.Module)):
         raise CheckpointError(f"model must be a hub id, a folder, a PreTrainedModel or a "
                               f"(model, tokenizer) pair, got {type(model).__name__}")
+    device = check_device(device)
     auto = isinstance(device, str) and device == "auto"
     gguf = None if isinstance(model, nn.Module) else resolve_gguf(model)
     if gguf is not None:  # a GGUF file, or a named model that a package ships
@@ -289,6 +298,9 @@ def load_model(
         if getattr(model, "config", None) is None or not callable(getattr(model, "forward", None)):
             raise CheckpointError(f"load_model needs a Hugging Face model with a .config (a "
                                   f"PreTrainedModel), got {type(model).__name__}")
+        if verify is not None:
+            raise CheckpointError("verify= checks a local checkpoint folder, not an in-memory "
+                                  "model")
         name = model_id or getattr(model, "name_or_path", None) or "in-memory"
         hf_model = model
     else:
@@ -298,6 +310,11 @@ def load_model(
         is_local = _looks_like_path(name)
         if is_local:
             _check_local_checkpoint(Path(name).expanduser(), allow_pickle)
+            if verify is not None:
+                verify_weights(Path(name), verify)
+        elif verify is not None:
+            raise CheckpointError(f"verify= checks a local checkpoint folder; {name!r} is a hub "
+                                  "id (pin a commit with revision= instead)")
         kwargs: dict[str, Any] = dict(
             revision=revision, trust_remote_code=trust_remote_code,
             use_safetensors=None if allow_pickle else True,

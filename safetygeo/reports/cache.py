@@ -45,7 +45,7 @@ from typing import Any
 
 from safetygeo import __version__
 from safetygeo._identity import jsonable, sha256_json
-from safetygeo._io import atomic_write_bytes, atomic_write_json
+from safetygeo._io import atomic_write_bytes, atomic_write_json, file_sha256
 from safetygeo.errors import ArtifactError
 from safetygeo.reports.registry import StepOutput, StepResult
 
@@ -61,14 +61,6 @@ _NOT_LOADED = re.compile(r"^(optimizer\.pt|scheduler\.pt|scaler\.pt|trainer_stat
 def step_key(identity: dict[str, Any]) -> str:
     """The content key of an identity (adds the safetygeo version)."""
     return sha256_json({**identity, "safetygeo_version": __version__})
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(4 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class HashMemo:
@@ -90,7 +82,7 @@ class HashMemo:
         e = self.entries.get(key)
         if e and e.get("size") == st.st_size and e.get("mtime_ns") == st.st_mtime_ns:
             return str(e["sha256"])
-        digest = _file_sha256(file)
+        digest = file_sha256(file)
         self.entries[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
         self.dirty = True
         return digest

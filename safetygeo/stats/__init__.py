@@ -13,7 +13,7 @@ from safetygeo.stats.pvalues import (
     benjamini_hochberg,
     empirical_p,
     exceedances,
-    null_centre,
+    two_sided_centre,
     zscore,
     zscore_note,
 )
@@ -23,5 +23,5 @@ from safetygeo.stats.tail import TAIL_METHODS, TailP, tail_p
 __all__ = [
     "STOP_REASONS", "TAIL_METHODS", "Alternative", "BootstrapResult", "SequentialP", "TailP",
     "benjamini_hochberg", "besag_clifford_p", "bootstrap_ci", "bootstrap_indices", "empirical_p",
-    "exceedances", "null_centre", "schedule", "tail_p", "zscore", "zscore_note",
+    "exceedances", "schedule", "tail_p", "two_sided_centre", "zscore", "zscore_note",
 ]

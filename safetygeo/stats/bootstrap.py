@@ -39,7 +39,12 @@ import numpy as np
 
 from safetygeo.errors import SafetyGeoError
 
-__all__ = ["BootstrapResult", "bootstrap_ci", "bootstrap_indices"]
+__all__ = ["MIN_N_BOOT", "BootstrapResult", "bootstrap_ci", "bootstrap_indices"]
+
+#: The fewest resamples :func:`bootstrap_ci` accepts. With one resample the "interval" is a
+#: single point that can exclude the estimate; ten is a floor against such degenerate
+#: calls, not a recommendation (use hundreds to thousands).
+MIN_N_BOOT = 10
 
 SeedLike = int | np.random.Generator | None
 
@@ -262,7 +267,7 @@ def bootstrap_ci(
         stat_fn: statistic of the samples, returning a number or an array (tensor) of fixed
             shape; array statistics get elementwise intervals.
         *samples: one or more arrays with prompts along axis 0.
-        n_boot: number of bootstrap resamples ``B`` (≥ 1).
+        n_boot: number of bootstrap resamples ``B`` (≥ :data:`MIN_N_BOOT`).
         ci: confidence level in ``(0, 1)``.
         seed: ``numpy.random.default_rng`` seed; the same seed gives the same result.
         method: ``"percentile"`` or ``"bca"`` (see the module docstring).
@@ -273,7 +278,8 @@ def bootstrap_ci(
         a :class:`BootstrapResult`.
 
     Raises:
-        SafetyGeoError: no samples, a sample with fewer than ``min_n`` rows, ``n_boot < 1``,
+        SafetyGeoError: no samples, a sample with fewer than ``min_n`` rows, ``n_boot`` below
+            :data:`MIN_N_BOOT`,
             ``ci`` outside ``(0, 1)``, an unknown method, or a statistic whose shape changes
             between resamples.
 
@@ -288,6 +294,11 @@ def bootstrap_ci(
     if not samples:
         raise SafetyGeoError("bootstrap_ci needs at least one sample array")
     n_boot = _check_n_boot(n_boot)
+    if n_boot < MIN_N_BOOT:
+        raise SafetyGeoError(
+            f"n_boot={n_boot} is too few resamples for a confidence interval (need ≥ "
+            f"{MIN_N_BOOT}; 1000 is the usual choice): with a handful the interval's ends are "
+            "single resamples and can exclude the estimate")
     if not (isinstance(ci, (int, float, np.floating)) and 0.0 < float(ci) < 1.0):
         raise SafetyGeoError(f"ci must be a confidence level in (0, 1), got {ci!r}")
     if method not in ("percentile", "bca"):

@@ -3,12 +3,17 @@
 One definition for the whole package (interventions, causal effects, sweeps, reports):
 
 * **one-sided** ``"greater"``: ``p = (1 + #{null ≥ real}) / (1 + K)``; ``"less"``: ``≤``.
-* **two-sided**: distance from the *centre of the null distribution*, not from 0:
-  with ``m = median(null)``, ``p = (1 + #{|null − m| ≥ |real − m|}) / (1 + K)``. A real
-  effect equal to the typical null effect gets p ≈ 1 wherever the null sits; an effect far
-  from it in either direction gets the floor ``1 / (1 + K)``. (Counting ``|null| ≥ |real|``
-  around 0 gives nonsense when the null is not centred on 0: with nulls ~ N(−2, 0.3) a
-  real effect of −2.0 would look significant and 0.0 would not.)
+* **two-sided**: distance from the *centre of the pooled sample* (the real effect and
+  the nulls), not from 0: with ``m = median(real, null_1, …, null_K)``,
+  ``p = (1 + #{|null − m| ≥ |real − m|}) / (1 + K)``. A real effect equal to the typical
+  null effect gets p ≈ 1 wherever the null sits; an effect far from it in either direction
+  gets the floor ``1 / (1 + K)``. (Counting ``|null| ≥ |real|`` around 0 gives nonsense
+  when the null is not centred on 0: with nulls ~ N(−2, 0.3) a real effect of −2.0 would
+  look significant and 0.0 would not.) The centre includes the real effect so that it is
+  a symmetric function of all ``K + 1`` values: under H0 they are exchangeable, the real
+  distance's rank is uniform and ``P(p ≤ α) ≤ α`` holds exactly. Centring on the nulls'
+  median alone treats the real effect differently from the nulls and is anti-conservative:
+  ``P(p ≤ 0.2) ≈ 0.206`` at ``K = 64`` (``tests/stats/test_pvalues.py``).
 * **NaN is an error, never a p-value**: a non-finite real effect or null sample raises
   :class:`~safetygeo.errors.NonFiniteError`.
 * **z** = ``(real − mean(null)) / std(null)`` (sample std). With a zero-spread null, z is
@@ -36,7 +41,7 @@ import numpy as np
 from safetygeo.errors import NonFiniteError, SafetyGeoError
 
 __all__ = ["ALTERNATIVES", "Alternative", "benjamini_hochberg", "empirical_p", "exceedances",
-           "null_centre", "zscore", "zscore_note"]
+           "two_sided_centre", "zscore", "zscore_note"]
 
 Alternative = Literal["greater", "less", "two-sided"]
 ALTERNATIVES: tuple[str, ...] = ("greater", "less", "two-sided")
@@ -64,9 +69,16 @@ def _real_value(real: float) -> float:
     return r
 
 
-def null_centre(null: np.ndarray | Sequence[float]) -> float:
-    """The centre two-sided tests measure distance from: the null sample's median."""
-    return float(np.median(_null_array(null)))
+def two_sided_centre(real: float, null: np.ndarray | Sequence[float]) -> float:
+    """The centre two-sided tests measure distance from: the median of the pooled sample
+    (``real`` and every null value; see the module docstring for why the real one counts).
+
+    Example:
+        >>> two_sided_centre(-1.0, [0.0, 1.0, 2.0, 4.0])
+        1.0
+    """
+    arr = _null_array(null)
+    return float(np.median(np.append(arr, _real_value(real))))
 
 
 def exceedances(real: float, null: np.ndarray | Sequence[float],
@@ -83,7 +95,7 @@ def exceedances(real: float, null: np.ndarray | Sequence[float],
     if alternative == "less":
         return int(np.sum(arr <= r))
     if alternative == "two-sided":
-        m = float(np.median(arr))
+        m = two_sided_centre(r, arr)
         return int(np.sum(np.abs(arr - m) >= abs(r - m)))
     raise SafetyGeoError(f"unknown alternative {alternative!r}; use one of {ALTERNATIVES}")
 

@@ -23,9 +23,9 @@ uses its position ``l`` (the nulls after it in the batch are drawn but not used)
 one-sided test the result is *exactly* the one-at-a-time Besag–Clifford p, whatever the
 batch size.
 
-**Two-sided tests** measure distance from the centre of the null distribution, estimated as
-the median of the nulls drawn so far (:func:`~safetygeo.stats.pvalues.null_centre`; the same
-rule as the fixed-K test, so ``h = ∞`` reproduces it exactly). At each checkpoint the centre
+**Two-sided tests** measure distance from the centre of the pooled sample: the median of the
+real effect and the nulls drawn so far (:func:`~safetygeo.stats.pvalues.two_sided_centre`;
+the same rule as the fixed-K test, so ``h = ∞`` reproduces it exactly). At each checkpoint the centre
 is recomputed from every null drawn so far and the exceedances are **re-counted** from
 scratch with it; the stop (and ``l``) is decided on that count. Because the centre moves,
 exactness is no longer guaranteed by the argument above; validity was checked by simulation
@@ -73,6 +73,7 @@ from safetygeo.stats.pvalues import (
     _real_value,
     empirical_p,
     exceedances,
+    two_sided_centre,
 )
 
 __all__ = ["STOP_REASONS", "SequentialP", "besag_clifford_p", "schedule"]
@@ -122,7 +123,7 @@ def _indicator(real: float, null: np.ndarray, alternative: str) -> np.ndarray:
         return null >= real
     if alternative == "less":
         return null <= real
-    m = float(np.median(null))
+    m = two_sided_centre(real, null)
     return np.abs(null - m) >= abs(real - m)
 
 
@@ -142,7 +143,8 @@ def besag_clifford_p(
         null: the null effects drawn so far (a prefix of the null sequence; at most
             ``k_max`` are used).
         alternative: ``"greater"``, ``"less"`` or ``"two-sided"`` (centred on the median of
-            the nulls drawn up to each checkpoint; see the module docstring).
+            the real effect and the nulls drawn up to each checkpoint; see the module
+            docstring).
         h: exceedances that stop the test (≥ 2); ``None`` = a fixed-K test of ``k_max``
             nulls (settled only when all ``k_max`` are drawn).
         k_max: the most nulls the test may draw.

@@ -7,8 +7,8 @@ the real effect instead. It never replaces the exact p: callers report both (see
 :class:`~safetygeo.results.NullComparison`).
 
 The tail is that of the test statistic: the null effects themselves (``"greater"``), their
-negatives (``"less"``) or their distance from the null's median (``"two-sided"``, as in
-:func:`~safetygeo.stats.pvalues.exceedances`). Two estimators, tried in this order:
+negatives (``"less"``) or their distance from the median of the real effect and the nulls
+(``"two-sided"``, as in :func:`~safetygeo.stats.pvalues.exceedances`). Two estimators, tried in this order:
 
 1. **gpd** (Knijnenburg, Wessels, Reinders & Shmulevich 2009, *Bioinformatics*
    25:i161–i168): take the ``N_exc`` largest statistics, threshold ``t`` = midway between
@@ -21,7 +21,7 @@ negatives (``"less"``) or their distance from the null's median (``"two-sided"``
 2. **normal**: when no GPD fit passes and a Shapiro–Wilk test does not reject normality
    of the null sample at ``normal_alpha``, the tail probability of ``N(mean, sd²)``
    (sample mean and sd); for a two-sided test ``P(|X − m| ≥ |real − m|)`` with ``m`` the
-   null median.
+   two-sided centre (:func:`~safetygeo.stats.pvalues.two_sided_centre`).
 
 Why the GPD first: with ``K = 64`` a normality test cannot see the tails, and a normal tail
 fitted to a heavier-tailed null underestimates small p-values by orders of magnitude. In a
@@ -38,7 +38,10 @@ Choices made here (documented, not taken from the paper):
   unconstrained fit often gives ``ξ < 0``, a *bounded* tail, and then ``p = 0`` for any
   real effect beyond the fitted endpoint (a known failure of GPD tail p-values; see
   Peschel et al. 2026, *permApprox*); the exponential tail (``ξ = 0``) is the lightest
-  unbounded one, so the constraint errs on the conservative side and never gives 0;
+  unbounded one, so the constraint errs on the conservative side — but an exponential
+  (or normal) tail with a small scale still underflows to an exact 0 far beyond the nulls
+  (a bounded null, e.g. uniform, fitted at ``ξ = 0``); every estimate below
+  :data:`TAIL_P_MIN` is therefore reported as that bound (``TailP.bound``, with a note);
 * the Anderson–Darling p-value comes from a seeded parametric bootstrap (``n_boot`` GPD
   samples of the same size, each refitted), which accounts for the estimated parameters;
 * fewer than ``min_null`` null effects, a zero-spread null, or no accepted fit give
@@ -62,17 +65,30 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from safetygeo.errors import SafetyGeoError
-from safetygeo.stats.pvalues import ALTERNATIVES, Alternative, _null_array, _real_value
+from safetygeo.stats.pvalues import (
+    ALTERNATIVES,
+    Alternative,
+    _null_array,
+    _real_value,
+    two_sided_centre,
+)
 
-__all__ = ["TAIL_METHODS", "TailP", "gpd_fit", "gpd_sf", "tail_p"]
+__all__ = ["TAIL_METHODS", "TAIL_P_MIN", "TailP", "gpd_fit", "gpd_sf", "tail_p"]
 
 #: What produced a tail estimate (``None``: no estimate).
 TAIL_METHODS: tuple[str, ...] = ("normal", "gpd")
+
+#: The smallest tail probability reported as an estimate. A fit to ~64 nulls extrapolated
+#: to 1e-10 is already far beyond anything it was checked on (``benchmarks/nulls.py``: the
+#: estimates spread over orders of magnitude at 1e-3); below this a fitted tail (an
+#: exponential one with a small scale, or a normal one many sd out) underflows towards an
+#: exact 0, which BH would turn into q = 0. Such a value is reported as this bound instead.
+TAIL_P_MIN = 1e-10
 
 _NAN = float("nan")
 
@@ -89,7 +105,10 @@ class TailP:
         gof_p: p-value of the check that accepted it (Shapiro–Wilk for the normal tail,
             Anderson–Darling for the GPD); NaN without an estimate.
         shape, scale, threshold: the GPD's ``ξ``, ``σ`` and ``t`` (NaN for the normal tail).
-        note: why there is no estimate, or ``None``.
+        note: why there is no estimate, or why ``p`` is a bound; else ``None``.
+        bound: ``p`` is an upper bound, not an estimate: the fitted tail put the real
+            effect beyond :data:`TAIL_P_MIN` (possibly at an exact 0), so only
+            ``p < TAIL_P_MIN`` is reported.
     """
 
     p: float
@@ -100,6 +119,7 @@ class TailP:
     scale: float = _NAN
     threshold: float = _NAN
     note: str | None = None
+    bound: bool = False
 
 
 # -- the generalized Pareto distribution (location 0) ----------------------------------
@@ -215,7 +235,7 @@ def _normal_tail(real: float, null: np.ndarray, alternative: str) -> float:
         return float(norm.sf(real, mu, sd))
     if alternative == "less":
         return float(norm.cdf(real, mu, sd))
-    m = float(np.median(null))
+    m = two_sided_centre(real, null)
     d = abs(real - m)
     return float(norm.sf(m + d, mu, sd) + norm.cdf(m - d, mu, sd))
 
@@ -225,8 +245,18 @@ def _statistic(real: float, null: np.ndarray, alternative: str) -> tuple[float, 
         return real, null
     if alternative == "less":
         return -real, -null
-    m = float(np.median(null))
+    m = two_sided_centre(real, null)
     return abs(real - m), np.abs(null - m)
+
+
+def _bounded(est: TailP, k: int, min_p: float) -> TailP:
+    """``est``, or the bound ``min_p`` (with a note) where the fitted tail is below it."""
+    if est.p >= min_p:
+        return est
+    return replace(est, p=float(min_p), bound=True, note=(
+        f"p_tail is an upper bound (p < {min_p:g}): the fitted {est.method} tail gives "
+        f"{est.p:.3g} at the real effect, below the smallest tail probability reported from "
+        f"a fit to {k} nulls"))
 
 
 def tail_p(
@@ -240,6 +270,7 @@ def tail_p(
     min_tail: int = 10,
     min_null: int = 20,
     seed: int = 0,
+    min_p: float = TAIL_P_MIN,
 ) -> TailP:
     """Tail estimate of the p-value of ``real`` against ``null`` (see the module docstring).
 
@@ -254,6 +285,8 @@ def tail_p(
         min_tail: fewest exceedances a GPD is fitted to.
         min_null: fewest null effects for any estimate.
         seed: seed of the bootstrap (the estimate is deterministic).
+        min_p: the smallest value reported as an estimate; a fitted tail below it (or at
+            an exact 0) gives ``p = min_p`` with ``bound=True`` and a note.
 
     Raises:
         NonFiniteError: a non-finite real or null effect.
@@ -262,6 +295,9 @@ def tail_p(
     Example:
         >>> tail_p(5.0, np.arange(10.0)).note
         'too few null effects for a tail estimate (10 < 20)'
+        >>> far = tail_p(1e3, np.random.default_rng(1).uniform(0.0, 1.0, 64))  # fit: 0.0
+        >>> far.p, far.bound, far.note  # doctest: +ELLIPSIS
+        (1e-10, True, 'p_tail is an upper bound (p < 1e-10): the fitted gpd tail gives 0 ...')
     """
     if alternative not in ALTERNATIVES:
         raise SafetyGeoError(f"unknown alternative {alternative!r}; use one of {ALTERNATIVES}")
@@ -291,10 +327,10 @@ def tail_p(
         last_gof = _gpd_gof(y, xi, sigma, n_boot, rng)
         if last_gof >= gof_alpha:
             p = n_exc / k * float(gpd_sf(x0 - t, xi, sigma))
-            return TailP(p, "gpd", n_exc, last_gof, xi, sigma, float(t))
+            return _bounded(TailP(p, "gpd", n_exc, last_gof, xi, sigma, float(t)), k, min_p)
     sw = float(shapiro(arr).pvalue)
     if sw >= normal_alpha:
-        return TailP(_normal_tail(r, arr, alternative), "normal", k, sw)
+        return _bounded(TailP(_normal_tail(r, arr, alternative), "normal", k, sw), k, min_p)
     return TailP(_NAN, None, gof_p=last_gof,
                  note=f"no GPD tail passed the Anderson–Darling check at {gof_alpha:g} and "
                       f"normality was rejected (Shapiro–Wilk p={sw:.2g})")

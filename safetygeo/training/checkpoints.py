@@ -52,7 +52,7 @@ from typing import Any
 import torch
 
 from safetygeo._identity import jsonable as _jsonable
-from safetygeo._io import atomic_write_json
+from safetygeo._io import atomic_write_json, file_sha256
 from safetygeo.errors import DamagedCheckpointWarning
 from safetygeo.training.errors import (
     DamagedCheckpointError,
@@ -134,17 +134,6 @@ class TrajectoryScan:
     checkpoints: list[CheckpointInfo]
     damaged: list[DamagedCheckpoint]
     quarantined: list[DamagedCheckpoint]
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 (hex) of a file's bytes, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    buf = bytearray(_HASH_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
 
 
 def _load_marker(folder: Path) -> tuple[dict[str, Any] | None, str | None]:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from safetygeo.activations.losses import token_ce
 from safetygeo.data.records import IGNORE_INDEX
 
 __all__ = ["collapse_ce", "log1mexp", "token_noiser_loss", "sequence_away_loss", "target_logprobs", "token_away_loss",
@@ -113,16 +114,6 @@ def token_away_loss(
     n = (labels[:, 1:] != IGNORE_INDEX).sum().clamp(min=1)
     terms = torch.where(logp >= threshold, -log1mp, torch.zeros_like(log1mp))
     return terms.sum() / n
-
-
-def token_ce(logits: Tensor, labels: Tensor) -> Tensor:
-    """Token-mean next-token CE over labelled positions (float32 softmax), as
-    :func:`safetygeo.activations.losses.completion_ce` and HF's ``labels=`` loss."""
-    z = logits[:, :-1].float()
-    y = labels[:, 1:]
-    mask = y != IGNORE_INDEX
-    logp = torch.log_softmax(z, dim=-1).gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return -(logp * mask).sum() / mask.sum().clamp(min=1)
 
 
 def collapse_ce(logits: Tensor, labels: Tensor, token_id: int) -> Tensor:

@@ -89,3 +89,21 @@ def test_variance_without_second_moment(handle):
     with pytest.raises(SafetyGeoError, match="second_moment"):
         stats.variance()
     assert torch.isfinite(stats.mean).all()
+
+
+@pytest.mark.parametrize("key, value", [("count", "2"), ("count", 2.5), ("count", None),
+                                        ("count", True), ("n_eoi", -1)])
+def test_artifact_counts_must_be_integers(handle, tmp_path, key, value):
+    stats = extract_activations(handle, ["Hi", "Yo"], progress=False)
+    good = tmp_path / "a.safetensors"
+    stats.save(str(good))
+    from safetensors import safe_open
+    with safe_open(str(good), "pt") as fh:
+        header = json.loads(fh.metadata()["safetygeo"])
+    assert isinstance(header["count"], int)  # what save writes
+    header[key] = value
+    bad = tmp_path / "b.safetensors"
+    save_file({"mean": stats.mean.contiguous()}, str(bad),
+              metadata={"safetygeo": json.dumps(header)})
+    with pytest.raises(ArtifactError, match=rf"'{key}' must be a non-negative integer"):
+        load_stats(bad)

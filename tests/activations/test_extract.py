@@ -161,3 +161,31 @@ def test_bf16_model_means_are_float64() -> None:
         torch.testing.assert_close(stats.mean[0], ref.mean[0], atol=2e-2, rtol=2e-2)
     finally:
         h.model.float()  # the cached tiny model is shared across tests
+
+
+def test_streamed_tokenization_equals_all_at_once_bit_for_bit(llama, monkeypatch) -> None:
+    """Issue 26: prompts are tokenized per batch (lengths first, in chunks), never all at
+    once. The reference is the all-at-once path: every prompt encoded together, the
+    batches of ``iter_batches`` on those ids, the same backend and accumulator."""
+    import safetygeo.activations.extract as ex
+    from safetygeo.activations.positions import resolve_positions
+    from safetygeo.activations.reducers import MomentAccumulator
+    from safetygeo.models.batching import iter_batches
+
+    prompts = [f"{p} ({i})" * (1 + i % 3) for i, p in enumerate(PROMPTS * 4)]
+    monkeypatch.setattr(ex, "TOKENIZE_CHUNK", 5)  # several chunks
+    got = extract_activations(llama, prompts, batch_size=3, positions="eoi", progress=False,
+                              second_moment="diag", keep_vectors=True)
+    enc = llama.encode(prompts)  # the reference: all at once
+    assert ex.token_lengths(llama, prompts, chunk=5) == (enc.lengths, enc.n_eoi)
+    sel = resolve_positions("eoi", enc.n_eoi)
+    layers = llama.check_layers("all")
+    acc = MomentAccumulator(len(layers), len(sel), llama.d_model, len(prompts),
+                            second_moment="diag", keep_vectors=True, device=llama.device)
+    capture = ex.get_backend("native")
+    for batch in iter_batches(enc.input_ids, 3, llama.tokenizer.pad_token_id):
+        acts = capture(llama, batch, layers, sel.offsets)
+        for slot, layer in enumerate(layers):
+            acc.update(slot, acts[layer], batch.indices)
+    assert torch.equal(got.mean, acc.mean()) and torch.equal(got.mean_sq, acc.mean_sq())
+    assert torch.equal(got.vectors, acc.vectors)

@@ -63,3 +63,30 @@ def test_completion_logprobs_by_hand(toy):
                  if labels[t + 1] != -100)
     assert mask.sum() == sum(x != -100 for x in labels[1:])
     assert torch.allclose(logp.sum(), expect, atol=1e-5)
+
+
+def test_token_ce_and_kl_against_torch_references():
+    """The one CE and the one KL (issue 26: 3 copies each before) against torch's own
+    ``cross_entropy(ignore_index=-100)`` and ``kl_div(log_target=True)``."""
+    import torch.nn.functional as F
+
+    from safetygeo.activations.losses import kl_from_logprobs, token_ce, token_logprobs
+    from safetygeo.training.losses import token_ce as training_token_ce
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 6, 11, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 11, (3, 6), generator=g)
+    labels[0, :3] = -100
+    labels[2, 4:] = -100
+    ref = F.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1),
+                          ignore_index=-100)
+    assert torch.allclose(token_ce(logits, labels), ref, atol=1e-12, rtol=0)
+    assert training_token_ce is token_ce  # training re-exports it, no copy
+    logp, mask = token_logprobs(logits, labels)
+    assert logp.dtype == torch.float64 and not bool(logp[~mask].any())
+    assert token_logprobs(logits.half(), labels)[0].dtype == torch.float32  # softmax in fp32
+    p_lp = torch.log_softmax(torch.randn(4, 7, generator=g, dtype=torch.float64), -1)
+    q_lp = torch.log_softmax(torch.randn(4, 7, generator=g, dtype=torch.float64), -1)
+    ref_kl = F.kl_div(q_lp, p_lp, log_target=True, reduction="none").sum(-1)  # KL(p ‖ q)
+    assert torch.allclose(kl_from_logprobs(p_lp, q_lp), ref_kl, atol=1e-12, rtol=0)
+    assert torch.allclose(kl_from_logprobs(p_lp, p_lp), torch.zeros(4, dtype=torch.float64))

@@ -44,3 +44,20 @@ def test_records_missing_response_are_named():
 def test_unknown_format_kind_is_named(tmp_path):
     with pytest.raises(PromptSetFormatError, match="'advbenchh'"):
         load_prompt_set("advbenchh=data.csv")
+
+
+@pytest.mark.parametrize("name, data", [
+    ("p.txt", b"fine prompt\nbad\x00prompt\n"),
+    ("p.jsonl", b'{"prompt": "fine"}\n{"prompt": "bad\\u0000prompt"}\n'),
+    ("p.csv", b"prompt\nfine\nbad\x00prompt\n"),
+])
+def test_prompt_files_with_a_nul_byte_are_named(tmp_path, name, data):
+    p = tmp_path / name
+    p.write_bytes(data)
+    with pytest.raises(PromptSetFormatError, match=rf"{name}.*NUL byte"):
+        load_prompt_set(str(p))
+
+
+def test_prompt_set_rejects_a_nul_byte():
+    with pytest.raises(PromptSetFormatError, match="index 1 contains a NUL byte at offset 3"):
+        PromptSet(["fine", "bad\x00"], name="x")

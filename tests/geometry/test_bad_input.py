@@ -41,3 +41,8 @@ def test_direction_cosine_of_a_zero_direction_raises():
     a = (stats(v.mean(0), v), stats(v.mean(0), v))
     with pytest.raises(SafetyGeoError, match="zero-norm"):
         direction_cosine(a, a, layer_a=0, position_a="t_inst", n_boot=0)
+
+
+def test_diff_in_means_of_different_widths_is_named():
+    with pytest.raises(SafetyGeoError, match=r"different widths \(d_model 8 vs 16\)"):
+        diff_in_means(stats(torch.zeros(2, 3, 8)), stats(torch.zeros(2, 3, 16)))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from safetygeo.errors import CheckpointError, LayerIndexError, SafetyGeoError
+from safetygeo.errors import CheckpointError, DeviceError, LayerIndexError, SafetyGeoError
 from safetygeo.models import load_model
 from safetygeo.models.tiny import tiny_model_and_tokenizer
 
@@ -66,3 +66,49 @@ def test_bad_layers_are_named(handle, layers, text):
     with pytest.raises(LayerIndexError, match=text):
         handle.check_layers(layers)
     assert issubclass(LayerIndexError, SafetyGeoError)
+
+
+@pytest.mark.parametrize("device, text", [
+    ("gpu", "unknown device 'gpu'"), (3.0, "got float"), ("cuda", "CUDA is not available"),
+    ("cuda:0", "CUDA is not available"),
+])
+def test_bad_or_absent_devices_are_named(handle, monkeypatch, device, text):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match=text):
+        load_model((handle.model, handle.tokenizer), device=device)
+
+
+def test_a_cuda_index_beyond_the_visible_devices(handle, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(DeviceError, match=r"'cuda:3': only 1 CUDA device"):
+        load_model((handle.model, handle.tokenizer), device="cuda:3")
+    assert load_model((handle.model, handle.tokenizer), device="cpu").device.type == "cpu"
+
+
+def test_overwritten_weights_fail_verify(folder, tmp_path):
+    import shutil
+
+    from safetygeo.models.checks import weight_hashes, weights_digest
+
+    d = tmp_path / "copy"
+    shutil.copytree(folder, d)
+    digest, hashes = weights_digest(d), weight_hashes(d)
+    assert set(hashes) == {"model.safetensors"}
+    ref = load_model(str(d), verify=digest)  # the recorded digest matches
+    before = [t.clone() for t in ref.model.state_dict().values()]  # (weights may be mmapped)
+    w = d / "model.safetensors"
+    raw = bytearray(w.read_bytes())
+    raw[-64:] = bytes(64)  # overwrite the last tensor bytes: same size, still loadable
+    w.write_bytes(bytes(raw))
+    silently = load_model(str(d))  # without verify= the damage goes unnoticed
+    assert any(not torch.equal(a, b) for a, b in zip(before,
+                                                       silently.model.state_dict().values()))
+    with pytest.raises(CheckpointError, match="do not match the recorded digest"):
+        load_model(str(d), verify=digest)
+    with pytest.raises(CheckpointError, match="'model.safetensors' does not match"):
+        load_model(str(d), verify=hashes)
+    with pytest.raises(CheckpointError, match="local checkpoint folder"):
+        load_model((ref.model, ref.tokenizer), verify=digest)
+    with pytest.raises(CheckpointError, match="mapping"):
+        load_model(str(d), verify={})

@@ -43,9 +43,9 @@ def test_uses_bootstrap_indices_resamples() -> None:
         seen.append((a.copy(), b.copy()))
         return float(a.sum() + b.sum())
 
-    bootstrap_ci(stat, x, y, n_boot=5, seed=3)
-    draws = list(bootstrap_indices([6, 4], 5, seed=3))
-    assert len(seen) == 6  # the estimate, then 5 resamples
+    bootstrap_ci(stat, x, y, n_boot=10, seed=3)
+    draws = list(bootstrap_indices([6, 4], 10, seed=3))
+    assert len(seen) == 11  # the estimate, then 10 resamples
     for (a, b), (ia, ib) in zip(seen[1:], draws):
         np.testing.assert_array_equal(a, x[ia])
         np.testing.assert_array_equal(b, y[ib])
@@ -124,7 +124,9 @@ def test_result_is_frozen_and_serializable() -> None:
     assert d["estimate"] == 4.5 and d["n"] == (10,) and d["n_boot"] == 20
     assert d["method"] == "percentile" and d["ci"] == 0.95
     assert isinstance(r, BootstrapResult)
-    assert np.isnan(bootstrap_ci(np.mean, np.arange(3.0), n_boot=1).se)
+    # one resample is refused (issue 26: its "interval" could exclude the estimate)
+    with pytest.raises(SafetyGeoError, match=r"n_boot=1 is too few.*need ≥ 10"):
+        bootstrap_ci(np.mean, np.arange(3.0), n_boot=1)
 
 
 def test_errors() -> None:

@@ -40,12 +40,13 @@ def test_besag_clifford_by_hand() -> None:
 
 
 def test_two_sided_recentres_at_each_checkpoint() -> None:
-    """Two-sided exceedances are re-counted around the median of the nulls drawn so far."""
+    """Two-sided exceedances are re-counted around the median of the real effect and the
+    nulls drawn so far."""
     null = np.array([10.0, 11.0, 9.0, 10.5, 0.0, 0.2, -0.1, 0.1])
-    # after 4 draws the centre is 10.25: a real effect of 0 is 10.25 away, nothing reaches it
+    # after 4 draws the centre is 10 (of 0, 9, 10, 10.5, 11): 0 is 10 away, nothing reaches it
     four = besag_clifford_p(0.0, null[:4], "two-sided", h=2, k_max=8, checkpoints=[4, 8])
     assert not four.settled and four.exceedances == 0
-    # after 8 the centre is 4.6: 10, 11, 9 and 10.5 are at least 4.6 away → stopped at draw 2
+    # after 8 the centre is 0.2: 10, 11, 9 and 10.5 are at least 0.2 away → stopped at draw 2
     eight = besag_clifford_p(0.0, null, "two-sided", h=2, k_max=8, checkpoints=[4, 8])
     assert (eight.p, eight.n_used, eight.stop_reason) == (1.0, 2, "h_exceedances")
 
@@ -60,7 +61,7 @@ def test_two_sided_on_a_bimodal_null_is_a_known_limit() -> None:
     null[0::2][:24], null[1::2][:24] = low[:24], high  # the first 48 alternate between modes
     null[48:] = low[24:]
     real = 0.2
-    m = np.median(null[:24])
+    m = np.median(np.append(null[:24], real))
     plain = int((np.abs(null[:24] - m) >= abs(real - m)).sum())
     assert plain >= 4  # the re-centred count alone would stop here
     r = besag_clifford_p(real, null[:24], "two-sided", h=4, k_max=64, checkpoints=[24, 64])

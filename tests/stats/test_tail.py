@@ -59,10 +59,10 @@ def test_alternatives_are_mirror_images() -> None:
     null = np.random.default_rng(2).gamma(2.0, 1.0, 80)
     g = tail_p(9.0, null, "greater")
     assert tail_p(-9.0, -null, "less") == g
-    two = tail_p(9.0, null, "two-sided")  # distance from the null median
+    two = tail_p(9.0, null, "two-sided")  # distance from the pooled median
     assert two.method is not None and two.p > 0
-    m = float(np.median(null))
-    assert tail_p(2 * m - 9.0, null, "two-sided").p == two.p  # same distance, other side
+    m = float(np.median(np.append(null, 9.0)))
+    assert tail_p(abs(9.0 - m), np.abs(null - m), "greater").p == two.p  # the distance's tail
 
 
 def test_no_number_without_grounds() -> None:
@@ -106,3 +106,34 @@ def test_no_tail_for_a_test_stopped_as_clearly_null() -> None:
     c2 = NullComparison.from_null("m", 5.0, np.random.default_rng(0).normal(size=64),
                                   "two-sided", sequential=ran, tail=True)
     assert c2.p_tail_method is not None and c2.p_used == "tail"
+
+
+def test_a_tail_p_is_never_zero_but_a_stated_bound() -> None:
+    """Issue 26: a bounded null (uniform on [0, 1]) whose tail fit puts the real effect
+    beyond its reach. An unconstrained GPD fit (scipy) has a finite endpoint below the real
+    effect, so its tail probability there is exactly 0; our ξ ≥ 0 fit's survival underflows
+    to 0 too. Reported: p_tail = TAIL_P_MIN with ``bound=True``, the row's note says so,
+    and BH gives q > 0."""
+    from safetygeo.results import p_for_bh, rows_frame
+    from safetygeo.stats import benjamini_hochberg
+    from safetygeo.stats.tail import TAIL_P_MIN
+
+    null, real = np.random.default_rng(1).uniform(0.0, 1.0, 64), 1e3
+    est = tail_p(real, null)
+    assert est.method == "gpd" and est.bound and est.p == TAIL_P_MIN
+    # the raw estimate, recomputed with scipy from the fitted parameters, is exactly 0
+    raw = est.n_tail / 64 * stats.genpareto.sf(real - est.threshold, est.shape, scale=est.scale)
+    assert raw == 0.0
+    desc = np.sort(null)[::-1]
+    c, _, scale = stats.genpareto.fit(desc[:est.n_tail] - est.threshold, floc=0.0)
+    assert c < 0 and est.threshold + scale / -c < real  # a finite endpoint below the real effect
+    assert "upper bound (p < 1e-10)" in (est.note or "")
+    # an estimate above the bound is untouched
+    near = tail_p(1.3, null)
+    assert not near.bound and TAIL_P_MIN < near.p < 1 / 65 and near.note is None
+    cmp = NullComparison.from_null("m", real, null, "greater", tail=True)
+    assert cmp.p_tail == TAIL_P_MIN and cmp.p_used == "tail"
+    rows = rows_frame([cmp, NullComparison.from_null("n", 0.5, null, "greater", tail=True)])
+    assert "p_tail is an upper bound" in rows.note.iloc[0] and not isinstance(rows.note.iloc[1], str)
+    q = benjamini_hochberg(p_for_bh(rows))
+    assert q[0] > 0 and q[0] == pytest.approx(2 * TAIL_P_MIN)

@@ -60,10 +60,9 @@ class CarriersSettings:
             raise SafetyGeoError(f"test_top_k must be a positive int or null, got {self.test_top_k!r}")
 
     def scoring(self) -> Any:
-        from safetygeo.activations.refusal import DEFAULT_REFUSAL_PHRASES, RefusalScoring
+        from safetygeo.activations.refusal import RefusalScoring
 
-        return RefusalScoring(tuple(self.refusal_phrases or DEFAULT_REFUSAL_PHRASES),
-                              tuple(self.refusal_tokens) if self.refusal_tokens else None)
+        return RefusalScoring.from_options(self.refusal_phrases, self.refusal_tokens)
 
 
 def _f(x: Any) -> float:

@@ -58,6 +58,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from safetygeo.activations.losses import kl_from_logprobs
 from safetygeo.data.records import IGNORE_INDEX, as_records, encode_completions, pad_right
 from safetygeo.models.handle import ModelHandle
 from safetygeo.training.config import TrainConfig
@@ -175,7 +176,7 @@ def benign_kl(model: Any, reference: Any, batch: Mapping[str, Tensor]) -> Tensor
     lp = torch.log_softmax(logits, dim=-1)
     if lp.shape[0] == 0:
         return logits.sum() * 0.0
-    return (lp.exp() * (lp - ref_lp)).sum(-1).mean()
+    return kl_from_logprobs(lp, ref_lp).mean()  # KL(model ‖ reference)
 
 
 # ----------------------------------------------------------------------------- trainer
