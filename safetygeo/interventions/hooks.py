@@ -38,27 +38,16 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from safetygeo._validate import finite_float
-from safetygeo.errors import NonFiniteError, SafetyGeoError, UnknownArchitectureError
+from safetygeo.errors import NonFiniteError, SafetyGeoError
+from safetygeo.models.arch import block_parts
 from safetygeo.models.handle import ModelHandle
 from safetygeo.models.hooks import resid_module
 
-_ATTN = ("self_attn", "attn", "attention", "self_attention")
-_MLP = ("mlp", "feed_forward", "ffn")
-
 
 def residual_writers(block: nn.Module) -> list[nn.Module]:
-    """Submodules of a block whose outputs are added to the residual stream."""
-    children = dict(block.named_children())
-    if "post_attention_layernorm" in children and "post_feedforward_layernorm" in children:
-        return [children["post_attention_layernorm"], children["post_feedforward_layernorm"]]
-    attn = next((children[n] for n in _ATTN if n in children), None)
-    mlp = next((children[n] for n in _MLP if n in children), None)
-    if attn is None or mlp is None:
-        raise UnknownArchitectureError(
-            f"cannot find the attention and MLP submodules of {type(block).__name__} "
-            f"(children: {sorted(children)})"
-        )
-    return [attn, mlp]
+    """Submodules of a block whose outputs are added to the residual stream
+    (:attr:`safetygeo.models.arch.BlockParts.writers`)."""
+    return [block.get_submodule(p) for p in block_parts(block).writers]
 
 
 def as_directions(direction: Tensor, d_model: int, *, normalize: bool) -> Tensor:
