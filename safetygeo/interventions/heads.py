@@ -94,7 +94,7 @@ def ablate_heads(handle: ModelHandle, layer: int,
             return x * m[0]
         if x.shape[0] % v:
             raise SafetyGeoError(f"batch of {x.shape[0]} rows is not {v} groups of equal size")
-        shape = (v, x.shape[0] // v) + (1,) * (x.ndim - 2) + (m.shape[1],)
+        shape = (v,) + (1,) * (x.ndim - 1) + (m.shape[1],)
         return (x.reshape(v, -1, *x.shape[1:]) * m.reshape(shape)).reshape(x.shape)
 
     def pre(module: nn.Module, args: tuple, kwargs: dict):

@@ -82,7 +82,8 @@ class VariantStack:
             embeddings on); layers before it can run once for all variants
             (:func:`~safetygeo.models.hooks.fan_out`).
         nulls: the spec to test with — the one given, or capped to the nulls that exist
-            (``k`` / ``k_max`` = ``size - 1``) when fewer exist than it asks for.
+            (``k`` / ``k_max`` = ``size - 1``) when fewer exist than it asks for; an
+            exhaustive null has no tail estimate (the exact p is the whole answer).
         exhaustive: every possible null was drawn (the p is the exact rank; floor
             ``1 / size``).
         family: what the nulls are (for notes and tables).
@@ -170,8 +171,10 @@ class Intervention(ABC):
             chosen = targets[idx] if torch.is_tensor(targets) else [targets[i] for i in idx]
             return iv._install(handle, chosen)
 
-        return VariantStack(size, install, iv.site.first_layer, _capped(nulls, size - 1),
-                            exhaustive, family)
+        spec = _capped(nulls, size - 1)
+        if exhaustive and spec.tail:  # the whole null distribution is known: no tail to model
+            spec = spec.replace(tail=False)
+        return VariantStack(size, install, iv.site.first_layer, spec, exhaustive, family)
 
     def columns(self) -> dict[str, Any]:
         """The table columns that name it: ``op, site, layer, alpha, heads`` (NaN / None
