@@ -149,13 +149,13 @@ class Intervention(ABC):
         """Apply ``targets`` (a slice of :meth:`_stack`'s) as batch groups."""
 
     @abstractmethod
-    def _real(self) -> Any:
+    def target(self) -> Any:
         """The real target (a direction, basis or head set)."""
 
     def apply(self, handle: ModelHandle) -> AbstractContextManager[None]:
         """Apply this intervention alone (every batch row)."""
         iv = self.resolved(handle)
-        return iv._install(handle, _one(iv._real()))
+        return iv._install(handle, _one(iv.target()))
 
     def variants(self, handle: ModelHandle, nulls: NullSpec) -> VariantStack:
         """This intervention and its matched nulls (``nulls.n_max`` of them, or all that
@@ -198,7 +198,7 @@ class _Directional(Intervention):
 
     direction: Float[Tensor, " d"]
 
-    def _real(self) -> Tensor:
+    def target(self) -> Tensor:
         return self.direction
 
     def null_directions(self, nulls: NullSpec) -> Tensor:
@@ -280,7 +280,7 @@ class SubspaceAblation(Intervention):
     def resolved(self, handle: ModelHandle) -> SubspaceAblation:
         return replace(self, basis=as_bases(self.basis, handle.d_model)[0])
 
-    def _real(self) -> Tensor:
+    def target(self) -> Tensor:
         return self.basis
 
     def _stack(self, handle: ModelHandle, nulls: NullSpec) -> tuple[Any, bool, str]:
@@ -323,7 +323,7 @@ class HeadAblation(Intervention):
             raise SafetyGeoError("head ablation needs at least one head")
         return replace(self, layer=layer, heads=check_heads(self.heads, n, layer=layer))
 
-    def _real(self) -> tuple[int, ...]:
+    def target(self) -> tuple[int, ...]:
         return self.heads
 
     def _stack(self, handle: ModelHandle, nulls: NullSpec) -> tuple[Any, bool, str]:

@@ -44,7 +44,9 @@ SITE_NAMES: tuple[str, ...] = ("resid_in", "resid_out", "attn_out", "mlp_out", "
 @dataclass(frozen=True)
 class Site:
     """A hook site: ``name`` (see the module docstring) and its ``layer`` (``None`` only
-    for ``resid_all``). Negative layers are allowed and resolved by :meth:`resolved`."""
+    for ``resid_all``). Negative layers count from the end and are resolved by
+    :meth:`resolved` (``resid_in``: ``-1`` = ``L``, the final-norm input; block sites:
+    ``-1`` = the last block ``L - 1``)."""
 
     name: SiteName
     layer: int | None = None
@@ -69,10 +71,14 @@ class Site:
         """
         if self.layer is None:
             return self
-        (layer,) = handle.check_layers(self.layer)
-        if self.name != "resid_in" and layer >= handle.n_layers:
-            raise LayerIndexError(f"site {self.name!r} needs a block: layer {layer} is out of "
-                                  f"range 0..{handle.n_layers - 1}")
+        if self.name == "resid_in":
+            (layer,) = handle.check_layers(self.layer)
+            return Site(self.name, layer)
+        n = handle.n_layers  # a block site: -1 is the last block
+        layer = self.layer + n if isinstance(self.layer, int) and self.layer < 0 else self.layer
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n:
+            raise LayerIndexError(f"site {self.name!r} needs a block: layer {self.layer!r} is "
+                                  f"out of range 0..{n - 1} (or -{n}..-1)")
         return Site(self.name, layer)
 
     @property
