@@ -179,6 +179,7 @@ def sweep(
     from safetygeo.behavior.generate import GenerationSettings
     from safetygeo.causal.sweep import SWEEP_COLUMNS, run_sweep
     from safetygeo.errors import SafetyGeoError
+    from safetygeo.interventions.intervention import OPS
     from safetygeo.interventions.nulls import NullSpec
     from safetygeo.reports.figures import sweep_figure
 
@@ -197,7 +198,7 @@ def sweep(
     head_cells = parse_heads(heads)
     if op_list == ["none"] and head_cells:
         op_list = []
-    elif not op_list or any(o not in ("ablate", "add") for o in op_list):
+    elif not op_list or any(o not in OPS for o in op_list):
         raise typer.BadParameter(f"{ops!r}; use ablate, add, ablate,add (or none with --heads)",
                                  param_hint="--ops")
     alpha_list = parse_floats(alphas, "--alphas")

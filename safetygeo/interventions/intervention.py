@@ -66,7 +66,7 @@ from safetygeo.interventions.subspace import (
 from safetygeo.models.handle import ModelHandle
 from safetygeo.models.sites import Site, attention_heads
 
-__all__ = ["OPS", "DirectionAblation", "DirectionAddition", "HeadAblation", "Intervention",
+__all__ = ["OPS", "DirectionAblation", "Directional", "DirectionAddition", "HeadAblation", "Intervention",
            "SubspaceAblation", "VariantStack", "from_op"]
 
 
@@ -193,7 +193,7 @@ def _one(target: Any) -> Any:
 
 
 @dataclass(frozen=True, eq=False)
-class _Directional(Intervention):
+class Directional(Intervention):
     """An intervention with one direction; nulls: random directions of its norm."""
 
     direction: Float[Tensor, " d"]
@@ -211,7 +211,7 @@ class _Directional(Intervention):
 
 
 @dataclass(frozen=True, eq=False)
-class DirectionAblation(_Directional):
+class DirectionAblation(Directional):
     """Project ``direction`` out of every residual stream (Arditi et al.;
     :func:`~safetygeo.interventions.hooks.ablate`). Nulls: random directions."""
 
@@ -231,7 +231,7 @@ class DirectionAblation(_Directional):
 
 
 @dataclass(frozen=True, eq=False)
-class DirectionAddition(_Directional):
+class DirectionAddition(Directional):
     """Add ``alpha * vector`` to the residual stream entering ``layer`` (all positions, or
     ``offsets`` from the end; :func:`~safetygeo.interventions.hooks.add`). Nulls: random
     directions of the vector's norm, same layer, positions and ``alpha``."""
