@@ -1,5 +1,10 @@
-"""Matched random-direction null controls: the null specification, the direction sampler
-and the (fixed-K or sequential) driver that evaluates them.
+"""Matched null controls: the null specification, the direction and head-set samplers and
+the (fixed-K or sequential) driver that evaluates them.
+
+Which null family an intervention is compared with is the intervention's
+(:meth:`safetygeo.interventions.intervention.Intervention.variants`: random directions,
+random subspaces, random other heads of the layer); :class:`NullSpec` sets K, the seed, the
+batching and the sequential rule for all of them, and ``kind`` refines direction nulls.
 
 A causal effect of a direction is reported next to the effects of random directions
 applied with the same operation, layer, positions and strength (for addition: the same
@@ -79,7 +84,8 @@ class NullSpec:
         k: number of null directions ``K`` of a fixed-K test (≥ 1); the p-value floor is
             ``1 / (K + 1)``. With ``h`` set, the default ``k_max``.
         kind: ``"sphere"`` (uniform on the unit sphere) or ``"covariance"`` (Gaussian with
-            the activation covariance, normalized — "covariance-matched" nulls).
+            the activation covariance, normalized — "covariance-matched" nulls). Applies
+            to direction nulls; subspace and head interventions refuse ``"covariance"``.
         covariance: ``[d, d]`` covariance for ``kind="covariance"`` (not saved with a
             table's identity; its hash is).
         seed: null-direction seed; the first ``K'`` directions of a seed do not depend on ``K``.
