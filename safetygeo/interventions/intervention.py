@@ -176,6 +176,26 @@ class Intervention(ABC):
             spec = spec.replace(tail=False)
         return VariantStack(size, install, iv.site.first_layer, spec, exhaustive, family)
 
+    @abstractmethod
+    def with_target(self, target: Any) -> Intervention:
+        """The same intervention (op, site, strength) on another target — how a null is a
+        value of the same kind."""
+
+    def null_interventions(self, handle: ModelHandle, nulls: NullSpec) -> list[Intervention]:
+        """The matched nulls as intervention values (for auditing; effects use the batched
+        :meth:`variants`): ``null_interventions(...)[i].apply(h)`` = ``variants(...).apply([i + 1])``.
+
+        Example:
+            >>> from safetygeo.models import load_model
+            >>> from safetygeo.models.tiny import tiny_model_and_tokenizer
+            >>> h = load_model(tiny_model_and_tokenizer("llama", n_layers=2, d_model=32))
+            >>> sorted(n.heads for n in HeadAblation(0, (1,)).null_interventions(h, NullSpec(k=8)))
+            [(0,), (2,), (3,)]
+        """
+        iv = self.resolved(handle)
+        targets = iv._stack(handle, check_spec(nulls))[0]
+        return [iv.with_target(t) for t in targets[1:]]
+
     def columns(self) -> dict[str, Any]:
         """The table columns that name it: ``op, site, layer, alpha, heads`` (NaN / None
         where not applicable)."""
@@ -200,6 +220,9 @@ class Directional(Intervention):
 
     def target(self) -> Tensor:
         return self.direction
+
+    def with_target(self, target: Any) -> Directional:
+        return replace(self, direction=target)
 
     def null_directions(self, nulls: NullSpec) -> Tensor:
         """``[1 + n_max, d]``: the real vector, then random ones of its norm."""
@@ -283,6 +306,9 @@ class SubspaceAblation(Intervention):
     def target(self) -> Tensor:
         return self.basis
 
+    def with_target(self, target: Any) -> SubspaceAblation:
+        return replace(self, basis=target)
+
     def _stack(self, handle: ModelHandle, nulls: NullSpec) -> tuple[Any, bool, str]:
         if nulls.kind != "sphere":
             raise SafetyGeoError(f"subspace nulls are Haar-random subspaces; NullSpec.kind="
@@ -325,6 +351,9 @@ class HeadAblation(Intervention):
 
     def target(self) -> tuple[int, ...]:
         return self.heads
+
+    def with_target(self, target: Any) -> HeadAblation:
+        return replace(self, heads=tuple(target))
 
     def _stack(self, handle: ModelHandle, nulls: NullSpec) -> tuple[Any, bool, str]:
         if nulls.kind != "sphere":

@@ -121,6 +121,23 @@ def test_random_head_sets_are_other_heads_exhaustive_when_few() -> None:
         random_head_sets([0, 1], 3, 8)
 
 
+def test_null_interventions_are_values_of_the_same_kind() -> None:
+    h = _handle("llama")
+    spec = NullSpec(k=2, seed=1)
+    for iv in (HeadAblation(1, (2,)), DirectionAddition(torch.ones(32), layer=1, alpha=2.0),
+               SubspaceAblation(torch.randn(2, 32, generator=torch.Generator().manual_seed(0)))):
+        stack, nulls = iv.variants(h, spec), iv.null_interventions(h, spec)
+        assert len(nulls) == 2 and all(type(n) is type(iv) for n in nulls)
+        assert all(n.columns()["site"] == iv.columns()["site"] for n in nulls)
+        with torch.no_grad():
+            for i, n in enumerate(nulls):
+                with n.apply(h):
+                    got = h.model(IDS).logits
+                with stack.apply([i + 1]):
+                    torch.testing.assert_close(got, h.model(IDS).logits)
+    assert all(not {2} & set(n.heads) for n in HeadAblation(1, (2,)).null_interventions(h, spec))
+
+
 def test_head_stack_caps_the_spec_to_the_nulls_that_exist() -> None:
     h = _handle("llama")
     seq = HeadAblation(1, (2,)).variants(h, NullSpec.sequential())
