@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from safetygeo.interventions.intervention import HeadAblation
+    from safetygeo.models.handle import ModelHandle
 
 CarriersDir = Annotated[Path, typer.Option("--carriers", "-c", help="Folder written by "
                                            "`safetygeo select-carrier`.", show_default=False)]
@@ -93,13 +94,13 @@ def parse_heads(specs: Optional[list[str]]) -> "list[HeadAblation]":
     return out
 
 
-def check_heads_for(h: object, cells: "list[HeadAblation]", specs: list[str]) -> None:
+def check_heads_for(h: "ModelHandle", cells: "list[HeadAblation]", specs: list[str]) -> None:
     """Each ``--heads`` cell checked against the loaded model (layer and head ranges)."""
     from safetygeo.errors import SafetyGeoError
 
     for spec, iv in zip(specs, cells):
         try:
-            iv.resolved(h)  # type: ignore[arg-type]
+            iv.resolved(h)
         except SafetyGeoError as exc:
             raise typer.BadParameter(f"{spec!r}: {exc}", param_hint="--heads") from None
 

@@ -58,7 +58,7 @@ def test_bad_sites_are_refused() -> None:
     with pytest.raises(SafetyGeoError, match="takes no layer"):
         Site("resid_all", 1)
     with pytest.raises(SafetyGeoError, match="unknown site"):
-        Site("resid_mid", 1)  # type: ignore[arg-type]
+        Site(*["resid_mid", 1])
     with pytest.raises(LayerIndexError, match="needs a block"):
         Site("attn_heads", 2).module(h)
 
