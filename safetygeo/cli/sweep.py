@@ -166,7 +166,9 @@ def sweep(
     workers: Annotated[Optional[int], typer.Option(min=1, help="CPUs of a local Ray instance.")] = None,
     num_gpus: Annotated[float, typer.Option(min=0, help="GPUs per Ray task.")] = 0.0,
 ) -> None:
-    """Sweep ablation / addition of saved carriers against matched random directions.
+    """Sweep ablation / addition of saved carriers against matched random directions, and
+    (--heads LAYER:H1,H2) zero-ablation of attention heads against random other heads of
+    the same layer.
 
     Refusal is scored exactly as in `select-carrier` (the scoring saved in carriers.json)
     unless --refusal-phrase / --refusal-token are given. By default every cell runs a
