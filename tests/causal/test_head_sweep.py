@@ -85,3 +85,23 @@ def test_a_table_without_site_columns_resumes(tmp_path: Path, monkeypatch) -> No
     sw._write(out, bad, ident)
     with pytest.raises(sw.SettingsError, match="no site column"):
         sw.run_sweep(pm.handle, {"r": pm.direction}, out=out, **kw)
+
+
+def test_generation_cells_use_each_interventions_prompts_and_nulls() -> None:
+    from safetygeo.behavior.generate import GenerationSettings
+    from safetygeo.causal.generation import generation_refusal_effect
+
+    pm = planted_refusal_model()
+    kw = dict(harmful=pm.harmful[:3], harmless=pm.harmless[:3], nulls=NullSpec(k=2),
+              gen_nulls=NullSpec(k=2), generations=GenerationSettings(max_new_tokens=2),
+              progress=False)
+    table = sw.run_sweep(pm.handle, {"r": pm.direction * 3}, ops=("add",), layers=[2],
+                         interventions=[HeadAblation(0, (0,))], **kw)
+    gen = table[table.metric == "d_refusal_rate_gen"].set_index("op")
+    assert list(gen.site) == ["resid_in", "attn_heads"] and gen.loc["head_ablate", "heads"] == "0"
+    assert int(gen.loc["head_ablate", "k"]) == 2  # 2 of the 3 other heads (K = 2)
+    # the head cell's generations are on harmful prompts (removal), the addition's on harmless
+    want = generation_refusal_effect(pm.handle, HeadAblation(0, (0,)), prompts=kw["harmful"],
+                                     nulls=NullSpec(k=2), settings=kw["generations"], n_boot=200)
+    assert gen.loc["head_ablate", "real"] == pytest.approx(want.real)
+    assert gen.loc["head_ablate", "n"] == 3 and want.site == "attn_heads" and want.heads == "0"
