@@ -42,13 +42,20 @@ import torch
 
 from safetygeo.activations.refusal import RefusalScoring
 from safetygeo.causal.effects import _metrics, refusal_baseline
-from safetygeo.interventions.nulls import random_directions
+from safetygeo.interventions.intervention import VariantStack, from_op
+from safetygeo.interventions.nulls import NullSpec
 from safetygeo.toy.planted import planted_refusal_model
 
 SECTIONS = ("batched", "sequential", "tail", "carriers", "simulate")
 
 
 # --------------------------------------------------------------------------- batched (issue 4)
+def _stack(h: Any, direction: torch.Tensor, op: str, layer: int | None, k: int) -> VariantStack:
+    """``direction`` (variant 0) and ``k`` random directions of its norm (seed 0) — the same
+    directions as ``random_directions(k, d, seed=0, norm=|direction|)``."""
+    return from_op(op, direction, layer=layer).variants(h, NullSpec(k=k, seed=0))
+
+
 def run_batched(k: int, n_prompts: int, d_model: int, n_layers: int, op: str, reps: int,
                 max_variants: int, layer: int | None = None) -> dict:
     pm = planted_refusal_model(d_model=d_model, n_layers=n_layers, n_prompts=n_prompts)
@@ -56,16 +63,16 @@ def run_batched(k: int, n_prompts: int, d_model: int, n_layers: int, op: str, re
     harmful, harmless = pm.harmful[:n_prompts], pm.harmless[:n_prompts]
     # the baseline carries the refusal token ids the metrics score with
     base = refusal_baseline(h, harmful, harmless, scoring=RefusalScoring(), batch_size=n_prompts)
-    variants = torch.cat([pm.direction[None] * 3,
-                          random_directions(k, h.d_model, seed=0, norm=3.0)])
-    layer = layer if op == "add" else None
+    stack = _stack(h, pm.direction * 3, op, layer, k)
+    layer = stack.fan_out_layer
+    every = list(range(k + 1))
 
     def batched():
-        return _metrics(h, variants, op, layer, 1.0, harmful, harmless, base,
+        return _metrics(h, stack, every, harmful, harmless, base,
                         batch_size=n_prompts, max_variants=max_variants)
 
     def loop():
-        return _metrics(h, variants, op, layer, 1.0, harmful, harmless, base,
+        return _metrics(h, stack, every, harmful, harmless, base,
                         batch_size=n_prompts, max_variants=1)
 
     batched(), loop()  # warm-up
@@ -222,7 +229,6 @@ def section_tail(quick: bool) -> list[dict]:
     h = pm.handle
     harmful, harmless = pm.harmful[:12], pm.harmless[:12]
     base = refusal_baseline(h, harmful, harmless, scoring=RefusalScoring(), batch_size=24)
-    dirs = random_directions(k_big, h.d_model, seed=0, norm=3.0)
     names = ("d_refusal_harmful", "d_refusal_harmless", "kl_harmless")
     alts = ("two-sided", "two-sided", "greater")
     out = []
@@ -232,7 +238,9 @@ def section_tail(quick: bool) -> list[dict]:
           f"{'median':>7s} {'IQR':>15s} {'< 1/65':>7s}")
     for op, layer in (("ablate", None), ("add", 2)):
         t = time.perf_counter()
-        vals = _metrics(h, dirs, op, layer, 1.0, harmful, harmless, base, 24, 64)  # type: ignore[arg-type]
+        nulls_only = list(range(1, k_big + 1))  # k_big random directions of norm 3, seed 0
+        vals = _metrics(h, _stack(h, pm.direction * 3, op, layer, k_big), nulls_only,
+                        harmful, harmless, base, 24, 64)
         elapsed = time.perf_counter() - t
         for j, (name, alt) in enumerate(zip(names, alts)):
             x = vals[:, j]

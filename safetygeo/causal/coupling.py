@@ -1,10 +1,12 @@
 """Causal harmfulness–refusal (H/R) coupling against matched null directions.
 
-Intervene on a *source* vector (add ``α·v`` at its layer, or ablate its direction
-everywhere) and measure the shift of a *read-out* — the mean projection of the residual
+Intervene on a *source* (add ``α·v`` at its layer, or ablate its direction everywhere; or
+any :class:`~safetygeo.interventions.intervention.Intervention`, e.g. attention heads) and
+measure the shift of a *read-out* — the mean projection of the residual
 stream at ``read_layer`` and ``read_positions`` onto a unit ``read`` direction — relative to
-the un-intervened model. The real shift is compared with ``K`` matched random directions
-(same operation, layer and norm) evaluated in the same batched forward passes; the result
+the un-intervened model. The real shift is compared with ``K`` matched nulls of the
+intervention's kind (random directions with the same operation, layer and norm; random
+subspaces; random other heads) evaluated in the same batched forward passes; the result
 is a :class:`~safetygeo.results.NullComparison` (metric ``readout_shift``, two-sided p
 centred on the null, z, a bootstrap CI of the real shift over prompts) whose ``extra``
 holds the intervention settings. A sequential ``NullSpec(h=...)`` draws the nulls in batches
@@ -26,6 +28,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -36,8 +39,9 @@ from torch import Tensor
 from safetygeo._validate import finite_float, positive_int, prompt_list
 from safetygeo.activations.logits import encode_checked, pad_id_of
 from safetygeo.activations.positions import PositionSpec, resolve_positions
-from safetygeo.interventions.hooks import ablate, add, as_directions
-from safetygeo.interventions.nulls import NullSpec, matched_variants, run_null_test
+from safetygeo.interventions.hooks import as_directions
+from safetygeo.interventions.intervention import Intervention, from_op
+from safetygeo.interventions.nulls import NullSpec, check_spec, run_null_test
 from safetygeo.models.batching import Batch, iter_batches
 from safetygeo.models.handle import ModelHandle
 from safetygeo.models.hooks import capture_resid
@@ -84,8 +88,8 @@ def causal_coupling(
     handle: ModelHandle,
     prompts: Sequence[str],
     *,
-    source: Float[Tensor, " d"],
-    source_layer: int,
+    source: Float[Tensor, " d"] | Intervention,
+    source_layer: int | None = None,
     read: Float[Tensor, " d"],
     read_layer: int,
     read_positions: PositionSpec = "post_instruction",
@@ -100,7 +104,9 @@ def causal_coupling(
 
     Args:
         prompts: instructions to run.
-        source: the intervened vector (raw for ``op="add"``; its direction for ``"ablate"``).
+        source: the intervened vector (raw for ``op="add"``; its direction for ``"ablate"``),
+            or an :class:`~safetygeo.interventions.intervention.Intervention` (then ``op``,
+            ``source_layer`` and ``alpha`` are not used).
         source_layer: where it is added (ignored for ablation, which acts on every layer).
         read, read_layer, read_positions: the read-out.
         op: ``"add"`` (``α·source`` at ``source_layer``) or ``"ablate"``.
@@ -117,21 +123,20 @@ def causal_coupling(
 
     prompts = prompt_list(prompts)
     alpha = finite_float(alpha, "alpha")
-    variants, _ = matched_variants(handle, source, op, nulls,
-                                   layer=source_layer if op == "add" else None)  # real first
+    iv = (source if isinstance(source, Intervention)
+          else from_op(op, source, layer=source_layer, alpha=alpha)).resolved(handle)
+    stack = iv.variants(handle, check_spec(nulls))  # real first
     base = readout(handle, prompts, read, read_layer, read_positions, batch_size=batch_size)[0]
     real_shift: list[np.ndarray] = []
-    bar = tqdm(desc=f"coupling ({op})", disable=not progress, leave=False,
-               total=nulls.n_max + 1)
+    bar = tqdm(desc=f"coupling ({iv.op})", disable=not progress, leave=False,
+               total=stack.nulls.n_max + 1)
 
     def evaluate(idx: list[int]) -> np.ndarray:
         out = np.empty(len(idx))
         step = nulls.max_variants
         for start in range(0, len(idx), step):
             part = idx[start:start + step]
-            ctx = add(handle, variants[part], source_layer, alpha) if op == "add" else ablate(
-                handle, variants[part])
-            with ctx:
+            with stack.apply(part):
                 vals = readout(handle, prompts, read, read_layer, read_positions,
                                repeat=len(part), batch_size=batch_size)
             shifts = (vals - base).numpy()
@@ -142,13 +147,19 @@ def causal_coupling(
         return out[:, None]
 
     with bar:
-        draws = run_null_test(nulls, evaluate, [("readout_shift", "two-sided")])
+        draws = run_null_test(stack.nulls, evaluate, [("readout_shift", "two-sided")])
     per_prompt = real_shift[0]
     lo = hi = float("nan")
     if n_boot > 0 and len(per_prompt) >= 2:
         res = bootstrap_ci(lambda x: x.mean(), per_prompt, n_boot=n_boot, seed=nulls.seed)
         lo, hi = float(res.ci_low), float(res.ci_high)
-    return draws.comparison(
-        0, ci_low=lo, ci_high=hi, op=op, source_layer=source_layer if op == "add" else None,
-        alpha=alpha, read_layer=read_layer, read_positions=str(read_positions),
-        n_prompts=len(per_prompt), null_kind=nulls.kind)
+    cols = iv.columns()
+    out = draws.comparison(
+        0, ci_low=lo, ci_high=hi, op=iv.op, source_site=iv.site.label,
+        source_layer=iv.site.layer if cols["site"] == "resid_in" else None,
+        alpha=alpha if cols["alpha"] != cols["alpha"] else cols["alpha"], heads=cols["heads"],
+        read_layer=read_layer, read_positions=str(read_positions),
+        n_prompts=len(per_prompt), null_kind=nulls.kind, null_family=stack.family)
+    if stack.note is not None:
+        out = replace(out, note=stack.note if out.note is None else f"{out.note}; {stack.note}")
+    return out

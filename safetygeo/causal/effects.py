@@ -1,9 +1,12 @@
 """Null-controlled effects of one intervention on the logit refusal score and on KL.
 
-:func:`intervention_effect` applies one operation with a real direction and with ``K``
-matched random directions (same operation, layer, positions, strength; for addition the
-same norm as the real vector; :class:`~safetygeo.interventions.nulls.NullSpec`), all
-evaluated in batched forward passes (directions ride along the batch dimension), and
+:func:`intervention_effect` applies one
+:class:`~safetygeo.interventions.intervention.Intervention` (a direction ablated or added,
+a subspace ablated, attention heads ablated) and ``K`` matched nulls of the same kind
+(random directions with the same operation, layer, positions, strength and norm; random
+subspaces of the same dimension; random other heads of the same layer;
+:class:`~safetygeo.interventions.nulls.NullSpec`), all evaluated in batched forward passes
+(variants ride along the batch dimension), and
 returns one :class:`~safetygeo.results.NullComparison` per metric (with a sequential
 ``NullSpec(h=...)`` the nulls are drawn in batches and the cell stops once all three
 metrics are settled; :func:`~safetygeo.interventions.nulls.run_null_test`):
@@ -25,12 +28,20 @@ Example:
     ...                           nulls=NullSpec(k=8))
     >>> eff["d_refusal_harmless"].p <= 1 / 9 + 1e-12
     True
+    >>> from safetygeo.interventions.intervention import HeadAblation
+    >>> heads = intervention_effect(pm.handle, HeadAblation(0, (0,)), harmful=pm.harmful[:4],
+    ...                             harmless=pm.harmless[:4], nulls=NullSpec(k=8))
+    >>> heads["d_refusal_harmful"].k, heads["d_refusal_harmful"].note[:16]
+    (3, 'exhaustive null:')
+
+The older call ``intervention_effect(handle, direction, "ablate" | "add", layer=, alpha=)``
+builds the intervention from the op string (:func:`~safetygeo.interventions.intervention.from_op`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -41,13 +52,15 @@ from torch import Tensor
 from safetygeo._validate import finite_float, positive_int, prompt_list
 from safetygeo.activations.logits import last_logprobs
 from safetygeo.activations.refusal import RefusalScoring, refusal_score_from_logprobs
-from safetygeo.interventions.hooks import ablate, add
-from safetygeo.interventions.nulls import NullSpec, matched_variants, run_null_test
+from safetygeo.errors import SafetyGeoError
+from safetygeo.interventions.intervention import Intervention, VariantStack, from_op
+from safetygeo.interventions.nulls import NullDraws, NullSpec, check_spec, run_null_test
 from safetygeo.models.handle import ModelHandle
 from safetygeo.results import NullComparison
 from safetygeo.stats.pvalues import Alternative
 
-__all__ = ["METRICS", "Op", "RefusalBaseline", "intervention_effect", "refusal_baseline"]
+__all__ = ["METRICS", "Op", "RefusalBaseline", "as_intervention", "draw_comparisons",
+           "intervention_effect", "refusal_baseline"]
 
 Op = Literal["ablate", "add"]
 METRICS = ("d_refusal_harmful", "d_refusal_harmless", "kl_harmless")
@@ -84,24 +97,22 @@ def refusal_baseline(handle: ModelHandle, harmful: Sequence[str], harmless: Sequ
                            float(refusal_score_from_logprobs(lp_l, ids).mean()), lp_l, tuple(ids))
 
 
-def _metrics(handle: ModelHandle, variants: Tensor, op: Op, layer: int | None, alpha: float,
+def _metrics(handle: ModelHandle, stack: VariantStack, variants: list[int],
              harmful: Sequence[str], harmless: Sequence[str], base: RefusalBaseline,
              batch_size: int, max_variants: int) -> np.ndarray:
-    """[n_variants, 3] metrics, computed ``max_variants`` directions per forward pass.
+    """[n_variants, 3] metrics, computed ``max_variants`` variants per forward pass.
 
-    Harmful and harmless prompts share the passes; for addition the layers before ``layer``
-    run once per batch and fan out into the variants there.
+    Harmful and harmless prompts share the passes; the layers before the first one the
+    intervention changes run once per batch and fan out into the variants there.
     """
     out = np.empty((len(variants), len(METRICS)))
     prompts, n_h = [*harmful, *harmless], len(harmful)
     ids = list(base.token_ids)
     for start in range(0, len(variants), max_variants):
         idx = list(range(start, min(start + max_variants, len(variants))))
-        ctx = ablate(handle, variants[idx]) if op == "ablate" else add(
-            handle, variants[idx], layer, alpha)  # type: ignore[arg-type]
-        with ctx:
+        with stack.apply([variants[i] for i in idx]):
             lp = last_logprobs(handle, prompts, batch_size=batch_size, repeat=len(idx),
-                               fan_out_layer=layer if op == "add" else None,
+                               fan_out_layer=stack.fan_out_layer,
                                progress=False).reshape(len(idx), len(prompts), -1)
         lp_h, lp_l = lp[:, :n_h], lp[:, n_h:].double()
         out[idx, 0] = (refusal_score_from_logprobs(lp_h, ids).mean(-1) - base.harmful).numpy()
@@ -111,10 +122,38 @@ def _metrics(handle: ModelHandle, variants: Tensor, op: Op, layer: int | None, a
     return out
 
 
+def as_intervention(intervention: Intervention | Tensor, op: str | None, *,
+                    layer: int | None, alpha: float) -> Intervention:
+    """``intervention`` itself, or the one ``op`` names with that direction (older API).
+
+    Raises:
+        SafetyGeoError: an Intervention with an op / layer / alpha too, or a direction
+            without an op.
+    """
+    if isinstance(intervention, Intervention):
+        if op is not None or layer is not None or alpha != 1.0:
+            raise SafetyGeoError("pass either an Intervention or a direction with op / layer / "
+                                 "alpha, not both")
+        return intervention
+    if op is None:
+        raise SafetyGeoError("a bare direction needs an op ('ablate' or 'add'); or pass an "
+                             "Intervention")
+    return from_op(op, intervention, layer=layer, alpha=finite_float(alpha, "alpha"))
+
+
+def draw_comparisons(draws: NullDraws, stack: VariantStack) -> dict[str, NullComparison]:
+    """Every metric's comparison, with the stack's note (exhaustive nulls) added."""
+    out = draws.comparisons()
+    if stack.note is None:
+        return out
+    return {k: replace(c, note=stack.note if c.note is None else f"{c.note}; {stack.note}")
+            for k, c in out.items()}
+
+
 def intervention_effect(
     handle: ModelHandle,
-    direction: Float[Tensor, " d"],
-    op: Op,
+    intervention: Intervention | Float[Tensor, " d"],
+    op: Op | None = None,
     *,
     harmful: Sequence[str],
     harmless: Sequence[str],
@@ -125,16 +164,16 @@ def intervention_effect(
     batch_size: int = 16,
     baseline: RefusalBaseline | None = None,
 ) -> dict[str, NullComparison]:
-    """Effects of one intervention next to matched random directions (``nulls.k`` of them,
-    or a sequential test of at most ``nulls.k_max``).
+    """Effects of one intervention next to matched nulls of its kind (``nulls.k`` of them,
+    or a sequential test of at most ``nulls.k_max``; all that exist when there are fewer —
+    e.g. the other heads of a layer — with ``note`` saying the test is exhaustive).
 
     Args:
-        direction: the real direction (raw vector; ablation uses its unit direction,
-            addition adds ``alpha * direction``).
-        op: ``"ablate"`` (every layer and position) or ``"add"`` (at ``layer``).
+        intervention: an :class:`~safetygeo.interventions.intervention.Intervention`; or
+            (older API) a raw direction with ``op`` (``"ablate"``: every layer and
+            position; ``"add"``: ``alpha * direction`` at ``layer``).
         harmful, harmless: prompts (a bare string is one prompt).
-        alpha: addition strength (finite).
-        nulls: how many null directions, of which kind, seed, and how many per pass.
+        nulls: how many nulls, of which kind, seed, and how many per pass.
         scoring: the refusal definition (use the carrier selection's ``sel.scoring``).
         batch_size: prompts per forward pass.
         baseline: precomputed :func:`refusal_baseline` (a sweep computes it once); must
@@ -149,15 +188,16 @@ def intervention_effect(
     harmful, harmless = prompt_list(harmful, "harmful"), prompt_list(harmless, "harmless")
     alpha = finite_float(alpha, "alpha")
     batch_size = positive_int(batch_size, "batch_size")
-    variants, layer = matched_variants(handle, direction, op, nulls, layer=layer)
+    iv = as_intervention(intervention, op, layer=layer, alpha=alpha)
+    stack = iv.variants(handle, check_spec(nulls))
     base = baseline or refusal_baseline(handle, harmful, harmless, scoring=scoring,
                                         batch_size=batch_size)
 
     def evaluate(idx: list[int]) -> np.ndarray:
         with torch.no_grad():
-            return _metrics(handle, variants[idx], op, layer, alpha, harmful, harmless, base,
-                            batch_size, nulls.max_variants)
+            return _metrics(handle, stack, idx, harmful, harmless, base, batch_size,
+                            nulls.max_variants)
 
-    draws = run_null_test(nulls, evaluate,
+    draws = run_null_test(stack.nulls, evaluate,
                           [(name, _ALTERNATIVE[name]) for name in METRICS])
-    return draws.comparisons()
+    return draw_comparisons(draws, stack)

@@ -8,10 +8,12 @@ Protocol:
 1. generate every prompt without intervention and label it (``classifier``; *refused* is
    :func:`safetygeo.behavior.classify.is_refusal`: full or partial refusal or empty) →
    base rate;
-2. generate under the operation (``ablate`` everywhere, or ``add`` at ``layer``) with the
-   real direction and with ``K`` matched nulls (:class:`~safetygeo.interventions.nulls.NullSpec`:
-   same norm, uniform on the sphere or covariance-matched), batched as variants along the
-   batch dimension (``nulls.max_variants`` directions per forward pass), greedy by default;
+2. generate under the intervention (an :class:`~safetygeo.interventions.intervention.Intervention`:
+   a direction ablated everywhere or added at a layer, a subspace, attention heads) and
+   under ``K`` matched nulls of its kind (:class:`~safetygeo.interventions.nulls.NullSpec`:
+   random directions of the same norm, uniform on the sphere or covariance-matched; random
+   subspaces; random other heads), batched as variants along the batch dimension
+   (``nulls.max_variants`` variants per forward pass), greedy by default;
 3. effect = rate under the direction − base rate, for the real direction and each null
    (with a sequential ``NullSpec(h=...)`` the nulls are generated in batches until the
    test is settled; :func:`~safetygeo.interventions.nulls.run_null_test`);
@@ -39,10 +41,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
@@ -50,8 +53,9 @@ from safetygeo._validate import finite_float, positive_int, prompt_list
 from safetygeo.behavior.classify import classify_refusal
 from safetygeo.behavior.generate import Generations, GenerationSettings, generate, generate_variants
 from safetygeo.behavior.metrics import mean_score, refused_indicator
-from safetygeo.interventions.hooks import ablate, add
-from safetygeo.interventions.nulls import NullSpec, matched_variants, run_null_test
+from safetygeo.causal.effects import as_intervention, draw_comparisons
+from safetygeo.interventions.intervention import Intervention
+from safetygeo.interventions.nulls import NullSpec, check_spec, run_null_test
 from safetygeo.models.handle import ModelHandle
 from safetygeo.results import NullComparison
 
@@ -64,7 +68,8 @@ class GenerationEffect(NullComparison):
     rates and generations behind it.
 
     Attributes (beyond NullComparison's):
-        op, layer, alpha: the intervention.
+        op, site, layer, alpha, heads: the intervention
+            (:meth:`~safetygeo.interventions.intervention.Intervention.columns`).
         n: number of prompts.
         base_rate: refusal rate without intervention; ``real_rate``: under the direction.
         base_generations, real_generations: the completions, for auditing.
@@ -73,6 +78,8 @@ class GenerationEffect(NullComparison):
     op: str = "ablate"
     layer: int | None = None
     alpha: float = 1.0
+    site: str = "resid_all"
+    heads: str | None = None
     n: int = 0
     base_rate: float = float("nan")
     real_rate: float = float("nan")
@@ -80,16 +87,16 @@ class GenerationEffect(NullComparison):
     real_generations: Generations | None = field(default=None, repr=False)
 
     def to_row(self, *, keep_null: bool = False) -> dict[str, Any]:
-        return {**super().to_row(keep_null=keep_null), "op": self.op, "layer": self.layer,
-                "alpha": self.alpha, "n": self.n, "base_rate": self.base_rate,
+        return {**super().to_row(keep_null=keep_null), "op": self.op, "site": self.site,
+                "layer": self.layer, "alpha": self.alpha, "heads": self.heads, "n": self.n, "base_rate": self.base_rate,
                 "real_rate": self.real_rate}
 
 
 def generation_refusal_effect(
     handle: ModelHandle,
-    direction: Float[Tensor, " d"],
-    op: Literal["ablate", "add"],
-    prompts: Sequence[str],
+    intervention: Intervention | Float[Tensor, " d"],
+    op: Literal["ablate", "add"] | None = None,
+    prompts: Sequence[str] = (),
     *,
     layer: int | None = None,
     alpha: float = 1.0,
@@ -101,14 +108,16 @@ def generation_refusal_effect(
     ci: float = 0.95,
     progress: bool = False,
 ) -> GenerationEffect:
-    """Refusal-rate change on generations under ``direction`` vs matched nulls (``nulls.k``,
-    or a sequential test of at most ``nulls.k_max``).
+    """Refusal-rate change on generations under an intervention vs matched nulls of its
+    kind (``nulls.k``, or a sequential test of at most ``nulls.k_max``; all that exist when
+    fewer do).
 
     Args:
         handle: the model.
-        direction: the real direction (raw; ablation uses its unit vector, addition adds
-            ``alpha * direction``; nulls get its norm).
-        op: ``"ablate"`` (every layer and position) or ``"add"`` (at ``layer``).
+        intervention: an :class:`~safetygeo.interventions.intervention.Intervention`; or
+            (older API) a raw direction with ``op`` (``"ablate"``: its unit vector, every
+            layer and position; ``"add"``: ``alpha * direction`` at ``layer``; nulls get
+            its norm).
         prompts: e.g. harmful prompts (bypass) or harmless ones (induced refusal).
         nulls: null directions (``nulls.seed`` also seeds the bootstrap).
         settings: decoding (greedy by default; sampling uses common random numbers).
@@ -119,7 +128,8 @@ def generation_refusal_effect(
     prompts = prompt_list(prompts)
     alpha = finite_float(alpha, "alpha")
     batch_size = positive_int(batch_size, "batch_size")
-    variants, layer = matched_variants(handle, direction, op, nulls, layer=layer)
+    iv = as_intervention(intervention, op, layer=layer, alpha=alpha).resolved(handle)
+    stack = iv.variants(handle, check_spec(nulls))
     base = generate(handle, prompts, settings, batch_size=batch_size, progress=progress)
     base_ref = refused_indicator(base.completions, classifier)
     real_ref: list[np.ndarray] = []
@@ -129,10 +139,8 @@ def generation_refusal_effect(
         rates = np.empty(len(idx))
         for start in range(0, len(idx), nulls.max_variants):
             part = idx[start:start + nulls.max_variants]
-            chunk = variants[part]
-            ctx = ablate(handle, chunk) if op == "ablate" else add(handle, chunk, layer, alpha)  # type: ignore[arg-type]
-            with ctx:
-                gens = generate_variants(handle, prompts, len(chunk), settings,
+            with torch.no_grad(), stack.apply(part):
+                gens = generate_variants(handle, prompts, len(part), settings,
                                          batch_size=batch_size, progress=progress)
             for j, g in enumerate(gens):
                 refused = refused_indicator(g.completions, classifier)
@@ -142,11 +150,15 @@ def generation_refusal_effect(
                     real_gens.append(g)
         return rates[:, None]
 
-    draws = run_null_test(nulls, evaluate, [("d_refusal_rate_gen", "two-sided")])
+    draws = run_null_test(stack.nulls, evaluate, [("d_refusal_rate_gen", "two-sided")])
     diff = mean_score(real_ref[0] - base_ref, metric="d_refusal_rate_gen", n_boot=n_boot, ci=ci,
                       seed=nulls.seed)
-    cmp = draws.comparison(0, ci_low=diff.ci_low, ci_high=diff.ci_high)
+    cmp = replace(draw_comparisons(draws, stack)["d_refusal_rate_gen"], ci_low=diff.ci_low,
+                  ci_high=diff.ci_high)
+    cols = iv.columns()
     return GenerationEffect(
         **{f.name: getattr(cmp, f.name) for f in fields(NullComparison)},
-        op=op, layer=layer, alpha=alpha, n=len(base_ref), base_rate=float(base_ref.mean()),
+        op=iv.op, site=cols["site"], heads=cols["heads"],
+        layer=None if cols["layer"] != cols["layer"] else int(cols["layer"]),
+        alpha=alpha if cols["alpha"] != cols["alpha"] else cols["alpha"], n=len(base_ref), base_rate=float(base_ref.mean()),
         real_rate=float(real_ref[0].mean()), base_generations=base, real_generations=real_gens[0])

@@ -1,4 +1,6 @@
-"""Resumable sweeps of null-controlled interventions: directions × ops × layers × strengths.
+"""Resumable sweeps of null-controlled interventions: directions × ops × layers × strengths,
+plus any :class:`~safetygeo.interventions.intervention.Intervention` values (e.g. attention
+heads ablated against random other heads of their layer).
 
 :func:`run_sweep` maps :func:`~safetygeo.causal.effects.intervention_effect` (and, with
 ``generations=``, :func:`~safetygeo.causal.generation.generation_refusal_effect`) over every
@@ -21,7 +23,7 @@ fixed-K sweep of before.
 model's fingerprint, hashes of the harmful and harmless prompts, the null specification
 (K, kind, seed, covariance hash; for sequential tests h, k_max and batch; tail estimates on
 or off), the refusal token ids, the generation settings and a hash
-of every direction. Rerunning into the same file with any of these changed is refused with
+of every direction (and of every intervention's vector / basis). Rerunning into the same file with any of these changed is refused with
 the differing fields named (``overwrite=True`` starts afresh); adding directions, layers,
 strengths or operations only adds cells.
 
@@ -40,6 +42,16 @@ Example:
     Traceback (most recent call last):
     ...
     safetygeo.errors.SettingsError: ... nulls.k: 8 (saved) != 4 (this run)...
+
+Head ablation is a cell like any other (``site = attn_heads``, ``heads``, nulls = the other
+heads of the layer; the planted model's copying head is head 0 of layer 0):
+
+    >>> from safetygeo.interventions.intervention import HeadAblation
+    >>> t = run_sweep(pm.handle, {}, interventions=[HeadAblation(0, (0,))], nulls=NullSpec(k=8),
+    ...               **{**kw, "out": None})
+    >>> r = t[t.metric == "d_refusal_harmful"].iloc[0]
+    >>> r.direction, r.op, r.site, int(r.layer), r.heads, int(r.k), float(r.p)
+    ('heads 0:0', 'head_ablate', 'attn_heads', 0, '0', 3, 0.25)
 """
 
 from __future__ import annotations
@@ -52,6 +64,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
@@ -64,17 +77,23 @@ from safetygeo.behavior.generate import GenerationSettings
 from safetygeo.causal.effects import Op, intervention_effect, refusal_baseline
 from safetygeo.errors import ArtifactError, SafetyGeoError, SettingsError
 from safetygeo.interventions.hooks import as_directions
+from safetygeo.interventions.intervention import OPS, HeadAblation, Intervention, from_op
 from safetygeo.interventions.nulls import NullSpec
 from safetygeo.models.fingerprint import model_fingerprint
 from safetygeo.models.handle import ModelHandle
 from safetygeo.results import p_for_bh
 from safetygeo.stats.pvalues import benjamini_hochberg
 
-__all__ = ["SWEEP_COLUMNS", "read_sweep", "run_sweep", "sweep_identity"]
+__all__ = ["SWEEP_COLUMNS", "Cell", "read_sweep", "run_sweep", "sweep_cells", "sweep_identity"]
 
 _META_KEY = b"safetygeo.sweep"
-#: Leading columns of a sweep table (then NullComparison.to_row()'s, then ``q``).
-SWEEP_COLUMNS = ("direction", "op", "layer", "alpha")
+#: Leading columns of a sweep table (then NullComparison.to_row()'s, then ``q``): the name
+#: of the direction (head cells: ``heads LAYER:H1,H2``), then
+#: :meth:`~safetygeo.interventions.intervention.Intervention.columns`.
+SWEEP_COLUMNS = ("direction", "op", "site", "layer", "alpha", "heads")
+_CELL_COLUMNS = SWEEP_COLUMNS
+#: One sweep cell: a name and the intervention.
+Cell = tuple[str, Intervention]
 
 
 def sweep_identity(handle: ModelHandle, harmful: Sequence[str], harmless: Sequence[str], *,
@@ -149,27 +168,70 @@ def _resume(path: Path, ident: dict[str, Any], overwrite: bool) -> pd.DataFrame:
             "this run's:\n  " + "\n  ".join(diffs) + "\nUse another output or overwrite=True "
             "(CLI: --overwrite).")
     ident["directions"] = {**old.get("directions", {}), **ident["directions"]}
-    return done.drop(columns=["q"], errors="ignore")
+    return _legacy_sites(done.drop(columns=["q"], errors="ignore"))
 
 
-def _cells(directions: Mapping[str, Tensor], ops: Sequence[str], layers: Sequence[int],
-           alphas: Sequence[float]) -> list[tuple[str, str, float, float]]:
-    cells: list[tuple[str, str, float, float]] = []
-    for name in directions:
+def _legacy_sites(done: pd.DataFrame) -> pd.DataFrame:
+    """Rows written before sweeps had ``site`` / ``heads`` columns (direction ops only)."""
+    if not len(done) or ("site" in done and "heads" in done):
+        return done
+    unknown = sorted(set(done.op) - set(OPS))
+    if unknown:
+        raise SettingsError(f"sweep rows with op {unknown} but no site column cannot be resumed; "
+                            "rerun with overwrite=True / --overwrite")
+    site = {op: from_op(op, torch.ones(1), layer=0).site.name for op in OPS}
+    if "site" not in done:
+        done.insert(done.columns.get_loc("layer"), "site", done.op.map(site))
+    if "heads" not in done:
+        done.insert(done.columns.get_loc("alpha") + 1, "heads", None)
+    return done
+
+
+def _label(iv: Intervention) -> str:
+    return iv.label if isinstance(iv, HeadAblation) else f"{iv.op} {iv.site.label}"
+
+
+def sweep_cells(directions: Mapping[str, Tensor], ops: Sequence[str], layers: Sequence[int],
+                alphas: Sequence[float],
+                interventions: Mapping[str, Intervention] | Sequence[Intervention | Cell] = (),
+                ) -> list[Cell]:
+    """The sweep's cells in table order: every direction × op (× layer × alpha where the
+    op takes them), then the given interventions (unnamed ones named by their heads or op
+    and site). Duplicates (same name and columns) are kept once.
+
+    Raises:
+        SafetyGeoError: an unknown op, or an item that is not an Intervention.
+    """
+    cells: list[Cell] = []
+    seen: set[tuple[Any, ...]] = set()
+
+    def put(name: str, iv: Intervention) -> None:
+        key = _key(name, **iv.columns())
+        if key not in seen:
+            seen.add(key)
+            cells.append((name, iv))
+
+    for name, vec in directions.items():
         for op in ops:
-            if op == "ablate":
-                cells.append((name, op, float("nan"), float("nan")))
-            elif op == "add":
-                cells += [(name, op, float(layer), float(a)) for layer in layers for a in alphas]
-            else:
-                raise SafetyGeoError(f"unknown op {op!r}; use 'ablate' or 'add'")
+            if op not in OPS:
+                raise SafetyGeoError(f"unknown op {op!r}; use one of {sorted(OPS)}")
+            for layer in layers:
+                for a in alphas:  # ops without a layer / strength give one cell
+                    put(name, from_op(op, vec, layer=layer, alpha=a))
+    items = interventions.items() if isinstance(interventions, Mapping) else interventions
+    for item in items:
+        iv = item[1] if isinstance(item, tuple) else item
+        if not isinstance(iv, Intervention):
+            raise SafetyGeoError(f"interventions must be Intervention values, got "
+                                 f"{type(iv).__name__}")
+        put(item[0] if isinstance(item, tuple) else _label(iv), iv)
     return cells
 
 
 def _row(effect: Any) -> dict[str, Any]:
     """A comparison's row without the intervention columns the sweep already has."""
     row = effect.to_row()
-    for k in ("op", "layer", "alpha"):
+    for k in _CELL_COLUMNS:
         row.pop(k, None)
     return row
 
@@ -177,6 +239,11 @@ def _row(effect: Any) -> dict[str, Any]:
 #: Values of the sequential / tail columns for rows written before they existed (fixed K).
 _LEGACY = {"n_null_used": None, "stop_reason": "fixed", "p_tail": float("nan"),
            "p_tail_method": None, "p_used": "exact"}
+
+
+def cell_vectors(cells: Sequence[Cell]) -> dict[str, Tensor]:
+    """Named vectors / bases of the cells (for the identity header's hashes)."""
+    return {n: iv.target() for n, iv in cells if torch.is_tensor(iv.target())}
 
 
 def _legacy_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -193,8 +260,16 @@ def _legacy_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _key(d: str, o: str, l: float, a: float) -> tuple[Any, ...]:
-    return (d, o, None if np.isnan(l) else int(l), None if np.isnan(a) else float(a))
+def _key(direction: str, op: str, site: str, layer: float, alpha: float,
+         heads: str | None) -> tuple[Any, ...]:
+    """A cell's identity in the table (NaN / missing → ``None``)."""
+    return (direction, op, site, None if layer != layer else int(layer),
+            None if alpha != alpha else float(alpha), heads if isinstance(heads, str) else None)
+
+
+def row_key(r: Any) -> tuple[Any, ...]:
+    """:func:`_key` of a table row (``itertuples``)."""
+    return _key(r.direction, r.op, r.site, r.layer, r.alpha, r.heads)
 
 
 def run_sweep(
@@ -206,6 +281,7 @@ def run_sweep(
     ops: Sequence[Op] = ("ablate", "add"),
     layers: Sequence[int] | str = "all",
     alphas: Sequence[float] = (1.0,),
+    interventions: Mapping[str, Intervention] | Sequence[Intervention | Cell] = (),
     nulls: NullSpec = NullSpec.sequential(),
     scoring: RefusalScoring = RefusalScoring(),
     generations: GenerationSettings | None = None,
@@ -215,10 +291,12 @@ def run_sweep(
     batch_size: int = 16,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Sweep directions × ops × layers × strengths; tidy table, resumable via ``out``.
+    """Sweep directions × ops × layers × strengths (and ``interventions``); tidy table,
+    resumable via ``out``.
 
     Ablation acts on every layer at once, so it yields one row per direction and metric
-    (``layer`` and ``alpha`` are NaN there). Rows: ``direction, op, layer, alpha`` then the
+    (``layer`` and ``alpha`` are NaN there). Rows: ``direction, op, site, layer, alpha,
+    heads`` (:meth:`~safetygeo.interventions.intervention.Intervention.columns`) then the
     :meth:`~safetygeo.results.NullComparison.to_row` columns (``metric, real, ci_low,
     ci_high, null_mean, null_std, null_q025, null_q975, p, z, alternative, k, note,
     n_null_used, stop_reason, p_tail, p_tail_method, p_used``) and ``q`` (BH across the
@@ -229,6 +307,9 @@ def run_sweep(
         directions: ``{name: raw vector}``.
         harmful, harmless: evaluation prompts.
         ops, layers, alphas: the grid (layers and alphas apply to addition).
+        interventions: further cells, each tested against nulls of its own kind (e.g.
+            ``[HeadAblation(3, (5,))]``: head 5 of layer 3 vs random other heads of layer
+            3); a mapping names them, unnamed head cells are named ``heads LAYER:H``.
         nulls: the null specification: sequential with tail estimates by default;
             ``NullSpec(k=64)`` for a fixed K; ``kind="covariance", covariance=...`` for
             covariance-matched nulls (e.g. from ``ActivationStats.covariance()``).
@@ -246,8 +327,8 @@ def run_sweep(
 
     from safetygeo.causal.generation import generation_refusal_effect
 
-    if not directions:
-        raise SafetyGeoError("no directions to sweep")
+    if not directions and not interventions:
+        raise SafetyGeoError("no directions or interventions to sweep")
     harmful, harmless = prompt_list(harmful, "harmful"), prompt_list(harmless, "harmless")
     batch_size = positive_int(batch_size, "batch_size")
     alphas = [finite_float(a, "alpha") for a in alphas]
@@ -255,32 +336,30 @@ def run_sweep(
     vecs = {}
     for name, vec in directions.items():
         vecs[name] = as_directions(vec, handle.d_model, normalize=False)[0]  # validate early
-    cells = _cells(vecs, ops, layer_sel, alphas)
+    cells = [(n, iv.resolved(handle))
+             for n, iv in sweep_cells(vecs, ops, layer_sel, alphas, interventions)]
     ids = scoring.ids(handle.tokenizer)
     ident = sweep_identity(handle, harmful, harmless, nulls=nulls, token_ids=ids,
                            generations=generations, gen_nulls=gen_nulls if generations else None,
-                           directions=vecs)
+                           directions={**cell_vectors(cells), **vecs})
     ident["safetygeo_version"] = __version__
     path = Path(out) if out is not None else None
     done = _resume(path, ident, overwrite) if path is not None else pd.DataFrame()
-    have = {_key(r.direction, r.op, r.layer, r.alpha) for r in done.itertuples()} if len(done) else set()
+    have = {row_key(r) for r in done.itertuples()} if len(done) else set()
     base = refusal_baseline(handle, harmful, harmless, scoring=RefusalScoring(token_ids=tuple(ids)),
                             batch_size=batch_size)
     rows = [done] if len(done) else []
-    todo = [c for c in cells if _key(*c) not in have]
-    for name, op, layer, alpha in tqdm(todo, desc="sweep", disable=not progress):
-        lyr = None if np.isnan(layer) else int(layer)
-        a = 1.0 if np.isnan(alpha) else alpha
+    todo = [(n, iv) for n, iv in cells if _key(n, **iv.columns()) not in have]
+    prompt_sets = {"harmful": harmful, "harmless": harmless}
+    for name, iv in tqdm(todo, desc="sweep", disable=not progress):
         effects = list(intervention_effect(
-            handle, vecs[name], op, harmful=harmful, harmless=harmless, layer=lyr, alpha=a,
-            nulls=nulls, batch_size=batch_size, baseline=base).values())
+            handle, iv, harmful=harmful, harmless=harmless, nulls=nulls,
+            batch_size=batch_size, baseline=base).values())
         if generations is not None:
             effects.append(generation_refusal_effect(
-                handle, vecs[name], op, harmful if op == "ablate" else harmless,
-                layer=lyr, alpha=a, nulls=gen_nulls, settings=generations,
-                batch_size=batch_size, n_boot=200))
-        cell = pd.DataFrame([{"direction": name, "op": op, "layer": layer, "alpha": alpha,
-                              **_row(e)} for e in effects])
+                handle, iv, prompts=prompt_sets[iv.generation_set], nulls=gen_nulls,
+                settings=generations, batch_size=batch_size, n_boot=200))
+        cell = pd.DataFrame([{"direction": name, **iv.columns(), **_row(e)} for e in effects])
         rows.append(cell)
         if path is not None:
             _write(path, pd.concat(rows, ignore_index=True), ident)

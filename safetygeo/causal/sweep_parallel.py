@@ -41,11 +41,23 @@ from safetygeo._validate import prompt_list
 from safetygeo.activations.refusal import RefusalScoring
 from safetygeo.behavior.generate import GenerationSettings
 from safetygeo.causal.effects import Op
-from safetygeo.causal.sweep import _cells, _key, _resume, _write, run_sweep, sweep_identity
+from safetygeo.causal.sweep import (
+    Cell,
+    _key,
+    _resume,
+    _write,
+    cell_vectors,
+    row_key,
+    run_sweep,
+    sweep_cells,
+    sweep_identity,
+)
 from safetygeo.errors import SafetyGeoError
 from safetygeo.interventions.hooks import as_directions
+from safetygeo.interventions.intervention import Intervention
 from safetygeo.interventions.nulls import NullSpec
 from safetygeo.models.handle import ModelHandle
+from safetygeo.results import p_for_bh
 from safetygeo.stats.pvalues import benjamini_hochberg
 
 __all__ = ["run_sweep_parallel"]
@@ -61,11 +73,10 @@ def _handle(loader: Callable[[], ModelHandle], key: str) -> ModelHandle:
     return _HANDLES[key]
 
 
-def _chunk(loader: Callable[[], ModelHandle], key: str, name: str, vec: Tensor, op: str,
-           layer: int | None, alphas: list[float], kw: dict[str, Any]) -> pd.DataFrame:
+def _chunk(loader: Callable[[], ModelHandle], key: str, cells: list[Cell],
+           kw: dict[str, Any]) -> pd.DataFrame:
     handle = _handle(loader, key)
-    t = run_sweep(handle, {name: vec}, ops=(op,), layers=[layer if layer is not None else 0],  # type: ignore[arg-type]
-                  alphas=alphas if op == "add" else (1.0,), out=None, progress=False, **kw)
+    t = run_sweep(handle, {}, interventions=cells, out=None, progress=False, **kw)
     return t.drop(columns=["q"], errors="ignore")
 
 
@@ -81,6 +92,7 @@ def run_sweep_parallel(
     ops: Sequence[Op] = ("ablate", "add"),
     layers: Sequence[int] | str = "all",
     alphas: Sequence[float] = (1.0,),
+    interventions: Mapping[str, Intervention] | Sequence[Intervention | Cell] = (),
     nulls: NullSpec = NullSpec(),
     scoring: RefusalScoring = RefusalScoring(),
     generations: GenerationSettings | None = None,
@@ -109,39 +121,42 @@ def run_sweep_parallel(
     """
     from tqdm.auto import tqdm
 
-    if not directions:
-        raise SafetyGeoError("no directions to sweep")
+    if not directions and not interventions:
+        raise SafetyGeoError("no directions or interventions to sweep")
     harmful, harmless = prompt_list(harmful, "harmful"), prompt_list(harmless, "harmless")
     vecs = {n: as_directions(v, handle.d_model, normalize=False)[0] for n, v in directions.items()}
     layer_sel = handle.check_layers(layers)
     alphas = [float(a) for a in alphas]
+    cells = [(n, iv.resolved(handle))
+             for n, iv in sweep_cells(vecs, ops, layer_sel, alphas, interventions)]
     ids = scoring.ids(handle.tokenizer)
     ident = sweep_identity(handle, harmful, harmless, nulls=nulls, token_ids=ids,
                            generations=generations, gen_nulls=gen_nulls if generations else None,
-                           directions=vecs)
+                           directions={**cell_vectors(cells), **vecs})
     ident["safetygeo_version"] = __version__
     path = Path(out) if out is not None else None
     done = _resume(path, ident, overwrite) if path is not None else pd.DataFrame()
-    have = {_key(r.direction, r.op, r.layer, r.alpha) for r in done.itertuples()} if len(done) else set()
-    todo = [c for c in _cells(vecs, ops, layer_sel, alphas) if _key(*c) not in have]
-    groups: dict[tuple[str, str, int | None], list[float]] = {}
-    for name, op, layer, alpha in todo:
-        lyr = None if np.isnan(layer) else int(layer)
-        groups.setdefault((name, op, lyr), []).append(alpha)
+    have = {row_key(r) for r in done.itertuples()} if len(done) else set()
+    todo = [(n, iv) for n, iv in cells if _key(n, **iv.columns()) not in have]
+    groups: dict[tuple[str, str, str, float], list[Cell]] = {}
+    for name, iv in todo:
+        c = iv.columns()
+        groups.setdefault((name, c["op"], c["site"], c["layer"]), []).append((name, iv))
     kw = dict(harmful=harmful, harmless=harmless, nulls=nulls,
               scoring=RefusalScoring(token_ids=tuple(ids)), generations=generations,
               gen_nulls=gen_nulls, batch_size=batch_size)
     key = loader_key or handle.model_id
     chunks = list(groups.items())
-    items = [(loader, key, name, vecs[name], op, lyr, a, kw) for (name, op, lyr), a in chunks]
+    items = [(loader, key, group, kw) for _, group in chunks]
     rows = [done] if len(done) else []
     failed = []
     with tqdm(total=len(items), desc="sweep", disable=not progress) as bar:
         for i, outcome in executor.map(_chunk, items, num_gpus=num_gpus, num_cpus=num_cpus):
             bar.update()
             if not outcome.ok:
-                name, op, lyr = chunks[i][0]
-                failed.append(f"{name} {op}{'' if lyr is None else f' layer {lyr}'}: {outcome.error}")
+                name, op, site, lyr = chunks[i][0]
+                failed.append(f"{name} {op}{'' if lyr != lyr else f' {site}@{int(lyr)}'}: "
+                              f"{outcome.error}")
                 continue
             rows.append(outcome.value)
             if path is not None:
@@ -150,14 +165,13 @@ def run_sweep_parallel(
         raise SafetyGeoError(f"{len(failed)} sweep chunk(s) failed (finished ones are kept; "
                              "rerun to resume): " + "; ".join(failed[:5]))
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-    order = {_key(*c): i for i, c in enumerate(_cells(vecs, ops, layer_sel, alphas))}
+    order = {_key(n, **iv.columns()): i for i, (n, iv) in enumerate(cells)}
     if len(table):  # the serial sweep's row order
-        rank = [order.get(_key(r.direction, r.op, r.layer, r.alpha), len(order))
-                for r in table.itertuples()]
+        rank = [order.get(row_key(r), len(order)) for r in table.itertuples()]
         table = table.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
     table["q"] = np.nan
     for _, grp in table.groupby("metric"):
-        table.loc[grp.index, "q"] = benjamini_hochberg(grp.p.to_numpy())
+        table.loc[grp.index, "q"] = benjamini_hochberg(p_for_bh(grp))
     if path is not None:
         _write(path, table, ident)
     return table

@@ -1,4 +1,5 @@
-"""``sweep``: ablation / addition of saved carriers against matched random-direction nulls."""
+"""``sweep``: ablation / addition of saved carriers against matched random-direction nulls,
+and ablation of attention heads against random other heads of the same layer."""
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, Optional, cast
@@ -32,6 +33,9 @@ from safetygeo.cli.common import (
 
 if TYPE_CHECKING:
     from torch import Tensor
+
+    from safetygeo.interventions.intervention import HeadAblation
+    from safetygeo.models.handle import ModelHandle
 
 CarriersDir = Annotated[Path, typer.Option("--carriers", "-c", help="Folder written by "
                                            "`safetygeo select-carrier`.", show_default=False)]
@@ -70,6 +74,37 @@ def carrier_directions(sel: object, candidates: Optional[list[str]]) -> "dict[st
     return directions
 
 
+def parse_heads(specs: Optional[list[str]]) -> "list[HeadAblation]":
+    """``--heads LAYER:H1,H2`` (repeatable) as head ablations (checked against the model later)."""
+    from safetygeo.interventions.intervention import HeadAblation
+
+    out = []
+    for spec in specs or []:
+        layer_s, sep, heads_s = spec.partition(":")
+        try:
+            layer = int(layer_s)
+            heads = tuple(int(x) for x in heads_s.split(","))
+        except ValueError:
+            raise typer.BadParameter(f"cannot parse {spec!r}; use LAYER:H1,H2 (e.g. 3:0,5)",
+                                     param_hint="--heads") from None
+        if not sep or len(set(heads)) != len(heads):
+            raise typer.BadParameter(f"cannot parse {spec!r}; use LAYER:H1,H2 with distinct "
+                                     "heads (e.g. 3:0,5)", param_hint="--heads")
+        out.append(HeadAblation(layer, heads))
+    return out
+
+
+def check_heads_for(h: "ModelHandle", cells: "list[HeadAblation]", specs: list[str]) -> None:
+    """Each ``--heads`` cell checked against the loaded model (layer and head ranges)."""
+    from safetygeo.errors import SafetyGeoError
+
+    for spec, iv in zip(specs, cells):
+        try:
+            iv.resolved(h)
+        except SafetyGeoError as exc:
+            raise typer.BadParameter(f"{spec!r}: {exc}", param_hint="--heads") from None
+
+
 def load_carriers(path: Path) -> object:
     from safetygeo.causal.carriers import CarrierSelection
 
@@ -86,7 +121,12 @@ def sweep(
     model_opts: ModelOptions,
     out: OutDir = Path("artifacts/sweep"),
     candidate: Candidate = None,
-    ops: Annotated[str, typer.Option(help="Comma list of ablate, add.")] = "ablate,add",
+    ops: Annotated[str, typer.Option(help="Comma list of ablate, add (none: only --heads).")
+                   ] = "ablate,add",
+    heads: Annotated[Optional[list[str]], typer.Option(
+        help="Also zero-ablate attention heads LAYER:H1,H2 (repeat) against random sets of "
+             "as many other heads of that layer (all of them when there are at most --n-null: "
+             "an exact test, p floor 1/(number of sets)).", show_default=False)] = None,
     layers: Annotated[str, typer.Option(help="Layers for addition: all, 0-3, 1,2.")] = "all",
     alphas: Annotated[str, typer.Option(help="Comma list of addition strengths.")] = "1.0",
     n_null: Annotated[int, typer.Option(min=1, help="Matched random directions per cell (K); "
@@ -126,7 +166,9 @@ def sweep(
     workers: Annotated[Optional[int], typer.Option(min=1, help="CPUs of a local Ray instance.")] = None,
     num_gpus: Annotated[float, typer.Option(min=0, help="GPUs per Ray task.")] = 0.0,
 ) -> None:
-    """Sweep ablation / addition of saved carriers against matched random directions.
+    """Sweep ablation / addition of saved carriers against matched random directions, and
+    (--heads LAYER:H1,H2) zero-ablation of attention heads against random other heads of
+    the same layer.
 
     Refusal is scored exactly as in `select-carrier` (the scoring saved in carriers.json)
     unless --refusal-phrase / --refusal-token are given. By default every cell runs a
@@ -138,8 +180,9 @@ def sweep(
     """
     from safetygeo._io import atomic_write_text
     from safetygeo.behavior.generate import GenerationSettings
-    from safetygeo.causal.sweep import run_sweep
+    from safetygeo.causal.sweep import SWEEP_COLUMNS, run_sweep
     from safetygeo.errors import SafetyGeoError
+    from safetygeo.interventions.intervention import OPS
     from safetygeo.interventions.nulls import NullSpec
     from safetygeo.reports.figures import sweep_figure
 
@@ -155,13 +198,17 @@ def sweep(
     except SafetyGeoError as exc:
         raise typer.BadParameter(str(exc), param_hint="--h / --k-max / --n-null") from None
     op_list = [o.strip() for o in ops.split(",") if o.strip()]
-    if not op_list or any(o not in ("ablate", "add") for o in op_list):
-        raise typer.BadParameter(f"{ops!r}; use ablate, add or ablate,add", param_hint="--ops")
+    head_cells = parse_heads(heads)
+    if op_list == ["none"] and head_cells:
+        op_list = []
+    elif not op_list or any(o not in OPS for o in op_list):
+        raise typer.BadParameter(f"{ops!r}; use ablate, add, ablate,add (or none with --heads)",
+                                 param_hint="--ops")
     alpha_list = parse_floats(alphas, "--alphas")
     layer_sel = parse_layers(layers)
     check_out(out)
     sel = load_carriers(carriers)
-    directions = carrier_directions(sel, candidate)
+    directions = carrier_directions(sel, candidate) if op_list else {}
     scoring = refusal_scoring(refusal_phrase, refusal_token, default=sel.scoring)  # type: ignore[attr-defined]
     if scoring != sel.scoring:  # type: ignore[attr-defined]
         console.print("[yellow]note[/]: scoring refusal with other tokens than the carrier "
@@ -174,11 +221,12 @@ def sweep(
         if h.d_model != d_sel:
             raise typer.BadParameter(f"the carriers have d_model={d_sel} but {model} has "
                                      f"d_model={h.d_model}", param_hint="--carriers")
+        check_heads_for(h, head_cells, list(heads or []))
         out.mkdir(parents=True, exist_ok=True)
         kw = dict(harmful=list(named["harmful"].prompts),
                   harmless=list(named["harmless"].prompts),
                   ops=cast(list[Literal["ablate", "add"]], op_list), layers=layer_sel,
-                  alphas=alpha_list, nulls=nulls,
+                  alphas=alpha_list, interventions=head_cells, nulls=nulls,
                   scoring=scoring, out=out / "sweep.parquet", overwrite=overwrite,
                   generations=GenerationSettings(max_new_tokens=max_new_tokens) if generations else None,
                   gen_nulls=NullSpec(k=gen_n_null, seed=seed, max_variants=max_variants),
@@ -198,19 +246,19 @@ def sweep(
     fig = sweep_figure(table)
     atomic_write_text(out / "sweep.html", fig.to_html(include_plotlyjs=True, full_html=True))
     summary = Table(title="strongest effects (|z|)")
-    for col in ("direction", "op", "layer", "metric", "real", "null 95%", "nulls", "stop", "p",
+    for col in ("direction", "op", "site", "metric", "real", "null 95%", "nulls", "stop", "p",
                 "p tail", "BH on", "q"):
         summary.add_column(col)
     top = table.reindex(table.z.abs().sort_values(ascending=False).index).head(8)
     for r in top.itertuples():
-        summary.add_row(r.direction, r.op, "all" if r.layer != r.layer else str(int(r.layer)),
+        summary.add_row(r.direction, r.op, r.site if r.layer != r.layer else f"{r.site}@{int(r.layer)}",
                         r.metric, f"{r.real:.3f}", f"[{r.null_q025:.3f}, {r.null_q975:.3f}]",
                         f"{r.n_null_used}/{r.k}", str(r.stop_reason), f"{r.p:.3g}",
                         "–" if r.p_tail != r.p_tail else f"{r.p_tail:.2g} ({r.p_tail_method})",
                         str(r.p_used), f"{r.q:.3g}")
     console.print(summary)
-    cost = int((table.drop_duplicates(["direction", "op", "layer", "alpha"]).k + 1).sum())
-    n_cells = len(table.drop_duplicates(["direction", "op", "layer", "alpha"]))
+    cells = table.drop_duplicates(list(SWEEP_COLUMNS))
+    cost, n_cells = int((cells.k + 1).sum()), len(cells)
     console.print(f"{n_cells} cells, {cost} directions evaluated "
                   f"(a fixed K={nulls.n_max} would take {n_cells * (nulls.n_max + 1)})")
     console.print(f"wrote {out / 'sweep.parquet'} and {out / 'sweep.html'}")

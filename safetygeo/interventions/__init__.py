@@ -1,11 +1,21 @@
-"""Interventions: directional ablation / activation addition hooks, weight orthogonalization,
-the matched random-direction null sampler (:class:`NullSpec`), and subspace ablation
-(plain, norm-preserving, biprojected, magnitude-preserving; activation and weight space).
+"""Interventions: directional ablation / activation addition hooks, attention-head ablation,
+weight orthogonalization, the matched null samplers (:class:`NullSpec`: random directions,
+subspaces, other heads), subspace ablation (plain, norm-preserving, biprojected,
+magnitude-preserving; activation and weight space), and :class:`Intervention` values that
+apply themselves and draw their own matched nulls.
 
 The null-controlled *effects* built on these live in :mod:`safetygeo.causal`.
 """
 
+from safetygeo.interventions.heads import ablate_heads
 from safetygeo.interventions.hooks import ablate, add
+from safetygeo.interventions.intervention import (
+    DirectionAblation,
+    DirectionAddition,
+    HeadAblation,
+    Intervention,
+    SubspaceAblation,
+)
 from safetygeo.interventions.nulls import NullSpec, matched_variants, random_directions
 from safetygeo.interventions.orthogonalize import orthogonalize_, orthogonalized_copy
 from safetygeo.interventions.subspace import (
@@ -17,6 +27,7 @@ from safetygeo.interventions.subspace import (
 )
 from safetygeo.interventions.subspace_weights import ablated_copy
 
-__all__ = ["NullSpec", "ablate", "ablate_subspace", "ablated_copy", "add", "add_vector",
+__all__ = ["DirectionAblation", "DirectionAddition", "HeadAblation", "Intervention", "NullSpec",
+           "SubspaceAblation", "ablate", "ablate_heads", "ablate_subspace", "ablated_copy", "add", "add_vector",
            "biprojected_bases", "matched_subspace_variants", "matched_variants", "mpoa_ablate",
            "orthogonalize_", "orthogonalized_copy", "random_directions"]

@@ -38,27 +38,17 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from safetygeo._validate import finite_float
-from safetygeo.errors import NonFiniteError, SafetyGeoError, UnknownArchitectureError
+from safetygeo.errors import NonFiniteError, SafetyGeoError
+from safetygeo.models.arch import BlockParts, block_parts
 from safetygeo.models.handle import ModelHandle
 from safetygeo.models.hooks import resid_module
 
-_ATTN = ("self_attn", "attn", "attention", "self_attention")
-_MLP = ("mlp", "feed_forward", "ffn")
 
-
-def residual_writers(block: nn.Module) -> list[nn.Module]:
-    """Submodules of a block whose outputs are added to the residual stream."""
-    children = dict(block.named_children())
-    if "post_attention_layernorm" in children and "post_feedforward_layernorm" in children:
-        return [children["post_attention_layernorm"], children["post_feedforward_layernorm"]]
-    attn = next((children[n] for n in _ATTN if n in children), None)
-    mlp = next((children[n] for n in _MLP if n in children), None)
-    if attn is None or mlp is None:
-        raise UnknownArchitectureError(
-            f"cannot find the attention and MLP submodules of {type(block).__name__} "
-            f"(children: {sorted(children)})"
-        )
-    return [attn, mlp]
+def residual_writers(block: nn.Module, parts: BlockParts | None = None) -> list[nn.Module]:
+    """Submodules of a block whose outputs are added to the residual stream
+    (:attr:`safetygeo.models.arch.BlockParts.writers`; ``parts``: the model's, e.g.
+    ``handle.arch.parts``, else derived from ``block``)."""
+    return [block.get_submodule(p) for p in (parts or block_parts(block)).writers]
 
 
 def as_directions(direction: Tensor, d_model: int, *, normalize: bool) -> Tensor:
@@ -171,7 +161,8 @@ def ablate(handle: ModelHandle, direction: Float[Tensor, "*k d"]) -> Iterator[No
         return map_output(output, lambda x: project_out(x, unit))
 
     pre_hooks = [(resid_module(handle, layer), pre) for layer in range(handle.n_layers + 1)]
-    post_hooks = [(m, post) for block in handle.blocks for m in residual_writers(block)]
+    post_hooks = [(m, post) for block in handle.blocks
+                  for m in residual_writers(block, handle.arch.parts)]
     with installed_hooks(pre_hooks, post_hooks):
         yield
 

@@ -1,5 +1,10 @@
-"""Matched random-direction null controls: the null specification, the direction sampler
-and the (fixed-K or sequential) driver that evaluates them.
+"""Matched null controls: the null specification, the direction and head-set samplers and
+the (fixed-K or sequential) driver that evaluates them.
+
+Which null family an intervention is compared with is the intervention's
+(:meth:`safetygeo.interventions.intervention.Intervention.variants`: random directions,
+random subspaces, random other heads of the layer); :class:`NullSpec` sets K, the seed, the
+batching and the sequential rule for all of them, and ``kind`` refines direction nulls.
 
 A causal effect of a direction is reported next to the effects of random directions
 applied with the same operation, layer, positions and strength (for addition: the same
@@ -35,7 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -49,8 +54,9 @@ from safetygeo.results import NullComparison
 from safetygeo.stats.pvalues import ALTERNATIVES, Alternative
 from safetygeo.stats.sequential import SequentialP, besag_clifford_p, schedule
 
-__all__ = ["DEFAULT_BATCH", "DEFAULT_FIRST", "DEFAULT_H", "NULL_KINDS", "NullDraws", "NullSpec", "matched_variants",
-           "random_directions", "run_null_test"]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_FIRST", "DEFAULT_H", "NULL_KINDS", "NullDraws", "NullSpec",
+           "check_spec", "matched_variants", "random_directions", "random_head_sets",
+           "run_null_test"]
 
 #: Default exceedance threshold of sequential tests (``NullSpec.sequential``). Why 4: a
 #: metric whose true p is 0.5 is settled within 16 nulls with probability 0.99 (0.75 at
@@ -78,7 +84,8 @@ class NullSpec:
         k: number of null directions ``K`` of a fixed-K test (≥ 1); the p-value floor is
             ``1 / (K + 1)``. With ``h`` set, the default ``k_max``.
         kind: ``"sphere"`` (uniform on the unit sphere) or ``"covariance"`` (Gaussian with
-            the activation covariance, normalized — "covariance-matched" nulls).
+            the activation covariance, normalized — "covariance-matched" nulls). Applies
+            to direction nulls; subspace and head interventions refuse ``"covariance"``.
         covariance: ``[d, d]`` covariance for ``kind="covariance"`` (not saved with a
             table's identity; its hash is).
         seed: null-direction seed; the first ``K'`` directions of a seed do not depend on ``K``.
@@ -244,6 +251,52 @@ def random_directions(
     return z / n * norm
 
 
+def random_head_sets(heads: Sequence[int], n_heads: int, k: int, *,
+                     seed: int = 0) -> tuple[list[tuple[int, ...]], bool]:
+    """Matched null head sets: ``k`` sets of ``len(heads)`` heads of the same layer, each
+    *disjoint* from ``heads`` ("other heads"), distinct, in a seeded random order.
+
+    When there are at most ``k`` such sets, all of them are returned (in a seeded random
+    order) and the second value is ``True``: the null is *exhaustive*, and the Monte Carlo
+    p is the exact rank of the real heads among all ``1 + n`` sets (floor ``1 / (1 + n)``;
+    for one head of ``H``: ``1 / H``). Otherwise ``k`` distinct sets are drawn by rejection
+    (the first ``k'`` sets of a seed do not depend on ``k``) and the second value is ``False``.
+
+    Raises:
+        SafetyGeoError: no other head set exists (``heads`` leaves fewer than ``len(heads)``
+            other heads).
+
+    Example:
+        >>> sets, exhaustive = random_head_sets([0], 4, 64, seed=1)
+        >>> sorted(sets), exhaustive
+        ([(1,), (2,), (3,)], True)
+        >>> len(random_head_sets([0, 1], 16, 5)[0]), random_head_sets([0, 1], 16, 5)[1]
+        (5, False)
+    """
+    import itertools
+
+    k = positive_int(k, "number of null head sets K")
+    real = sorted(set(int(h) for h in heads))
+    others = [h for h in range(n_heads) if h not in real]
+    m = len(real)
+    total = math.comb(len(others), m) if m else 0
+    if total == 0:
+        raise SafetyGeoError(f"heads {real} of {n_heads} leave no other set of {m} heads to "
+                             "compare with")
+    rng = np.random.default_rng(seed)
+    if total <= k:
+        every = list(itertools.combinations(others, m))
+        return [every[i] for i in rng.permutation(total)], True
+    seen: set[tuple[int, ...]] = set()
+    out: list[tuple[int, ...]] = []
+    while len(out) < k:
+        s = tuple(sorted(int(x) for x in rng.choice(others, m, replace=False)))
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out, False
+
+
 def matched_variants(
     handle: ModelHandle,
     direction: Float[Tensor, " d"],
@@ -252,9 +305,11 @@ def matched_variants(
     *,
     layer: int | None = None,
 ) -> tuple[Float[Tensor, "k1 d"], int | None]:
-    """Validate one intervention and stack the real direction with its matched nulls:
-    ``([1 + n, d] float64 with the real vector first, resolved layer)``, ``n = nulls.n_max``
-    (``k``, or ``k_max`` for a sequential test — which evaluates only as many as it needs).
+    """The direction stack of a directional intervention given as an op string (the older
+    API; :class:`~safetygeo.interventions.intervention.Intervention` values carry their own
+    nulls): ``([1 + n, d] float64 with the real vector first, resolved layer)``,
+    ``n = nulls.n_max`` (``k``, or ``k_max`` for a sequential test — which evaluates only as
+    many as it needs).
 
     Nulls have the real vector's norm (uniform on the sphere, or drawn from the covariance).
 
@@ -272,19 +327,26 @@ def matched_variants(
         ((5, 32), 2, True)
     """
     from safetygeo.interventions.hooks import as_directions
+    from safetygeo.interventions.intervention import from_op
 
+    nulls = check_spec(nulls)
+    iv = from_op(op, direction, layer=layer).resolved(handle)
+    real = as_directions(direction, handle.d_model, normalize=False)[0]
+    return torch.cat([real[None], sphere_or_covariance(nulls, real)]), iv.site.layer
+
+
+def check_spec(nulls: Any) -> NullSpec:
+    """``nulls`` if it is a :class:`NullSpec`, else a one-line :class:`SafetyGeoError`."""
     if not hasattr(nulls, "identity") or not hasattr(nulls, "max_variants"):  # a NullSpec
         raise SafetyGeoError(f"nulls must be a NullSpec, got {type(nulls).__name__}")
-    if op not in ("ablate", "add"):
-        raise SafetyGeoError(f"op must be 'ablate' or 'add', got {op!r}")
-    if op == "add":
-        if layer is None:
-            raise SafetyGeoError("addition needs a layer")
-        (layer,) = handle.check_layers(layer)
-    real = as_directions(direction, handle.d_model, normalize=False)[0]
-    null_dirs = random_directions(nulls.n_max, handle.d_model, seed=nulls.seed, norm=float(real.norm()),
-                                  covariance=nulls.covariance if nulls.kind == "covariance" else None)
-    return torch.cat([real[None], null_dirs]), layer
+    return cast(NullSpec, nulls)
+
+
+def sphere_or_covariance(nulls: NullSpec, real: Float[Tensor, " d"]) -> Float[Tensor, "n d"]:
+    """``nulls.n_max`` random directions with ``real``'s norm (``nulls.kind``)."""
+    return random_directions(nulls.n_max, real.shape[-1], seed=nulls.seed,
+                             norm=float(real.norm()),
+                             covariance=nulls.covariance if nulls.kind == "covariance" else None)
 
 
 @dataclass(frozen=True, eq=False)

@@ -31,18 +31,10 @@ from torch import Tensor, nn
 
 from safetygeo.errors import UnknownArchitectureError
 from safetygeo.interventions.hooks import as_directions, residual_writers
+from safetygeo.models.arch import find_output_projection
 from safetygeo.models.handle import ModelHandle
 
-_OUT_NAMES = ("o_proj", "c_proj", "out_proj", "dense", "down_proj", "fc_out", "fc2",
-              "dense_4h_to_h", "w2")
-
-
-def _output_projection(module: nn.Module) -> nn.Module | None:
-    children = dict(module.named_children())
-    for name in _OUT_NAMES:
-        if name in children:
-            return children[name]
-    return None
+_output_projection = find_output_projection
 
 
 @torch.no_grad()

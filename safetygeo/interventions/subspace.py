@@ -70,6 +70,7 @@ from safetygeo.interventions.hooks import (
     replace_hidden,
     residual_writers,
 )
+from safetygeo.models.arch import find_output_projection
 from safetygeo.models.handle import ModelHandle
 from safetygeo.models.hooks import resid_module
 
@@ -79,8 +80,6 @@ __all__ = ["AblationMode", "ABLATION_MODES", "ablate_subspace", "add_vector", "a
 
 AblationMode = Literal["project", "norm_preserving"]
 ABLATION_MODES: tuple[str, ...] = ("project", "norm_preserving")
-_OUT_NAMES = ("o_proj", "c_proj", "out_proj", "dense", "down_proj", "fc_out", "fc2",
-              "dense_4h_to_h", "w2")
 
 
 # ----------------------------------------------------------------------------- bases
@@ -304,13 +303,13 @@ def ablate_subspace(
 # ----------------------------------------------------------------------------- MPOA
 def output_projection(writer: nn.Module) -> nn.Module:
     """The linear map whose output a residual writer adds (``o_proj``, ``down_proj``, ...)."""
-    children = dict(writer.named_children())
-    for name in _OUT_NAMES:
-        if name in children:
-            return children[name]
-    raise UnknownArchitectureError(
-        f"cannot find the output projection of {type(writer).__name__} (children: "
-        f"{sorted(children)}); mixture-of-experts writers are not supported here")
+    proj = find_output_projection(writer)
+    if proj is None:
+        raise UnknownArchitectureError(
+            f"cannot find the output projection of {type(writer).__name__} (children: "
+            f"{sorted(dict(writer.named_children()))}); mixture-of-experts writers are not "
+            "supported here")
+    return proj
 
 
 def _rows_out(layer: nn.Module) -> Tensor:

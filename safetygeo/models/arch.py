@@ -1,4 +1,4 @@
-"""Where the residual stream lives in a Hugging Face decoder.
+"""Where the residual stream and the modules that write it live in a Hugging Face decoder.
 
 An :class:`ArchSpec` names three module paths: the list of decoder blocks (hooked at
 their input = ``resid_pre``), the final norm (hooked at its input = the residual stream
@@ -7,29 +7,114 @@ up by ``config.model_type``; anything else is derived from the module tree (the 
 ``nn.ModuleList`` holding ``num_hidden_layers`` blocks of one class, and the norm module
 beside it). If that is ambiguous the user names the paths.
 
+Inside a block, :class:`BlockParts` names (relative to the block) the attention module,
+the MLP, the attention output projection (``o_proj`` / ``c_proj`` / ``dense`` /
+``out_proj``: its *input* is the concatenation of the heads' outputs, the site of head
+interventions) and the modules whose outputs are added to the residual stream (attention
+and MLP; Gemma-2/3: their post-norms). :func:`block_parts` derives them from the module
+tree — this module holds the only lists of guessed module names — and
+:func:`resolve_arch` stores them in ``ArchSpec.parts``. Hook *sites* built on these names
+are :class:`safetygeo.models.sites.Site`.
+
 Example:
     >>> from safetygeo.models.tiny import tiny_model
-    >>> resolve_arch(tiny_model("gpt2", n_layers=2, d_model=16, n_heads=2)).layers_path
-    'transformer.h'
+    >>> spec = resolve_arch(tiny_model("gpt2", n_layers=2, d_model=16, n_heads=2))
+    >>> spec.layers_path, spec.parts.attn_out, spec.parts.writers
+    ('transformer.h', 'attn.c_proj', ('attn', 'mlp'))
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
 from safetygeo.errors import UnknownArchitectureError
 
+#: Names an attention / MLP submodule of a block goes by (the first present is taken).
+ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
+MLP_NAMES = ("mlp", "feed_forward", "ffn", "block_sparse_moe")
+#: Names of the linear map whose output a residual writer adds (attention or MLP).
+OUT_PROJ_NAMES = ("o_proj", "c_proj", "out_proj", "dense", "down_proj", "fc_out", "fc2",
+                  "dense_4h_to_h", "w2")
+#: Gemma-2/3: norms applied to the attention / MLP outputs before the residual add.
+_POST_NORMS = ("post_attention_layernorm", "post_feedforward_layernorm")
+
+
+@dataclass(frozen=True)
+class BlockParts:
+    """Submodule paths of one decoder block (dotted, relative to the block).
+
+    Attributes:
+        attn: the attention module (its output is the block's attention write).
+        mlp: the MLP (or mixture-of-experts) module.
+        attn_out: the attention output projection; its input is the heads' outputs
+            concatenated (``[.., n_heads * head_dim]``). ``None`` if not found.
+        writers: modules whose outputs are added to the residual stream.
+    """
+
+    attn: str
+    mlp: str
+    attn_out: str | None
+    writers: tuple[str, ...]
+
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """Module paths of one decoder architecture (dotted, relative to the causal-LM model)."""
+    """Module paths of one decoder architecture (dotted, relative to the causal-LM model).
+
+    ``parts`` (the block's submodules, :class:`BlockParts`) is filled by
+    :func:`resolve_arch`; ``None`` where the block's attention / MLP cannot be found
+    (residual-stream reading still works; interventions on writes or heads raise).
+    """
 
     layers_path: str
     final_norm_path: str
     embed_path: str | None = None
     source: str = "registry"  # "registry" | "module-tree" | "user"
+    parts: BlockParts | None = None
+
+    def block_parts(self, block: nn.Module) -> BlockParts:
+        """``parts``, or derived from ``block`` (:func:`block_parts`) when not stored."""
+        return self.parts if self.parts is not None else block_parts(block)
+
+
+def find_output_projection(module: nn.Module) -> nn.Module | None:
+    """The child of ``module`` named like an output projection (``o_proj``, ``down_proj``,
+    ...), or ``None``."""
+    children = dict(module.named_children())
+    return next((children[n] for n in OUT_PROJ_NAMES if n in children), None)
+
+
+def block_parts(block: nn.Module) -> BlockParts:
+    """Derive a block's :class:`BlockParts` from its module tree.
+
+    Raises:
+        UnknownArchitectureError: no attention or no MLP child under a known name.
+
+    Example:
+        >>> from safetygeo.models.tiny import tiny_model
+        >>> block_parts(tiny_model("llama", n_layers=1).model.layers[0])
+        BlockParts(attn='self_attn', mlp='mlp', attn_out='self_attn.o_proj', writers=('self_attn', 'mlp'))
+    """
+    children = dict(block.named_children())
+    attn = next((n for n in ATTN_NAMES if n in children), None)
+    mlp = next((n for n in MLP_NAMES if n in children), None)
+    if attn is None or mlp is None:
+        raise UnknownArchitectureError(
+            f"cannot find the attention and MLP submodules of {type(block).__name__} "
+            f"(children: {sorted(children)})"
+        )
+    attn_out = None
+    # the shallowest output projection inside the attention (GPT-Neo nests one level)
+    for name, mod in sorted(children[attn].named_modules(), key=lambda nm: nm[0].count(".")):
+        proj = find_output_projection(mod)
+        if proj is not None:
+            sub = next(n for n, m in mod.named_children() if m is proj)
+            attn_out = ".".join(p for p in (attn, name, sub) if p)
+            break
+    writers = _POST_NORMS if all(n in children for n in _POST_NORMS) else (attn, mlp)
+    return BlockParts(attn, mlp, attn_out, tuple(writers))
 
 
 _LLAMA_LIKE = ArchSpec("model.layers", "model.norm", "model.embed_tokens")
@@ -155,4 +240,9 @@ def resolve_arch(
             f"{spec.layers_path!r} is {type(blocks).__name__}, not a non-empty nn.ModuleList of blocks"
         )
     get_module(model, spec.final_norm_path)
+    if spec.parts is None:
+        try:
+            spec = replace(spec, parts=block_parts(blocks[0]))
+        except UnknownArchitectureError:
+            pass  # residual-stream reading works without; write / head sites raise on use
     return spec

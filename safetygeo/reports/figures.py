@@ -108,8 +108,10 @@ def coupling_figure(table: pd.DataFrame) -> Any:
 
 
 def sweep_figure(table: pd.DataFrame, metric: str = "d_refusal_harmless") -> Any:
-    """Plotly figure: effect vs layer for each direction (and strength), with the null
-    band (2.5–97.5 % of the matched random directions) shaded.
+    """Plotly figure: effect vs layer for every intervention that has a layer (additions
+    per direction and strength; head ablations at their layer), with the null band
+    (2.5–97.5 % of the matched nulls: random directions, random other heads) shaded.
+    Ablations that act on every layer have no layer and are not drawn.
 
     Hover shows p, the tail estimate, which p BH used, q, the nulls the p used out of
     those drawn, and why the test stopped; cells whose BH p is a tail estimate are drawn
@@ -118,14 +120,14 @@ def sweep_figure(table: pd.DataFrame, metric: str = "d_refusal_harmless") -> Any
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    sub = table[(table.metric == metric) & (table.op == "add")].sort_values("layer").copy()
+    sub = table[(table.metric == metric) & table.layer.notna()].sort_values("layer").copy()
     defaults = {"n_null_used": sub.get("k"), "stop_reason": "fixed", "p_tail": float("nan"),
                 "p_used": "exact"}
     for col, val in defaults.items():  # tables written before sequential tests
         if col not in sub:
             sub[col] = val
-    for (name, alpha), grp in sub.groupby(["direction", "alpha"]):
-        label = f"{name} (α={alpha:g})"
+    for (name, op, alpha), grp in sub.groupby(["direction", "op", "alpha"], dropna=False):
+        label = name if alpha != alpha else f"{name} ({op}, α={alpha:g})"
         fig.add_trace(go.Scatter(x=grp.layer, y=grp.null_q975, mode="lines", line=dict(width=0),
                                  showlegend=False, hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=grp.layer, y=grp.null_q025, mode="lines", line=dict(width=0),
@@ -142,7 +144,7 @@ def sweep_figure(table: pd.DataFrame, metric: str = "d_refusal_harmless") -> Any
                           "<br>p tail %{customdata[6]:.3g}<br>BH on %{customdata[5]} p"
                           "<br>q %{customdata[1]:.3g}<br>nulls used %{customdata[2]} of "
                           "%{customdata[3]} drawn<br>stop: %{customdata[4]}<extra></extra>"))
-    fig.update_layout(title=f"{metric}: activation addition vs matched random directions "
+    fig.update_layout(title=f"{metric}: interventions vs matched nulls by layer "
                             "(◇ BH on a tail estimate, ○ stopped early: clearly null)",
                       xaxis_title="layer", yaxis_title=metric, template="plotly_white")
     return fig

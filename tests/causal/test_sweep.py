@@ -30,7 +30,7 @@ from safetygeo.reports.figures import sweep_figure
 from safetygeo.results import NullComparison
 from safetygeo.toy.planted import planted_refusal_model
 
-SWEEP_COLUMNS = ["direction", "op", "layer", "alpha", "metric", "real", "ci_low", "ci_high",
+SWEEP_COLUMNS = ["direction", "op", "site", "layer", "alpha", "heads", "metric", "real", "ci_low", "ci_high",
                  "null_mean", "null_std", "null_q025", "null_q975", "p", "z", "alternative",
                  "k", "note", "n_null_used", "stop_reason", "p_tail", "p_tail_method", "p_used",
                  "q"]

@@ -41,6 +41,8 @@ CASES = [
       "--ops", "scale"], "--ops"),
     (["sweep", "M", "--carriers", "{dir}", "--set", "harmful={ok}", "--set", "harmless={ok}"],
      "carrier-selection"),
+    (["sweep", "M", "--carriers", "{dir}", "--set", "harmful={ok}", "--set", "harmless={ok}",
+      "--heads", "two:1"], "--heads"),
     (["evaluate", "M", "--set", "harmful={ok}", "--judge", "gpt=x"], "--judge"),
     (["evaluate", "M", "--set", "harmful={ok}", "--candidate", "1:eoi-1"], "--candidate"),
     (["train", "M", "--method", "sft", "--config", "{run}"], "not UTF-8"),

@@ -190,6 +190,34 @@ def test_sweep_over_saved_carriers(planted: dict, tmp_path: Path) -> None:
         assert res.exit_code == 2 and text in res.output, (extra, res.output)
 
 
+def test_sweep_of_attention_heads(planted: dict, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["select-carrier", str(planted["model"]), *sets(planted),
+                              "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    base = ["sweep", str(planted["model"]), "--carriers", str(tmp_path / "c"), *sets(planted),
+            "--limit", "4", "--n-null", "8"]
+    res = runner.invoke(app, [*base, "--ops", "none", "--heads", "0:0", "--heads", "1:1,2",
+                              "--out", str(tmp_path / "h")])
+    assert res.exit_code == 0, res.output
+    table = pd.read_parquet(tmp_path / "h" / "sweep.parquet")
+    assert set(table.direction) == {"heads 0:0", "heads 1:1,2"} and len(table) == 2 * 3
+    assert set(table.site) == {"attn_heads"} and set(table.heads) == {"0", "1,2"}
+    one = table[table.heads == "0"]
+    assert (one.k == 3).all() and one.note.str.contains("exhaustive").all()  # 4 heads a layer
+    assert "directions evaluated" in res.output
+    # heads beside the carrier's cells
+    res = runner.invoke(app, [*base, "--ops", "ablate", "--heads", "0:3", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    mixed = pd.read_parquet(tmp_path / "m" / "sweep.parquet")
+    assert set(mixed.op) == {"ablate", "head_ablate"}
+    for extra, text in ((["--heads", "0:9"], "out of range"), (["--heads", "9:0"], "out of range"),
+                        (["--heads", "0:x"], "cannot parse"), (["--heads", "0:1,1"], "distinct"),
+                        (["--ops", "none"], "--ops")):
+        res = runner.invoke(app, [*base, *extra, "--out", str(tmp_path / "bad")])
+        assert res.exit_code == 2 and text in res.output, (extra, res.output)
+        assert "--heads" in res.output or extra[0] == "--ops"
+
+
 # ------------------------------------------------------------------ a tokenizer that is not ours
 FOREIGN_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
