@@ -284,3 +284,19 @@ def test_ablation_settings_carry_a_null_spec_defaulting_to_the_sweeps() -> None:
     n = p.step("ablation").nulls
     assert (n.k, n.h, n.seed, n.tail) == (32, 5, 3, False)
     assert Protocol.from_dict(p.to_dict()).step("ablation").nulls == n
+
+
+def test_null_rows_carry_the_tail_estimate() -> None:
+    """A decisive ablation (nulls within ±0.15, real −5.82): the exact p sits at its floor
+    1/65 and the row also carries the tail estimate BH uses (issue 26)."""
+    import numpy as np
+
+    from safetygeo.reports.registry import clean_row, null_row
+    from safetygeo.results import NullComparison
+
+    null = np.random.default_rng(0).normal(0.0, 0.05, 64)
+    c = NullComparison.from_null("d_refusal_harmful", -5.82, null, tail=True)
+    row = clean_row(null_row(c, layer=3, position="eoi"), "ablation")
+    assert row["p"] == 1 / 65 and row["p_tail"] == c.p_tail < 1 / 65
+    fixed = clean_row(null_row(NullComparison.from_null("m", 0.0, null)), "ablation")
+    assert np.isnan(fixed["p_tail"])
