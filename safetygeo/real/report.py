@@ -46,7 +46,8 @@ def real_set(arg: str) -> Any:
 def real_protocol(*, limit: int = 32) -> Protocol:
     """A CPU-sized protocol for real-world trajectories (SmolLM2-135M, 2 cores): the
     publishers' splits (``limit`` prompts per split), candidate layers 0, 2, …, 22 (the
-    admissible range ⌊0.8·L⌋ = 24), 16 nulls, 200 bootstrap resamples, 32-token generations.
+    admissible range ⌊0.8·L⌋ = 24), sequential ablation nulls (as sweeps), 200 bootstrap
+    resamples, 32-token generations.
     No transfer step (GCG on a 49k vocabulary is the slow part on a CPU)."""
     p = Protocol(sets=SetsConfig(harmful="real:harmful", harmless="real:harmless",
                                  behavior={"harmful": "real:harmful-test",
@@ -56,7 +57,7 @@ def real_protocol(*, limit: int = 32) -> Protocol:
                  load=LoadSettings(dtype="float32", batch_size=16))
     return p.with_steps(carriers={"test_top_k": 3, "layers": list(range(0, 24, 2))},
                         rank={"n_boot": 200}, drift={"n_boot": 200}, coupling={"n_boot": 200},
-                        ablation={"k": 16}, behavior={"max_new_tokens": 32, "n_boot": 200})
+                        behavior={"max_new_tokens": 32, "n_boot": 200})
 
 
 def is_real_trajectory(folder: Any) -> bool:

@@ -24,7 +24,7 @@ need; absent = every default step)::
       rank: {n_boot: 1000}
       drift: {reference: first}
       coupling: {n_boot: 1000}
-      ablation: {k: 64}
+      ablation: {nulls: {k: 64, h: 4, tail: true}}
       behavior: {max_new_tokens: 128}
       transfer: {source: "sft-run@1000", n_prompts: 50}
 
@@ -313,8 +313,8 @@ class Protocol:
         ``name=settings_object`` or ``name=None`` (remove it).
 
         Example:
-            >>> p = Protocol().with_steps(ablation={"k": 8}, behavior=None)
-            >>> p.step("ablation").k, p.step("behavior")
+            >>> p = Protocol().with_steps(ablation={"nulls": {"k": 8}}, behavior=None)
+            >>> p.step("ablation").nulls.k, p.step("behavior")
             (8, None)
         """
         cur = dict(self.steps)
@@ -423,7 +423,7 @@ class Protocol:
                 load=LoadSettings(dtype="float32", batch_size=32))
         p = p.with_steps(carriers={"test_top_k": 3}, rank={"n_boot": 200},
                          drift={"n_boot": 200}, coupling={"n_boot": 200},
-                         ablation={"k": 16}, behavior={"max_new_tokens": 24, "judge": "toy",
+                         ablation={}, behavior={"max_new_tokens": 24, "judge": "toy",
                                                        "n_boot": 200})
         if transfer_source is not None:
             p = p.with_steps(transfer={

@@ -56,7 +56,7 @@ __all__ = ["CheckpointContext", "ProtocolStep", "StepOutput", "StepResult", "est
 #: Columns a step's rows may set (anything else is dropped with an error at registration time
 #: of the row: see :func:`clean_row`).
 ROW_KEYS: tuple[str, ...] = ("layer", "position", "metric", "method", "set", "value", "ci_low",
-                             "ci_high", "p", "n", "null_q025", "null_q975", "note")
+                             "ci_high", "p", "n", "null_q025", "null_q975", "note", "p_tail")
 
 
 @dataclass
@@ -170,11 +170,13 @@ def estimate_row(est: Any, **extra: Any) -> dict[str, Any]:
 
 def null_row(nc: Any, **extra: Any) -> dict[str, Any]:
     """A table row from a :class:`~safetygeo.results.NullComparison` (value = the real
-    effect, p from the matched nulls, the null's 2.5–97.5 % band, n = K)."""
+    effect, p from the matched nulls, its tail estimate ``p_tail`` (NaN if none), the
+    null's 2.5–97.5 % band, n = the nulls drawn)."""
     return {"metric": nc.metric, "method": "null-controlled", "value": float(nc.real),
             "ci_low": float(nc.ci_low), "ci_high": float(nc.ci_high), "p": float(nc.p),
             "n": int(nc.k), "null_q025": nc.null_quantile(0.025),
-            "null_q975": nc.null_quantile(0.975), "note": nc.note, **extra}
+            "null_q975": nc.null_quantile(0.975), "note": nc.note,
+            "p_tail": float(nc.p_tail), **extra}
 
 
 def clean_row(row: Mapping[str, Any], step: str) -> dict[str, Any]:
@@ -188,7 +190,7 @@ def clean_row(row: Mapping[str, Any], step: str) -> dict[str, Any]:
     out = dict(row)
     v = out.get("value")
     out["value"] = float("nan") if v is None else float(v)
-    for k in ("ci_low", "ci_high", "p", "null_q025", "null_q975"):
+    for k in ("ci_low", "ci_high", "p", "null_q025", "null_q975", "p_tail"):
         if k in out and out[k] is not None and not isinstance(out[k], float):
             out[k] = float(out[k])
     if out.get("layer") is not None and not (isinstance(out["layer"], float)

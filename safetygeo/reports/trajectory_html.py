@@ -79,8 +79,10 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
             r = one(metric, **eq) if (layer is not None or not eq) else None
             row[col] = "" if r is None else _fmt_ci(r.value, r.ci_low, r.ci_high)
         r = one("d_refusal_harmful", protocol_step="ablation")
+        tail = None if r is None else getattr(r, "p_tail", None)
         row["ablation Δrefusal (p)"] = "" if r is None or pd.isna(r.value) else \
-            f"{r.value:.3g} (p={r.p:.2g})"
+            f"{r.value:.3g} (p={r.p:.2g}" + ("" if tail is None or pd.isna(tail) else
+                                              f", tail p≈{tail:.1g}") + ")"
         b = g[g.protocol_step == "behavior"]
         for col, metric, method in (("ASR", "asr", "ours"), ("ASR judged", "asr", "judge_score"),
                                     ("over-refusal (safe)", "over_refusal_rate", "ours"),

@@ -3,7 +3,7 @@
 For every selected checkpoint of every trajectory (and its base), the protocol's steps
 (:mod:`safetygeo.reports.steps`) are computed into one tidy table — ``trajectory, step,
 layer, position, metric, value, ci_low, ci_high, p, q`` then ``protocol_step, set, method,
-n, null_q025, null_q975, note, checkpoint`` — written as Parquet and CSV next to a
+n, null_q025, null_q975, note, checkpoint, p_tail`` — written as Parquet and CSV next to a
 self-contained interactive HTML report.
 
 How a run proceeds (the *driver* is this process; it alone writes files):
@@ -25,7 +25,8 @@ How a run proceeds (the *driver* is this process; it alone writes files):
    computed, so a killed report resumes where it stopped.
 4. **Cross-checkpoint** results (drift against the reference) are computed by the driver
    from cached per-checkpoint vectors, and cached too.
-5. q-values: Benjamini–Hochberg across the report, per metric, over the rows with a p.
+5. q-values: Benjamini–Hochberg across the report, per metric, over the rows with a p
+   (the tail estimate ``p_tail`` where it is below ``p``, as sweeps do).
 
 Counting, not timing: :attr:`ReportResult.counts` says how many step results were
 ``computed``, read from the cache (``cached``) or ``failed``, and how many models were
@@ -70,7 +71,8 @@ __all__ = ["TABLE_COLUMNS", "CheckpointTarget", "ReportResult", "read_report", "
 #: Columns of the report table, in order (the first ten are the issue's contract).
 TABLE_COLUMNS: tuple[str, ...] = (
     "trajectory", "step", "layer", "position", "metric", "value", "ci_low", "ci_high", "p", "q",
-    "protocol_step", "set", "method", "n", "null_q025", "null_q975", "note", "checkpoint")
+    "protocol_step", "set", "method", "n", "null_q025", "null_q975", "note", "checkpoint",
+    "p_tail")
 STATUS_COLUMNS: tuple[str, ...] = ("trajectory", "step", "checkpoint", "protocol_step", "status",
                                    "seconds", "key", "error")
 
@@ -484,11 +486,13 @@ class _Driver:
         table["q"] = np.nan
         from safetygeo.stats.pvalues import benjamini_hochberg
 
+        p_tail = pd.to_numeric(table.p_tail, errors="coerce").astype(float)
+        p_bh = np.fmin(table.p.astype(float), p_tail)  # a tail estimate below p refines it
         for _, grp in table[table.p.notna()].groupby("metric"):
-            table.loc[grp.index, "q"] = benjamini_hochberg(grp.p.to_numpy(dtype=float))
+            table.loc[grp.index, "q"] = benjamini_hochberg(p_bh[grp.index].to_numpy(dtype=float))
         for col in ("layer", "step", "n"):
             table[col] = pd.array(pd.to_numeric(table[col], errors="coerce"), dtype="Int64")
-        for col in ("value", "ci_low", "ci_high", "p", "q", "null_q025", "null_q975"):
+        for col in ("value", "ci_low", "ci_high", "p", "q", "null_q025", "null_q975", "p_tail"):
             table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
         for col in ("trajectory", "position", "metric", "protocol_step", "set", "method", "note",
                     "checkpoint"):

@@ -25,7 +25,7 @@ def small_protocol(steps: tuple[int, ...] = STEPS, *, base: bool = True) -> Prot
                   checkpoints=CheckpointSelection(base=base, steps=steps))
     return p.with_steps(
         carriers={"test_top_k": 1, "layers": [3, 4, 5, 6]}, rank={"n_boot": 20},
-        drift={"n_boot": 20, "layers": [4, 5]}, coupling={"n_boot": 20}, ablation={"k": 4},
+        drift={"n_boot": 20, "layers": [4, 5]}, coupling={"n_boot": 20}, ablation={"nulls": {"k": 4}},
         behavior={"max_new_tokens": 12, "n_boot": 20},
         transfer={"n_prompts": 2, "max_new_tokens": 12, "n_boot": 20,
                   "gcg": {"num_steps": 2, "search_width": 8, "topk": 4}})

@@ -36,7 +36,9 @@ from safetygeo.reports.sources import resolve_judge, resolve_sets
     ({"steps": {"rnak": {}}}, "unknown protocol step(s) ['rnak']"),
     ({"steps": {"ablation": {"K": 4}}}, "unknown steps.ablation key(s) ['K']"),
     ({"steps": {"transfer": {"gcg": {"steps": 3}}}}, "unknown steps.transfer.gcg key(s) ['steps']"),
-    ({"steps": {"ablation": {"k": 0}}}, "steps.ablation: k must be an int >= 1"),
+    ({"steps": {"ablation": {"nulls": {"k": 0}}}}, "steps.ablation.nulls: NullSpec.k (number of null directions) must be an integer >= 1"),
+    ({"steps": {"ablation": {"k": 16}}}, "unknown steps.ablation key(s) ['k']; known: ['nulls']"),
+    ({"steps": {"ablation": {"nulls": {"kind": "covariance"}}}}, "needs the activation covariance"),
     ({"steps": {"drift": {"reference": "last"}}}, "reference must be 'first' or 'NAME@STEP'"),
     ({"sets": {"behavior": {"evil": "x.txt"}}}, "the role must be harmful, safe, unsafe or benign"),
     ({"checkpoints": {"stride": 0}}, "checkpoints.stride must be an int >= 1"),
@@ -57,8 +59,8 @@ def test_protocol_yaml_round_trip_and_defaults(tmp_path: Path) -> None:
     assert q.step("transfer").gcg.num_steps == 12 and q.sets.limit == 24
     assert Protocol().step_names == ["carriers", "rank", "drift", "coupling", "ablation", "behavior"]
     # steps given: exactly those, plus what they need (with defaults), in registry order
-    r = Protocol.from_dict({"steps": {"ablation": {"k": 8}, "coupling": None}})
-    assert r.step_names == ["carriers", "coupling", "ablation"] and r.step("ablation").k == 8
+    r = Protocol.from_dict({"steps": {"ablation": {"nulls": {"k": 8}}, "coupling": None}})
+    assert r.step_names == ["carriers", "coupling", "ablation"] and r.step("ablation").nulls.k == 8
     path.write_text("steps: [1, 2\n")
     with pytest.raises(ProtocolError, match="not valid YAML"):
         Protocol.from_yaml(path)
@@ -67,8 +69,9 @@ def test_protocol_yaml_round_trip_and_defaults(tmp_path: Path) -> None:
 
 
 def test_with_steps_and_replace() -> None:
-    p = Protocol().with_steps(ablation={"k": 8}, behavior=None, transfer={"source": "a@1"})
-    assert p.step("ablation").k == 8 and p.step("behavior") is None
+    p = Protocol().with_steps(ablation={"nulls": {"k": 8}}, behavior=None,
+                              transfer={"source": "a@1"})
+    assert p.step("ablation").nulls.k == 8 and p.step("behavior") is None
     assert p.step("transfer").source == "a@1" and "transfer" in p.step_names
     with pytest.raises(ProtocolError, match="unknown steps.rank key"):
         p.with_steps(rank={"nboot": 3})
@@ -266,3 +269,34 @@ def test_figures_on_a_synthetic_table(tmp_path: Path) -> None:
     assert list(s.carrier[:3]) == ["5:eoi-1", "5:eoi-1", "3:eoi-1"] and len(s) == 6
     written = tf.export_figures({"carrier": figs["carrier"]}, tmp_path, formats=("svg",))
     assert all(p.is_file() for p in written)  # empty without kaleido
+
+
+def test_ablation_settings_carry_a_null_spec_defaulting_to_the_sweeps() -> None:
+    """Issue 26: the ablation step's nulls are a NullSpec (not re-spread fields), by default
+    the sweeps' sequential test with tail estimates (a fixed K = 16 could never reach 0.05
+    after BH), and the protocol round-trips it."""
+    from safetygeo.interventions import NullSpec
+
+    s = Protocol().step("ablation")
+    assert s.nulls == NullSpec.sequential() and s.nulls.tail and s.nulls.is_sequential
+    assert Protocol.toy().step("ablation").nulls == NullSpec.sequential()
+    p = Protocol().with_steps(ablation={"nulls": {"k": 32, "h": 5, "seed": 3}})
+    n = p.step("ablation").nulls
+    assert (n.k, n.h, n.seed, n.tail) == (32, 5, 3, False)
+    assert Protocol.from_dict(p.to_dict()).step("ablation").nulls == n
+
+
+def test_null_rows_carry_the_tail_estimate() -> None:
+    """A decisive ablation (nulls within ±0.15, real −5.82): the exact p sits at its floor
+    1/65 and the row also carries the tail estimate BH uses (issue 26)."""
+    import numpy as np
+
+    from safetygeo.reports.registry import clean_row, null_row
+    from safetygeo.results import NullComparison
+
+    null = np.random.default_rng(0).normal(0.0, 0.05, 64)
+    c = NullComparison.from_null("d_refusal_harmful", -5.82, null, tail=True)
+    row = clean_row(null_row(c, layer=3, position="eoi"), "ablation")
+    assert row["p"] == 1 / 65 and row["p_tail"] == c.p_tail < 1 / 65
+    fixed = clean_row(null_row(NullComparison.from_null("m", 0.0, null)), "ablation")
+    assert np.isnan(fixed["p_tail"])

@@ -106,6 +106,7 @@ def test_one_checkpoint_equals_direct_api_calls(report, toy_zoo) -> None:
         got = _rows(t, ck, m, protocol_step="ablation").iloc[0]
         assert (got.value, got.p, got.null_q025) == pytest.approx(
             (e.real, e.p, e.null_quantile(0.025)), rel=1e-9)
+        assert got.p_tail == pytest.approx(e.p_tail, rel=1e-9, nan_ok=True)
 
     beh = {n: ps for n, (_, ps) in sets.behavior.items()}
     roles = {n: r for n, (r, _) in sets.behavior.items()}
