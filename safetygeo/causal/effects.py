@@ -51,6 +51,7 @@ from torch import Tensor
 
 from safetygeo._validate import finite_float, positive_int, prompt_list
 from safetygeo.activations.logits import last_logprobs
+from safetygeo.activations.losses import kl_from_logprobs
 from safetygeo.activations.refusal import RefusalScoring, refusal_score_from_logprobs
 from safetygeo.errors import SafetyGeoError
 from safetygeo.interventions.intervention import Intervention, VariantStack, from_op
@@ -117,8 +118,7 @@ def _metrics(handle: ModelHandle, stack: VariantStack, variants: list[int],
         lp_h, lp_l = lp[:, :n_h], lp[:, n_h:].double()
         out[idx, 0] = (refusal_score_from_logprobs(lp_h, ids).mean(-1) - base.harmful).numpy()
         out[idx, 1] = (refusal_score_from_logprobs(lp_l, ids).mean(-1) - base.harmless).numpy()
-        blp = base.lp_harmless
-        out[idx, 2] = (blp.exp() * (blp - lp_l)).sum(-1).mean(-1).numpy()
+        out[idx, 2] = kl_from_logprobs(base.lp_harmless, lp_l).mean(-1).numpy()
     return out
 
 

@@ -69,7 +69,7 @@ DEFAULT_H = 4
 #: metric sat at p ≈ 0.25); a forward of a large model is already full with the prompts alone.
 DEFAULT_BATCH = 8
 #: Nulls drawn before a sequential test looks for the first time (unless ``batch`` is larger):
-#: the two-sided centre (the median of the nulls drawn) needs a sample to stand on.
+#: the two-sided centre (the median of the real value and the nulls drawn) needs a sample to stand on.
 DEFAULT_FIRST = 16
 
 NullKind = Literal["sphere", "covariance"]
