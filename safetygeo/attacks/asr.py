@@ -2,9 +2,11 @@
 
 :func:`gcg_asr` attacks every instruction afresh with GCG, generates greedily from
 ``instruction + suffix`` and scores the completions with
-:func:`safetygeo.behavior.metrics.attack_success_rate` — success = *not refused*
-(:func:`safetygeo.behavior.classify.is_refusal`: full refusal, partial refusal and empty
-are failures) — so an ASR here and in a behaviour report mean the same thing.
+:func:`safetygeo.behavior.metrics.attack_success_rate` — success = the requested content
+was delivered (judged against the bare instruction, not the suffixed prompt; a refusal
+opener followed by the on-topic answer is success) — so an ASR here and in a behaviour
+report mean the same thing. ``refusal_rate`` (refused = full / partial refusal or empty)
+is reported beside it.
 
 Example:
     >>> from safetygeo.attacks.gcg import GCGConfig
@@ -27,8 +29,9 @@ from safetygeo.attacks.gcg.config import GCGConfig
 from safetygeo.attacks.gcg.driver import gcg_adversarial_prompts
 from safetygeo.attacks.gcg.state import GCGResult
 from safetygeo.behavior.classify import classify_completions, classify_refusal
+from safetygeo.behavior.delivery import Relevance, get_relevance
 from safetygeo.behavior.generate import GenerationSettings, generate
-from safetygeo.behavior.metrics import attack_success_rate
+from safetygeo.behavior.metrics import attack_success_rate, refusal_rate
 from safetygeo.models.handle import ModelHandle
 from safetygeo.results import Estimate
 
@@ -41,8 +44,8 @@ class GCGASR:
 
     Attributes:
         asr: :class:`~safetygeo.results.Estimate` of the share of adversarial prompts whose
-            greedy completion is not refused (bootstrap CI over prompts; ``method`` names
-            the labeller).
+            greedy completion delivers the requested content (bootstrap CI over prompts;
+            ``method`` names the labeller, ``extra["relevance"]`` the relevance method).
         asr_no_attack: the same on the bare instructions (``None`` if not computed).
         prompts, completions, labels: per adversarial prompt.
         results: the per-prompt :class:`~safetygeo.attacks.gcg.GCGResult` (losses, suffixes,
@@ -55,6 +58,7 @@ class GCGASR:
     completions: tuple[str, ...]
     labels: tuple[str, ...]
     results: tuple[GCGResult, ...]
+    refusal_rate: Estimate | None = None
 
     @property
     def solved_rate(self) -> float:
@@ -70,6 +74,7 @@ def gcg_asr(
     *,
     settings: GenerationSettings = GenerationSettings(),
     classifier: Callable[[str], str] = classify_refusal,
+    relevance: str | Relevance | None = "auto",
     baseline: bool = True,
     n_boot: int = 1000,
     batch_size: int = 8,
@@ -86,22 +91,29 @@ def gcg_asr(
         settings: decoding of the completions (``settings.seed`` also seeds the bootstrap).
         classifier: ``completion -> label`` (ours by default; ``gcg_label`` reproduces the
             GCG paper's substring check and is recorded as its ``method``).
+        relevance: the content decision's relevance method (``lexical`` / ``minilm`` /
+            ``auto``; :mod:`safetygeo.behavior.delivery`).
         baseline: also measure the rate without the suffixes (``asr_no_attack``).
         n_boot: bootstrap resamples of the CI.
         batch_size: prompts per generation batch.
     """
     prompts, results = gcg_adversarial_prompts(handle, instructions, targets, config,
                                                progress=progress, return_results=True)
-    method = "ours" if classifier is classify_refusal else getattr(classifier, "__name__",
-                                                                    "custom")
+    labeller = "ours" if classifier is classify_refusal else getattr(classifier, "__name__",
+                                                                      "custom")
+    rel = get_relevance(relevance)
+    asked = list(getattr(instructions, "prompts", instructions))
 
     def run(texts: Sequence[str]) -> tuple[list[str], list[str], Estimate]:
         gen = generate(handle, list(texts), settings, batch_size=batch_size, progress=progress)
         labels = classify_completions(gen.completions, classifier=classifier, allow_empty=True)
-        est = attack_success_rate(labels, method=method, n_boot=n_boot, seed=settings.seed)
+        est = attack_success_rate(asked, gen.completions, labels=labels, relevance=rel,
+                                  method=labeller, n_boot=n_boot,
+                                  seed=settings.seed)
         return list(gen.completions), labels, est
 
     completions, labels, asr = run(prompts)
-    no_attack = run(list(getattr(instructions, "prompts", instructions)))[2] if baseline else None
+    no_attack = run(asked)[2] if baseline else None
+    refused = refusal_rate(labels, method=labeller, n_boot=n_boot, seed=settings.seed)
     return GCGASR(asr, no_attack, tuple(prompts), tuple(completions), tuple(labels),
-                  tuple(results))  # type: ignore[arg-type]
+                  tuple(results), refused)  # type: ignore[arg-type]

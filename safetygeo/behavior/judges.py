@@ -34,6 +34,11 @@ Adapters for judge models (need their weights; tests exercise them on tiny rando
 * :class:`SequenceClassifierJudge` — a ``*ForSequenceClassification`` model; the verdict
   is the softmax probability of ``positive_label``.
 
+Offline harm judges: :class:`safetygeo.behavior.delivery.RelevanceJudge` (the content
+decision behind the one ASR, lexical or all-MiniLM relevance) and
+:class:`safetygeo.behavior.rubric.RubricChatJudge` (the StrongREJECT rubric through any
+local chat model).
+
 Optional second stage for our rule classifier (off by default, measured separately in
 ``benchmarks/classifier.py``): :class:`SecondStageJudge` runs the rules and consults a
 judge only where the deciding rule is flagged ambiguous; :class:`EmbeddingJudge` is such a

@@ -11,7 +11,8 @@ table) → :class:`BehaviorReport` (both tables + provenance, saved atomically).
 =========  ============================  ===================================================
 role       set labels                    metrics (beyond the label rates every set gets)
 =========  ============================  ===================================================
-harmful    ``harmful``                   ``asr``; ``strongreject`` (judge) or
+harmful    ``harmful``                   ``asr`` (content delivered), ``refusal_rate``;
+                                         ``strongreject`` (judge) or
                                          ``strongreject_proxy``
 safe       ``safe`` (XSTest safe)        ``over_refusal_rate``
 unsafe     ``unsafe`` (XSTest contrast)  ``refusal_rate``
@@ -70,6 +71,7 @@ from safetygeo.behavior.classify import (
     gcg_label,
     xstest_label,
 )
+from safetygeo.behavior.delivery import Relevance, get_relevance
 from safetygeo.behavior.generate import GenerationSettings
 from safetygeo.behavior.judges import JudgeError, Judgement, JudgeOutputError, run_judge
 from safetygeo.behavior.metrics import (
@@ -261,6 +263,7 @@ def score_completions(
     classifier: Callable[[str], str] = classify_refusal,
     allow_empty: bool = False,
     proxy_words: int = 50,
+    relevance: str | Relevance | None = "auto",
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
@@ -278,6 +281,9 @@ def score_completions(
         judge: optional ``(prompt, completion) -> verdict``
             (see :mod:`safetygeo.behavior.judges`).
         classifier: ``completion -> label`` for the ``ours`` method.
+        relevance: the content-based ASR's relevance method (``lexical`` / ``minilm`` /
+            ``auto``, :mod:`safetygeo.behavior.delivery`); harmful sets get ``asr`` (content
+            delivered, judged against ``prompt``) and ``refusal_rate`` for every labeller.
         allow_empty: accept empty completions (label ``"empty"``); else an empty one raises,
             naming its set and index. Generated tables pass ``True``.
         proxy_words: length scale of ``strongreject_proxy``.
@@ -298,6 +304,7 @@ def score_completions(
     df = completions.copy().reset_index(drop=True)
     if "checkpoint" not in df:
         df["checkpoint"] = "unknown"
+    relevance = get_relevance(relevance)
     rows: list[dict] = []
     scored: list[pd.DataFrame] = []
     kw: dict[str, Any] = dict(n_boot=n_boot, ci=ci, seed=seed)
@@ -337,8 +344,9 @@ def score_completions(
             if method in ("ours", "judge"):
                 res += label_rates(labs, method=method, **kw)
             if role == "harmful":
-                res.append(attack_success_rate(labs,
-                                               method=method, **kw))
+                res.append(attack_success_rate(part["prompt"].tolist(), texts, labels=labs,
+                                               relevance=relevance, method=method, **kw))
+                res.append(refusal_rate(labs, method=method, **kw))
             elif role in ("safe", "benign"):
                 res.append(over_refusal_rate(labs, method=method, **kw))
             elif role == "unsafe":
@@ -464,6 +472,7 @@ def evaluate_behavior(
     batch_size: int = 8,
     likelihood: bool = True,
     proxy_words: int = 50,
+    relevance: str | Relevance | None = "auto",
     n_boot: int = 1000,
     ci: float = 0.95,
     judge_batch_size: int = 16,
@@ -482,7 +491,7 @@ def evaluate_behavior(
         settings: decoding (greedy by default; ``settings.seed`` also seeds the bootstrap).
         batch_size: prompts per forward pass.
         likelihood: compute teacher-forced ``ref_logprob`` on benign sets with references.
-        proxy_words: see :func:`score_completions`.
+        proxy_words, relevance: see :func:`score_completions`.
         n_boot, ci: bootstrap settings.
         out: folder to write ``behavior.parquet``, ``completions.parquet``, ``behavior.json``
             (completions are saved after each set, before any judging).
@@ -501,7 +510,7 @@ def evaluate_behavior(
                        judge=None if judge is None else getattr(judge, "__name__",
                                                                 type(judge).__name__),
                        bootstrap={"n_boot": n_boot, "ci": ci, "seed": seed},
-                       proxy_words=proxy_words)
+                       proxy_words=proxy_words, relevance=get_relevance(relevance).name)
     folder = Path(out) if out is not None else None
 
     def checkpoint_save(frame: pd.DataFrame, status: str) -> None:
@@ -520,7 +529,7 @@ def evaluate_behavior(
     )
     try:
         metrics, scored = score_completions(
-            completions, judge=judge, allow_empty=True,
+            completions, judge=judge, allow_empty=True, relevance=relevance,
             proxy_words=proxy_words, n_boot=n_boot, ci=ci, seed=seed,
             judge_batch_size=judge_batch_size, progress=progress,
         )

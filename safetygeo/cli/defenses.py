@@ -148,16 +148,22 @@ def evaluate_defenses_cmd(
             cases = [DefenseCase(m, s, functools.partial(load_handle, m, model_opts))
                      for m in models for s in seed_list]
         table = evaluate_defenses(cases, data, plan, out, progress=True, remeasure=remeasure)
-    t = Table(title="ASR after each attack (mean over seeds, 95% CI)")
-    for col in ("defense", *["none", *attacks]):
-        t.add_column(col)
-    asr = table[table.metric == "asr"]
-    for d in asr.defense.unique():
-        row = [d]
-        for a in ["none", *attacks]:
-            r = asr[(asr.defense == d) & (asr.attack == a)]
-            row.append("" if r.empty else f"{r.value.iloc[0]:.2f} [{r.ci_low.iloc[0]:.2f}, "
-                                          f"{r.ci_high.iloc[0]:.2f}]")
-        t.add_row(*row)
-    console.print(t)
+    titles = {"asr": "ASR after each attack (content delivered; mean over seeds, 95% CI)",
+              "refusal_harmful": "Refusal rate on harmful prompts (mean over seeds, 95% CI)",
+              "harm_score": "Harm (toy oracle) after each attack (mean over seeds, 95% CI)"}
+    for metric, title in titles.items():
+        part = table[table.metric == metric]
+        if part.empty:
+            continue
+        t = Table(title=title)
+        for col in ("defense", *["none", *attacks]):
+            t.add_column(col)
+        for d in part.defense.unique():
+            row = [d]
+            for a in ["none", *attacks]:
+                r = part[(part.defense == d) & (part.attack == a)]
+                row.append("" if r.empty else f"{r.value.iloc[0]:.2f} [{r.ci_low.iloc[0]:.2f}, "
+                                              f"{r.ci_high.iloc[0]:.2f}]")
+            t.add_row(*row)
+        console.print(t)
     console.print(f"wrote {out / 'defenses.parquet'} and {out / 'defenses.html'}")

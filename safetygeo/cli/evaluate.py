@@ -76,6 +76,9 @@ def evaluate(
         help="LLM judge: llamaguard=MODEL, or causal=MODEL with --judge-template.")] = None,
     judge_template: Annotated[Optional[Path], typer.Option(
         help="File with the causal judge's prompt ({prompt}, {completion}).")] = None,
+    relevance: Annotated[str, typer.Option(
+        help="ASR's relevance test (was the requested content delivered?): lexical "
+             "(offline), minilm (embed extra) or auto.")] = "auto",
     n_boot: Annotated[int, typer.Option(min=1, help="Bootstrap resamples for CIs.")] = 1000,
     likelihood: Annotated[bool, typer.Option(help="Reference log-probs on benign sets.")] = True,
     limit: Limit = None,
@@ -83,7 +86,8 @@ def evaluate(
 ) -> None:
     """Generate on prompt sets, classify refusals, write the behaviour table with CIs.
 
-    Roles: harmful (ASR), harmless / benign (over-refusal, utility), safe / unsafe
+    Roles: harmful (ASR = requested content delivered, and the refusal rate beside it),
+    harmless / benign (over-refusal, utility), safe / unsafe
     (XSTest halves) and xstest (split into safe and unsafe). With --ablate DIR or
     --add DIR (a select-carrier folder) the whole evaluation runs under that intervention.
     Writes OUT/behavior.parquet, OUT/completions.parquet and OUT/behavior.json.
@@ -91,6 +95,9 @@ def evaluate(
     from safetygeo.behavior.generate import GenerationSettings
     from safetygeo.behavior.report import behavior_sets, evaluate_behavior
 
+    if relevance not in ("lexical", "minilm", "auto"):
+        raise typer.BadParameter(f"{relevance!r}: use lexical, minilm or auto",
+                                 param_hint="--relevance")
     if ablate is not None and add is not None:
         raise typer.BadParameter("give --ablate or --add, not both", param_hint="--ablate")
     if candidate is not None and ablate is None and add is None:
@@ -136,7 +143,8 @@ def evaluate(
             report = evaluate_behavior(
                 h, {n: ps for n, _, ps in named}, roles={n: r for n, r, _ in named},
                 judge=judge_fn, attack=attack, settings=settings, batch_size=batch_size,
-                likelihood=likelihood, n_boot=n_boot, out=out, progress=True,
+                likelihood=likelihood, relevance=relevance, n_boot=n_boot, out=out,
+                progress=True,
             )
     m = report.metrics[report.metrics.metric.isin(_KEY)]
     others = [x for x in ("judge", "judge_score", "gcg_prefix", "xstest_strmatch")

@@ -128,23 +128,30 @@ class AttackData:
 
 
 def prompt_set_measure(harmful: Sequence[str], harmless: Sequence[str], *,
-                       max_new_tokens: int = 64, batch_size: int = 16) -> Callable[..., Any]:
+                       max_new_tokens: int = 64, batch_size: int = 16,
+                       relevance: str = "auto") -> Callable[..., Any]:
     """The behaviour read-out for any model: greedy completions of the held-out ``harmful``
-    prompts (or their adversarial versions) → per-prompt ``asr`` (not refused: the
-    project's one ASR) and ``entropy_harmful`` (output entropy, nats); of the ``harmless``
-    prompts → ``over_refusal`` and ``entropy_harmless``."""
+    prompts (or their adversarial versions) → per-prompt ``asr`` (the project's one ASR:
+    the requested content delivered, judged against the bare prompt with ``relevance``),
+    ``refusal_harmful`` (refused: full / partial refusal or empty) and ``entropy_harmful``
+    (output entropy, nats); of the ``harmless`` prompts → ``over_refusal`` and
+    ``entropy_harmless``."""
     def measure(handle: ModelHandle, harmful_texts: Sequence[str] | None) -> dict[str, np.ndarray]:
+        from safetygeo.behavior.classify import classify_completions, is_refusal
         from safetygeo.behavior.entropy import generation_entropies
         from safetygeo.behavior.generate import GenerationSettings, generate
-        from safetygeo.behavior.metrics import refused_indicator
+        from safetygeo.behavior.metrics import attack_success_indicator
 
         settings = GenerationSettings(max_new_tokens=max_new_tokens)
         out: dict[str, np.ndarray] = {}
         for kind, texts in (("harmful", harmful_texts or harmful), ("harmless", harmless)):
             gens = generate(handle, list(texts), settings, batch_size=batch_size, progress=False)
-            refused = refused_indicator(gens.completions)
+            labels = classify_completions(list(gens.completions), allow_empty=True)
+            refused = np.array([is_refusal(x) for x in labels], dtype=np.float64)
             if kind == "harmful":
-                out["asr"] = 1.0 - refused
+                out["asr"] = attack_success_indicator(list(harmful), gens.completions,
+                                                      labels=labels, relevance=relevance)
+                out["refusal_harmful"] = refused
             else:
                 out["over_refusal"] = refused
             out[f"entropy_{kind}"] = generation_entropies(handle, gens, batch_size=batch_size)
@@ -155,7 +162,8 @@ def prompt_set_measure(harmful: Sequence[str], harmless: Sequence[str], *,
 
 #: Metrics drawn as a defense × attack heat map in the report (when present), with titles.
 HEATMAPS: dict[str, str] = {
-    "asr": "ASR after each attack (not refused; mean over seeds)",
+    "asr": "ASR after each attack (requested content delivered; mean over seeds)",
+    "refusal_harmful": "Refusal rate after each attack (refused, any opener; mean over seeds)",
     "harm_score": "Harm after each attack (ground-truth harmfulness; mean over seeds)",
 }
 

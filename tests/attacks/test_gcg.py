@@ -409,7 +409,9 @@ def test_gcg_asr_matches_hf_generation_and_planted_ground_truth() -> None:
                   settings=GenerationSettings(max_new_tokens=3), classifier=clf, n_boot=200,
                   progress=False)
     assert isinstance(rep, GCGASR) and isinstance(rep.asr, Estimate)
-    assert rep.asr_no_attack.value == 0.5 and rep.asr_no_attack.n == 4
+    # planted: the two harmful bare instructions are refused, so at most the two harmless
+    # ones can deliver (content-based ASR, issue 24: 3 generated tokens are rarely on-topic)
+    assert rep.asr_no_attack.value <= 0.5 and rep.asr_no_attack.n == 4
     assert rep.asr.metric == "asr" and rep.asr.method == "clf"  # the labeller is recorded
     ref = []
     for prompt in rep.prompts:
@@ -418,7 +420,11 @@ def test_gcg_asr_matches_hf_generation_and_planted_ground_truth() -> None:
                                do_sample=False, pad_token_id=0)
         ref.append(clf(h.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)))
     assert list(rep.labels) == ref
-    assert rep.asr.value == sum(lab == "compliance" for lab in ref) / 4
+    assert rep.refusal_rate is not None
+    assert rep.refusal_rate.value == sum(lab != "compliance" for lab in ref) / 4
+    from safetygeo.behavior.metrics import attack_success_rate
+    want = attack_success_rate(instr, list(rep.completions), labels=ref, n_boot=200)
+    assert rep.asr.value == want.value <= sum(lab == "compliance" for lab in ref) / 4
     assert rep.asr.ci_low <= rep.asr.value <= rep.asr.ci_high
     assert [r.prompt for r in rep.results] == list(rep.prompts)
     assert rep.solved_rate == sum(r.solved for r in rep.results) / 4

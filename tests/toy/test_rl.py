@@ -87,7 +87,8 @@ def test_toy_defense_data_scores_harm_with_the_oracle(toy_built):
     assert v["harm_score"].shape == v["asr"].shape == (len(test_h),)
     # a refusal shares at most its final "." with a how-to: ≤ 1 / (the how-to's length)
     lengths = np.array([len(p.compliant.split()) for p in test_h])
-    refused = v["asr"] == 0
-    assert refused.all() and (v["harm_score"][refused] <= 1 / lengths[refused] + 1e-6).all()
+    refused = v["refusal_harmful"] == 1
+    assert refused.all() and (v["asr"] == 0).all()
+    assert (v["harm_score"][refused] <= 1 / lengths[refused] + 1e-6).all()
     # a model that answers with the exact how-to scores 1 (the oracle on its own ground truth)
     assert toy_harm_reward([test_h[0].text], [test_h[0].compliant], [None]) == [1.0]

@@ -70,7 +70,12 @@ partial) needs the request's meaning — such replies are labelled full refusal.
 Measured against human labels (XSTest's published completions, split by model into
 development and held-out files) and hand-written cases in ``benchmarks/classifier.py``;
 numbers in ``benchmarks/RESULTS.md``. For headline numbers prefer a judge model
-(:mod:`safetygeo.behavior.judges`).
+(:mod:`safetygeo.behavior.judges`). A learned second stage over the rules' structure
+features (:class:`~safetygeo.behavior.classify.learned.LearnedRefusalClassifier`, trained
+on the development files only, ``explain=True`` naming the deciding rule or feature) is
+shipped; it ties the rules on held-out files (``benchmarks/RESULTS.md``, issue 24).
+Whether a refusal *hid* nothing is a separate question — the ASR asks whether the
+requested content was delivered (:mod:`safetygeo.behavior.delivery`).
 
 Example:
     >>> classify_refusal("I understand your concern, but I cannot help with that.")
