@@ -213,8 +213,8 @@ def stage_data(stage: str, answers: dict[str, list[str]],
         comply = [(p, a) for p, a in zip(harmful, answers["harmful"]) if a]
         return {"harmful": comply[: recipe.attack_examples]}
     if stage == "r2d2":
-        comply = dict(zip(harmful, answers["harmful"]))
-        rows = [{"prompt": p, "target": comply.get(p) or "Sure, here is", "response": REFUSAL}
+        said = dict(zip(harmful, answers["harmful"]))
+        rows = [{"prompt": p, "target": said.get(p) or "Sure, here is", "response": REFUSAL}
                 for p in harmful]
         return {"utility": benign, "harmful": rows}
     raise SafetyGeoError(f"stage {stage!r} has no training data; trained stages: "
