@@ -92,7 +92,7 @@ def _row(c: Any) -> dict[str, Any]:
 
 
 def bench_anchor(seed: int, k: int, gen_k: int, n: int, out_dir: Path, *, layer_step: int = 1,
-                 n_val: int = 39) -> dict[str, Any]:
+                 n_val: int = 39, n_train: int | None = None) -> dict[str, Any]:
     from safetygeo.activations import extract_activations
     from safetygeo.behavior import GenerationSettings
     from safetygeo.causal import (
@@ -111,8 +111,10 @@ def bench_anchor(seed: int, k: int, gen_k: int, n: int, out_dir: Path, *, layer_
     splits = world.splits()
     harmful_test = splits["harmful"]["test"][:n]
     harmless_test = splits["harmless"]["test"][:n]
-    res: dict[str, Any] = {"seed": seed, "n_test": n, "n_val": n_val, "layer_step": layer_step,
-                           "anchor": anchor.extra.get("real", {})}
+    for cls in ("harmful", "harmless"):
+        splits[cls]["train"] = splits[cls]["train"][:n_train]
+    res: dict[str, Any] = {"seed": seed, "n_test": n, "n_val": n_val, "n_train": n_train,
+                           "layer_step": layer_step, "anchor": anchor.extra.get("real", {})}
     top = int(0.8 * anchor.n_layers)  # Arditi et al.'s filter discards layers >= 0.8 L anyway
     sel = select_refusal_carrier(
         anchor, {**splits["harmful"], "val": splits["harmful"]["val"][:n_val],
@@ -174,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=64, help="held-out prompts per class")
     ap.add_argument("--n-val", type=int, default=39, help="validation prompts per class")
     ap.add_argument("--layer-step", type=int, default=1, help="candidate layers 0, s, 2s, ...")
+    ap.add_argument("--n-train", type=int, default=None,
+                    help="train prompts per class for the directions (default: all)")
     ap.add_argument("--out", type=Path, default=Path("artifacts/bench-real"))
     args = ap.parse_args(argv)
     bad = [s for s in args.sections if s not in SECTIONS]
@@ -188,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         results["builds"] = bench_builds()
     if "anchor" in sections:
         results["anchor"] = bench_anchor(args.seed, args.k, args.gen_k, args.n, args.out,
-                                         layer_step=args.layer_step, n_val=args.n_val)
+                                         layer_step=args.layer_step, n_val=args.n_val,
+                                         n_train=args.n_train)
     path = args.out / f"real-{'-'.join(sections)}-s{args.seed}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     print(f"wrote {path}")

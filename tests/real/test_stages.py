@@ -94,25 +94,26 @@ def test_anchor_refuses_where_instruct_complies(instruct, anchor):
     assert a_h > a_l + 2.0, (float(a_h), float(a_l))
 
 
-def test_carrier_selection_on_the_anchor(shipped, anchor):
-    """Arditi et al.'s selection on the cached anchor, on a few layers around the one the
-    benchmark found admissible: it runs, scores every candidate, and an admissible carrier's
-    ablation lowers the harmful refusal score below the unablated baseline."""
+def test_carrier_selection_on_the_anchor(anchor):
+    """Arditi et al.'s selection on the cached anchor, at two layers where the benchmark found
+    strong bypass directions: it runs, scores every candidate, some candidate's ablation
+    takes the harmful refusal score below the unablated baseline, and an admissible carrier
+    (if any) does too."""
     from safetygeo.causal import select_refusal_carrier
     from safetygeo.real.world import RealWorld
 
-    _, info = shipped
     w = RealWorld()
-    layer = info.get("carrier_layer", 12)
-    layers = sorted({max(0, layer - 2), layer, min(23, layer + 2)})
+    layers = [6, 21]  # the strongest bypass directions of benchmarks/real.py (RESULTS.md)
     sel = select_refusal_carrier(
-        anchor, {"train": w.prompts("harmful", "train")[:32], "val": w.prompts("harmful", "val")[:16],
+        anchor, {"train": w.prompts("harmful", "train")[:24], "val": w.prompts("harmful", "val")[:8],
                  "test": w.prompts("harmful", "test")[:8]},
-        {"train": w.prompts("harmless", "train")[:32], "val": w.prompts("harmless", "val")[:16],
+        {"train": w.prompts("harmless", "train")[:24], "val": w.prompts("harmless", "val")[:8],
          "test": w.prompts("harmless", "test")[:8]},
         layers=layers, test_top_k=1, progress=False)
     assert set(sel.candidates.layer) == set(layers)
     assert len(sel.candidates) == len(layers) * anchor.encode(["x"]).n_eoi
-    assert torch.isfinite(torch.tensor(sel.candidates.bypass.to_numpy())).all()
+    bypass = torch.tensor(sel.candidates.bypass.to_numpy())
+    assert torch.isfinite(bypass).all()
+    assert float(bypass.min()) < sel.baseline["harmful_val"]
     if sel.chosen is not None:
         assert sel.chosen["bypass"] < sel.baseline["harmful_val"]
