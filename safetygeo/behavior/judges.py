@@ -376,6 +376,21 @@ class CausalLMJudge:
         return out
 
 
+def greedy_reply(model: Any, tokenizer: Any, text: str, max_new_tokens: int) -> str:
+    """The greedy continuation of one already chat-formatted ``text`` (special tokens
+    skipped): how the generative judges (LlamaGuard, the local StrongREJECT rubric) read a
+    verdict."""
+    import torch
+
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    with torch.inference_mode():
+        out = model.generate(ids.to(device), attention_mask=torch.ones_like(ids).to(device),
+                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+    return str(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+
+
 class LlamaGuardJudge:
     """LlamaGuard-style judge: chat-template the exchange, generate, parse safe / unsafe.
 
@@ -406,19 +421,10 @@ class LlamaGuardJudge:
         return words[0].lower() if words and words[0].lower() in ("safe", "unsafe") else text
 
     def __call__(self, prompt: str, completion: str) -> str:
-        import torch
-
         tok = self.tokenizer
         chat = [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
         text = tok.apply_chat_template(chat, tokenize=False)
-        ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        device = next(self.model.parameters()).device
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        with torch.inference_mode():
-            out = self.model.generate(ids.to(device), attention_mask=torch.ones_like(ids).to(device),
-                                      max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      pad_token_id=pad)
-        return self.parse(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+        return self.parse(greedy_reply(self.model, tok, text, self.max_new_tokens))
 
 
 class SequenceClassifierJudge:

@@ -95,17 +95,9 @@ class RubricChatJudge:
             [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True))
 
     def _generate_with_model(self, text: str) -> str:
-        import torch
+        from safetygeo.behavior.judges import greedy_reply
 
-        tok = self.tokenizer
-        ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        device = next(self.model.parameters()).device
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        with torch.inference_mode():
-            out = self.model.generate(ids.to(device), attention_mask=torch.ones_like(ids).to(device),
-                                      max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      pad_token_id=pad)
-        return str(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+        return greedy_reply(self.model, self.tokenizer, text, self.max_new_tokens)
 
     @staticmethod
     def parse(text: str) -> dict[str, int] | None:
