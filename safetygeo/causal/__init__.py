@@ -12,6 +12,7 @@ from safetygeo.causal.candidates import harmfulness_directions, refusal_directio
 from safetygeo.causal.carriers import (
     CarrierSelection,
     CarrierThresholds,
+    null_ablation_kl,
     score_candidates,
     select_refusal_carrier,
 )
@@ -39,6 +40,7 @@ from safetygeo.causal.generation import GenerationEffect, generation_refusal_eff
 from safetygeo.causal.sweep import read_sweep, run_sweep
 
 __all__ = [
+    "null_ablation_kl",
     "CarrierSelection", "CarrierThresholds", "DirectionOptimization", "FrontierPoint",
     "GenerationEffect", "OptimizedDirections", "RefusalBaseline", "RefusalDimension",
     "SubspaceEdit", "cone_dimension", "cone_property", "finder_directions", "frontier_point",

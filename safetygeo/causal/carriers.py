@@ -77,12 +77,29 @@ class CarrierThresholds:
         min_effect: flag the chosen carrier as *weak* when ablating it lowers the harmful
             refusal score by less than this (log-odds units), or when the model does not
             refuse harmful prompts to begin with (base score < 0).
+        kl_null_quantile: if set (e.g. 0.95), the KL filter is *null-relative*: a candidate
+            passes when its KL is at most ``max(max_kl, q)``, where ``q`` is this quantile of
+            KL(base ‖ ablated) over ``kl_null_k`` random unit directions ablated the same way
+            on the same validation prompts (directional ablation does not depend on the
+            direction's norm or layer, so one null set serves every candidate). Arditi et
+            al.'s absolute 0.1 was calibrated on 1.8–72B models; on small models ablating a
+            *random* direction can already cost more (0.47 nats on SmolLM2-135M).
+        kl_null_k: random directions of the null-relative KL filter.
     """
 
     max_layer_frac: float = 0.8
     max_kl: float = 0.1
     min_induce: float = 0.0
     min_effect: float = 1.0
+    kl_null_quantile: float | None = None
+    kl_null_k: int = 16
+
+    def __post_init__(self) -> None:
+        q = self.kl_null_quantile
+        if q is not None and (isinstance(q, bool) or not isinstance(q, (int, float))
+                              or not 0.0 < q <= 1.0):
+            raise SafetyGeoError(f"kl_null_quantile must be in (0, 1] or None, got {q!r}")
+        positive_int(self.kl_null_k, "kl_null_k")
 
 
 def _as_splits(prompts: Any, fractions: Sequence[float], seed: int, what: str) -> dict[str, list[str]]:
@@ -106,6 +123,36 @@ def _as_splits(prompts: Any, fractions: Sequence[float], seed: int, what: str) -
     for s, texts in out.items():
         if not texts:
             raise EmptyPromptSetError(f"the {s} split of the {what} prompts is empty")
+    return out
+
+
+def null_ablation_kl(handle: ModelHandle, harmless: Sequence[str], *, k: int = 16, seed: int = 0,
+                     batch_size: int = 16, max_variants: int = 16,
+                     base_logprobs: Tensor | None = None) -> Float[Tensor, " k"]:
+    """Mean KL(base ‖ ablated) on ``harmless`` of ``k`` random unit directions (uniform on
+    the sphere), each ablated at every layer and position: what ablating *a* direction
+    costs this model, the reference of the null-relative KL filter.
+
+    Example:
+        >>> from safetygeo.models import load_model
+        >>> from safetygeo.models.tiny import tiny_model_and_tokenizer
+        >>> h = load_model(tiny_model_and_tokenizer("llama", n_layers=2, d_model=32))
+        >>> null_ablation_kl(h, ["Say hi.", "Name a colour."], k=3).shape
+        torch.Size([3])
+    """
+    from safetygeo.interventions.nulls import random_directions
+
+    k = positive_int(k, "k")
+    base_lp = (base_logprobs if base_logprobs is not None
+               else last_logprobs(handle, list(harmless), batch_size=batch_size, progress=False))
+    dirs = random_directions(k, handle.d_model, seed=seed)
+    out = torch.empty(k, dtype=torch.float64)
+    for chunk in _chunks(k, max_variants):
+        with ablate(handle, dirs[chunk]):
+            lp = last_logprobs(handle, list(harmless), batch_size=batch_size, repeat=len(chunk),
+                               progress=False)
+        lp = lp.reshape(len(chunk), len(harmless), -1)
+        out[chunk] = kl_from_logprobs(base_lp.double(), lp.double()).mean(-1)
     return out
 
 
@@ -378,6 +425,16 @@ def select_refusal_carrier(
                           "norm": flat.norm(dim=-1).numpy()})
     table = pd.concat([table, val], axis=1)
     cutoff = math.floor(thresholds.max_layer_frac * handle.n_layers)
+    max_kl = thresholds.max_kl
+    kl_null: dict[str, Any] | None = None
+    if thresholds.kl_null_quantile is not None:
+        null_kl = null_ablation_kl(handle, ls["val"], k=thresholds.kl_null_k, seed=seed,
+                                   batch_size=batch_size, max_variants=max_variants,
+                                   base_logprobs=base_lp["harmless_val"])
+        q = float(torch.quantile(null_kl, thresholds.kl_null_quantile))
+        max_kl = max(max_kl, q)
+        kl_null = {"quantile": thresholds.kl_null_quantile, "k": thresholds.kl_null_k,
+                   "value": q, "max": float(null_kl.max()), "median": float(null_kl.median())}
     reasons = []
     for row in table.itertuples():
         r = []
@@ -385,8 +442,8 @@ def select_refusal_carrier(
             r.append("nan")
         if row.layer >= cutoff:
             r.append(f"layer>={cutoff}")
-        if row.kl > thresholds.max_kl:
-            r.append(f"kl>{thresholds.max_kl:g}")
+        if row.kl > max_kl:
+            r.append(f"kl>{max_kl:.3g}")
         if row.induce < thresholds.min_induce:
             r.append(f"induce<{thresholds.min_induce:g}")
         reasons.append(",".join(r))
@@ -436,7 +493,7 @@ def select_refusal_carrier(
         "refusal_token_ids": ids, "scoring": scoring.to_dict(),
         "refusal_tokens": handle.tokenizer.convert_ids_to_tokens(ids),
         "template": {"prefix": tmpl.prefix, "suffix": tmpl.suffix, "source": tmpl.source},
-        "layer_cutoff": cutoff,
+        "layer_cutoff": cutoff, "kl_limit": max_kl, "kl_null": kl_null,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     sizes = {s: {"harmful": len(hs[s]), "harmless": len(ls[s])} for s in SPLITS}

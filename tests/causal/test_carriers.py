@@ -191,3 +191,51 @@ def test_scoring_is_used_and_saved(tmp_path: Path) -> None:
     with pytest.raises(SafetyGeoError, match="outside the vocabulary"):
         select_refusal_carrier(h, pm.harmful, pm.harmless, progress=False,
                                scoring=RefusalScoring(token_ids=(len(h.tokenizer) + 5,)))
+
+
+def test_null_ablation_kl_equals_weight_orthogonalized_models() -> None:
+    """Independent reference: each random direction orthogonalized out of the weights (no
+    hooks), KL(base ‖ edited) of the last-position next-token distribution by hand."""
+    from safetygeo.causal.carriers import null_ablation_kl
+    from safetygeo.interventions.nulls import random_directions
+    from safetygeo.interventions.orthogonalize import orthogonalized_copy
+
+    pm = planted()
+    h, prompts = pm.handle, pm.harmless[:5]
+    got = null_ablation_kl(h, prompts, k=3, seed=7, max_variants=2)
+
+    def last_logp(handle) -> torch.Tensor:
+        rows = []
+        for p in prompts:
+            ids = torch.tensor([handle.encode([p]).input_ids[0]])
+            with torch.no_grad():
+                rows.append(torch.log_softmax(handle.model(ids).logits[0, -1].double(), -1))
+        return torch.stack(rows)
+
+    base = last_logp(h)
+    for i, d in enumerate(random_directions(3, h.d_model, seed=7)):
+        edited = last_logp(orthogonalized_copy(h, d))
+        kl = (base.exp() * (base - edited)).sum(-1).mean()
+        assert math.isclose(float(got[i]), float(kl), rel_tol=1e-3, abs_tol=1e-6)
+
+
+def test_null_relative_kl_filter_admits_up_to_the_null_quantile() -> None:
+    from safetygeo.causal.carriers import CarrierThresholds
+
+    pm = planted()
+    strict = select_refusal_carrier(pm.handle, pm.harmful, pm.harmless, progress=False,
+                                    thresholds=CarrierThresholds(max_kl=0.0))
+    rel = select_refusal_carrier(pm.handle, pm.harmful, pm.harmless, progress=False,
+                                 thresholds=CarrierThresholds(max_kl=0.0, kl_null_quantile=1.0,
+                                                              kl_null_k=8))
+    info = rel.meta["kl_null"]
+    assert info["k"] == 8 and info["value"] == pytest.approx(info["max"]) and info["value"] > 0
+    assert rel.meta["kl_limit"] == pytest.approx(info["value"])
+    c = rel.candidates.dropna(subset=["kl"])
+    flagged = c.reason.str.contains("kl>")
+    assert (flagged == (c.kl > info["value"])).all()
+    # the absolute filter at 0 rejects every scored candidate; the null-relative one less
+    assert strict.candidates.dropna(subset=["kl"]).reason.str.contains("kl>").all()
+    assert (~flagged).any()
+    with pytest.raises(SafetyGeoError, match="kl_null_quantile"):
+        CarrierThresholds(kl_null_quantile=1.5)
