@@ -14,6 +14,11 @@ Sections (run in one process; ratios are within this process):
   per-layer harmfulness–refusal cosine. Writes ``--out/anchor.json``. When no candidate is
   admissible, the tests run on the candidate with the strongest validation bypass below
   ⌊0.8·L⌋ (flagged ``admissible: false``), so the reading does not stop at "none";
+* ``stages`` — held-out behaviour of every available stage (instruct, anchor, attacked,
+  r2d2), greedy: refusal rate on harmful test prompts, over-refusal on harmless test prompts
+  and XSTest's safe look-alikes (the one "refused", bootstrap CIs), and the attack success
+  rate on harmful test prompts (the one ASR: requested content delivered) — the real world's
+  "attack vs defense" row for harmful SFT;
 * ``trajectories`` — along every built trajectory (anchor = refusal SFT, r2d2, attacked =
   harmful SFT from the anchor): the trajectory report through the CLI (``safetygeo report``
   with a CPU-sized protocol written to ``--out/protocol-trajectories.yaml``: carrier layer /
@@ -43,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("step", "builds", "anchor", "trajectories")
+SECTIONS = ("step", "builds", "stages", "anchor", "trajectories")
 
 
 def bench_step(steps: int = 4) -> dict[str, Any]:
@@ -188,6 +193,44 @@ def bench_anchor(seed: int, k: int, gen_k: int, n: int, out_dir: Path, *, layer_
 TRAJECTORY_STAGES = ("anchor", "r2d2", "attacked")
 
 
+def bench_stages(seed: int, n: int, tokens: int = 32) -> dict[str, Any]:
+    from safetygeo.behavior import GenerationSettings, generate
+    from safetygeo.behavior.classify import classify_refusal
+    from safetygeo.behavior.metrics import attack_success_rate, over_refusal_rate, refusal_rate
+    from safetygeo.real.train import STAGES, read_marker
+    from safetygeo.real.world import RealWorld
+    from safetygeo.real.zoo import cache_root, load_real, shipped_adapter
+
+    world = RealWorld()
+    sets = {"harmful": world.prompts("harmful", "test")[:n],
+            "harmless": world.prompts("harmless", "test")[:n],
+            "xstest_safe": world.prompts("xstest_safe")[:n]}
+    settings = GenerationSettings(max_new_tokens=tokens)
+    out: dict[str, Any] = {"n": n, "tokens": tokens}
+    print(f"{'stage':9s} {'refused harmful':>22s} {'ASR (content)':>22s} "
+          f"{'over-refusal harmless':>22s} {'over-refusal XSTest':>22s}")
+    for stage in STAGES:
+        built = (STAGES[stage][0] is None or read_marker(cache_root() / f"{stage}-s{seed}")
+                 or (stage == "anchor" and shipped_adapter(stage, seed)))
+        if not built:
+            continue
+        t = time.perf_counter()
+        h = load_real(stage, seed=seed)
+        comp = {k: generate(h, v, settings, batch_size=16).completions for k, v in sets.items()}
+        labels = {k: [classify_refusal(c) for c in v] for k, v in comp.items()}
+        est = {"refused_harmful": refusal_rate(labels["harmful"], seed=seed),
+               "asr_harmful": attack_success_rate(sets["harmful"], comp["harmful"],
+                                                  labels=labels["harmful"], seed=seed),
+               "over_refusal_harmless": over_refusal_rate(labels["harmless"], seed=seed),
+               "over_refusal_xstest": over_refusal_rate(labels["xstest_safe"], seed=seed)}
+        out[stage] = {k: _row(e) for k, e in est.items()}
+        out[stage]["examples"] = {k: v[:3] for k, v in comp.items()}
+        out[stage]["seconds"] = time.perf_counter() - t
+        cells = [f"{e.value:.2f} [{e.ci_low:.2f}, {e.ci_high:.2f}]" for e in est.values()]
+        print(f"{stage:9s} " + " ".join(f"{c:>22s}" for c in cells), flush=True)
+    return out
+
+
 def trajectory_protocol(n: int, layer_step: int, stride: int) -> str:
     """The CPU-sized report protocol of the ``trajectories`` section, as YAML text."""
     layers = list(range(0, 24, layer_step))  # ⌊0.8·30⌋ = 24: later layers are never admissible
@@ -292,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         results["step"] = bench_step()
     if "builds" in sections:
         results["builds"] = bench_builds()
+    if "stages" in sections:
+        results["stages"] = bench_stages(args.seed, args.n)
     if "anchor" in sections:
         results["anchor"] = bench_anchor(args.seed, args.k, args.gen_k, args.n, args.out,
                                          layer_step=args.layer_step, n_val=args.n_val,

@@ -249,9 +249,10 @@ def measure(handle: ModelHandle, recipe: RealRecipe = RealRecipe(), *,
             progress: bool = False) -> dict[str, float]:
     """Held-out behaviour (greedy, test splits): refusal of harmful requests, over-refusal of
     harmless instructions and XSTest's safe look-alikes, on the first ``eval_prompts`` each
-    (the project's one "refused")."""
+    (the project's one "refused"), and the attack success rate on the harmful ones (the
+    project's one ASR: the requested content was delivered, a refusal opener or not)."""
     from safetygeo.behavior.generate import GenerationSettings, generate
-    from safetygeo.behavior.metrics import refused_indicator
+    from safetygeo.behavior.metrics import attack_success_rate, refused_indicator
 
     world = RealWorld()
     settings = GenerationSettings(max_new_tokens=recipe.eval_tokens)
@@ -262,6 +263,9 @@ def measure(handle: ModelHandle, recipe: RealRecipe = RealRecipe(), *,
         gens = generate(handle, prompts[: recipe.eval_prompts], settings, batch_size=16,
                         progress=progress)
         out[f"refusal_{key}"] = float(refused_indicator(gens.completions).mean())
+        if key == "harmful":
+            out["asr_harmful"] = attack_success_rate(prompts[: recipe.eval_prompts],
+                                                     gens.completions, n_boot=10).value
     out["n_eval"] = float(recipe.eval_prompts)
     return out
 
