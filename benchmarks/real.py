@@ -252,7 +252,8 @@ steps:
 
 
 def bench_trajectories(seed: int, n: int, out_dir: Path, *, layer_step: int = 3,
-                       stride: int = 2) -> dict[str, Any]:
+                       stride: int = 2, stages: tuple[str, ...] = TRAJECTORY_STAGES,
+                       gradients: tuple[str, ...] = TRAJECTORY_STAGES) -> dict[str, Any]:
     import subprocess
 
     import pandas as pd
@@ -264,7 +265,7 @@ def bench_trajectories(seed: int, n: int, out_dir: Path, *, layer_step: int = 3,
     from safetygeo.training import gradient_geometry_along
 
     root = cache_root()
-    folders = [root / f"{s}-s{seed}" for s in TRAJECTORY_STAGES
+    folders = [root / f"{s}-s{seed}" for s in stages
                if read_marker(root / f"{s}-s{seed}") is not None]
     if not folders:
         print("no real-world trajectory is built; build one with ensure_real('anchor')")
@@ -298,6 +299,8 @@ def bench_trajectories(seed: int, n: int, out_dir: Path, *, layer_step: int = 3,
                           forget=LossSpec.from_data(comply), retain=LossSpec.from_data(benign))
     res["gradients"] = {}
     for folder in folders:
+        if folder.name.rsplit("-", 1)[0] not in gradients:
+            continue
         t = time.perf_counter()
         series = gradient_geometry_along(folder, probe, progress=True)
         res["gradients"][folder.name] = {
@@ -323,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-train", type=int, default=None,
                     help="train prompts per class for the directions (default: all)")
     ap.add_argument("--stride", type=int, default=2, help="trajectories: every N-th checkpoint")
+    ap.add_argument("--stages", default=",".join(TRAJECTORY_STAGES),
+                    help="trajectories: stages to report (comma list; the report is incremental)")
+    ap.add_argument("--gradients", default=",".join(TRAJECTORY_STAGES),
+                    help="trajectories: stages whose gradient geometry is measured")
     ap.add_argument("--out", type=Path, default=Path("artifacts/bench-real"))
     args = ap.parse_args(argv)
     bad = [s for s in args.sections if s not in SECTIONS]
@@ -344,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     if "trajectories" in sections:
         results["trajectories"] = bench_trajectories(args.seed, args.n, args.out,
                                                      layer_step=args.layer_step,
-                                                     stride=args.stride)
+                                                     stride=args.stride,
+                                                     stages=tuple(args.stages.split(",")),
+                                                     gradients=tuple(args.gradients.split(",")))
     path = args.out / f"real-{'-'.join(sections)}-s{args.seed}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     print(f"wrote {path}")
