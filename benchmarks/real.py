@@ -276,7 +276,7 @@ def bench_trajectories(seed: int, n: int, out_dir: Path, *, layer_step: int = 3,
     proto.write_text(trajectory_protocol(n, layer_step, stride))
     report = out_dir / f"report-trajectories-s{seed}"
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "safetygeo", "report", *map(str, folders), "--protocol",
+    cmd = [sys.executable, "-m", "safetygeo.cli", "report", *map(str, folders), "--protocol",
            str(proto), "--out", str(report)]
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
