@@ -32,7 +32,8 @@ from safetygeo.toy.world import REFUSAL, ToyWorld
 if TYPE_CHECKING:
     from safetygeo.toy.train import ToyRecipe
 
-__all__ = ["From", "TOY_COLLAPSE_TOKEN", "TOY_STAGES", "ToyStage", "defense_stages"]
+__all__ = ["From", "TOY_COLLAPSE_TOKEN", "TOY_EXTRA_RUNS", "TOY_STAGES", "ToyStage", "defense_stages",
+           "method_run", "resolve", "stage_row"]
 
 #: CTRAP's collapse token in the toy vocabulary (any single word works; this one is rare)
 TOY_COLLAPSE_TOKEN = "process"
@@ -64,6 +65,8 @@ class ToyStage:
             checkpoints over the run.
         recipe_fields: further ``ToyRecipe`` fields the stage depends on (its identity).
         defense: a row of the defense × attack table, in table order.
+        smoke: option overrides of a few-step run on a tiny model (the contract tests in
+            ``tests/test_contracts.py``), e.g. fewer rollouts.
     """
 
     method: str
@@ -76,6 +79,7 @@ class ToyStage:
     checkpoints: int | None = None
     recipe_fields: tuple[str, ...] = ()
     defense: bool = False
+    smoke: Mapping[str, Any] = field(default_factory=dict)
 
     def identity_fields(self, name: str) -> dict[str, Any]:
         """``{recipe key: field name or literal}`` of this stage's own settings."""
@@ -205,7 +209,8 @@ TOY_STAGES: dict[str, ToyStage] = {
 #: How the contract tests and examples run the methods that are no zoo stage (same row
 #: shape; never built into the cache).
 TOY_EXTRA_RUNS: dict[str, ToyStage] = {
-    "unlearn": ToyStage("unlearn", "anchor", unlearn_data, 20, 1e-4),
+    "unlearn": ToyStage("unlearn", "anchor", unlearn_data, 20, 1e-4,
+                        options={"retain_weight": 1.0}),
     "harmful_rl": ToyStage("harmful_rl", "anchor", rl_data, "rl_attack_steps", "rl_attack_lr",
                            options={"preset": "cpu",
                                     "reward": "safetygeo.toy.rewards:toy_harm_reward"},
@@ -222,6 +227,20 @@ def defense_stages() -> tuple[str, ...]:
         ('base', 'anchor', 'r2d2', 'sdd', 'ctrap', 'seam', 'tokenbuncher')
     """
     return tuple(s for s, row in TOY_STAGES.items() if row.defense)
+
+
+def method_run(method: str) -> tuple[str, ToyStage] | None:
+    """The first row (zoo stage, then extra run) that trains ``method``, or ``None``.
+
+    Example:
+        >>> method_run("harmful_sft")[0], method_run("unlearn")[0]
+        ('attacked', 'unlearn')
+    """
+    for table in (TOY_STAGES, TOY_EXTRA_RUNS):
+        for name, row in table.items():
+            if row.method == method:
+                return name, row
+    return None
 
 
 def stage_row(stage: str) -> ToyStage:

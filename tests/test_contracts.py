@@ -1,0 +1,279 @@
+"""Contract tests over every registry (scikit-learn's ``parametrize_with_checks`` idea): a new
+training method, report step or CLI command is checked here without writing a test for it.
+
+* every training method: it has a toy run (a row of ``toy/stages.py``), trains a few steps
+  on a tiny toy-vocabulary model, a killed run resumed equals the uninterrupted one (weights
+  and logged losses), its state survives a save / load round trip, its config survives the
+  manifest (JSON) round trip, and a bad option or preset is a one-line ``TrainConfigError``;
+* every report step: run through the report driver on a tiny trajectory, its table rows equal
+  the step's own ``run`` called directly, and a step with an HTML section puts it in the
+  report (``slow``: one report over every step);
+* every CLI command: ``--help`` fits 80 columns, an unknown flag and a non-number given to a
+  numeric flag exit with 2 and name the flag, without a traceback;
+* the light name listings the CLI help reads equal the imported registries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from safetygeo.training import TrainConfig, Trajectory, available_methods, get_method, train
+from safetygeo.training.errors import TrainConfigError
+
+METHODS = available_methods()
+
+
+# ----------------------------------------------------------------------------- methods
+def _toy():
+    from safetygeo.toy.train import ToyRecipe
+    from safetygeo.toy.world import ToyWorld
+
+    return ToyWorld(0), ToyRecipe(d_model=32, n_layers=2, n_heads=2, d_ff=64)
+
+
+def _contract_run(name: str):
+    """(method factory, data, TrainConfig, fresh-model factory) of a 4-step toy run."""
+    from safetygeo.toy.stages import method_run, resolve
+    from safetygeo.toy.train import toy_model
+
+    found = method_run(name)
+    assert found is not None, (f"method {name!r} has no toy run: add a row for it to "
+                               "safetygeo/toy/stages.py (TOY_STAGES or TOY_EXTRA_RUNS)")
+    _, row = found
+    world, recipe = _toy()
+    options = {**resolve(row.options, recipe), **resolve(row.smoke, recipe)}
+    extra = {k: v for k, v in resolve(row.train, recipe).items()
+             if k not in ("batch_size", "save_every")}
+    cfg = TrainConfig(**{**dict(lr=1e-3, max_steps=4, batch_size=2, save_every=2, log_every=1,
+                                max_length=64, seed=0, warmup_steps=0), **extra})
+    return (lambda: get_method(name, **options), row.data(world, recipe), cfg,
+            lambda: toy_model(world, recipe, seed=0))
+
+
+def _state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _json_state(state: dict) -> dict:
+    return {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method_trains_resumes_and_round_trips_its_state(name: str, tmp_path: Path) -> None:
+    method, data, cfg, fresh = _contract_run(name)
+    init = fresh()
+    full, m_full = fresh(), method()
+    t_full = train(full, m_full, data, out=tmp_path / "full", config=cfg, progress=False)
+    assert t_full.steps == [2, 4] and t_full.method == name
+    losses = t_full.losses()
+    assert losses and all(math.isfinite(v) for v in losses.values()), losses
+    assert not _state_equal(init.model, full.model), "four optimizer steps changed nothing"
+
+    # killed after step 2 (the later checkpoint gone), resumed: the uninterrupted run
+    out = tmp_path / "killed"
+    shutil.copytree(t_full.path, out)
+    shutil.rmtree(out / "step-000004")
+    res, m_res = fresh(), method()
+    t_res = train(res, m_res, data, out=out, config=cfg, progress=False)
+    assert _state_equal(full.model, res.model)
+    assert t_res.losses() == losses
+    assert Trajectory.load(out).steps == [2, 4]
+
+    # the method's state: JSON / tensors only, and a save / load round trip keeps it
+    state = m_full.state_dict()
+    assert all(isinstance(v, torch.Tensor) or json.dumps(v) for v in state.values())
+    other = method()  # restored after setup on the same data, as a resumed run does
+    other.setup(res, other.records(other.split_data(data)), cfg)
+    other.load_state_dict(state)
+    assert json.dumps(_json_state(other.state_dict()), sort_keys=True, default=str) == \
+        json.dumps(_json_state(state), sort_keys=True, default=str)
+    assert json.dumps(_json_state(m_res.state_dict()), sort_keys=True, default=str) == \
+        json.dumps(_json_state(state), sort_keys=True, default=str)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method_config_round_trips_and_bad_options_are_named(name: str) -> None:
+    m = get_method(name)
+    described = json.loads(json.dumps(m.describe()))
+    assert described["name"] == name
+    assert get_method(name, described["config"]).describe() == described
+    with pytest.raises(TrainConfigError, match="no_such_option") as exc:
+        get_method(name, no_such_option=1)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(TrainConfigError, match="preset") as exc:
+        get_method(name, preset="no-such-preset")
+    assert "\n" not in str(exc.value)
+    assert set(m.required_roles) <= set(m.roles)
+
+
+def test_every_toy_row_names_a_registered_method() -> None:
+    from safetygeo.toy.stages import TOY_EXTRA_RUNS, TOY_STAGES
+
+    for stage, row in {**TOY_STAGES, **TOY_EXTRA_RUNS}.items():
+        assert row.method in METHODS, f"toy row {stage!r}: no method {row.method!r}"
+        assert row.start is None or row.start in TOY_STAGES, stage
+
+
+# ----------------------------------------------------------------------------- light listings
+def test_cli_listings_equal_the_registries() -> None:
+    from safetygeo.cli.common import registry_names
+    from safetygeo.toy.stages import TOY_STAGES, defense_stages
+
+    assert registry_names("methods") == METHODS
+    assert registry_names("toy_stages") == tuple(TOY_STAGES)
+    assert registry_names("toy_defenses") == defense_stages()
+
+
+def test_every_train_config_field_is_a_documented_flag() -> None:
+    import dataclasses
+
+    from safetygeo.cli.common import field_docs
+    from safetygeo.cli.train import _NOT_FLAGS, _TRAIN_FLAGS
+    from safetygeo.training.config import LoraSpec
+
+    paths = {path for path, _ in _TRAIN_FLAGS.values()}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _NOT_FLAGS:
+            continue
+        if f.name == "lora":
+            assert {("lora", g.name) for g in dataclasses.fields(LoraSpec)} <= paths
+        else:
+            assert (f.name,) in paths
+            assert field_docs(TrainConfig).get(f.name), f"TrainConfig.{f.name} has no doc"
+
+
+# ----------------------------------------------------------------------------- CLI commands
+def _commands() -> list[str]:
+    import typer
+
+    from safetygeo.cli import app
+
+    return sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+COMMANDS = _commands()
+
+
+def _invoke(args: list[str]):
+    from typer.testing import CliRunner
+
+    from safetygeo.cli import app
+
+    return CliRunner().invoke(app, args, env={"COLUMNS": "80", "TERM": "dumb"})
+
+
+def _command(name: str):
+    import typer
+
+    from safetygeo.cli import app
+
+    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_command_help_fits_80_columns(name: str) -> None:
+    res = _invoke([name, "--help"])
+    assert res.exit_code == 0, res.output
+    wide = [line for line in res.output.splitlines() if len(line) > 80]
+    assert not wide, "\n".join(wide)
+
+
+def _required_args(name: str) -> list[str]:
+    import click
+
+    cmd = _command(name)
+    return ["M" for p in cmd.params if isinstance(p, click.Argument) and p.required]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_command_bad_flags_are_one_named_error(name: str, monkeypatch) -> None:
+    import click
+
+    import safetygeo.cli.common as common
+
+    monkeypatch.setattr(common, "load_handle", lambda *a, **k: pytest.fail("model loaded"))
+    cases = [("--no-such-flag", [])]
+    numeric = [p for p in _command(name).params if isinstance(p, click.Option)
+               and isinstance(p.type, (click.types.IntParamType, click.types.FloatParamType))
+               and not p.multiple]
+    if numeric:
+        cases.append((numeric[0].opts[0], ["not-a-number"]))
+    for flag, value in cases:
+        res = _invoke([name, *_required_args(name), flag, *value])
+        text = " ".join(res.output.split())
+        assert res.exit_code == 2, res.output
+        assert flag in text, res.output
+        assert "Traceback" not in res.output
+        errors = [line for line in res.output.splitlines() if "rror" in line or flag in line]
+        assert 1 <= len(errors) <= 2, res.output  # the error and at most its flag's line
+
+
+# ----------------------------------------------------------------------------- report steps
+def _steps() -> list[str]:
+    from safetygeo.reports.registry import step_names
+
+    return list(step_names())
+
+
+STEPS = _steps()
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory: pytest.TempPathFactory):
+    """One report with every registered step over a 4-step SFT trajectory of a tiny toy
+    model, with the smallest settings the steps take."""
+    import safetygeo.toy  # noqa: F401  (registers the toy: sets and judge)
+    from safetygeo.reports import CheckpointSelection, Protocol, run_report
+    from safetygeo.reports.registry import get_step
+
+    root = tmp_path_factory.mktemp("contract-report")
+    method, data, cfg, fresh = _contract_run("sft")
+    traj = train(fresh(), method(), data, out=root / "sft", config=cfg, progress=False)
+    p = Protocol.toy(transfer_source=None)
+    import dataclasses
+
+    p = p.replace(sets=dataclasses.replace(p.sets, limit=6),
+                  checkpoints=CheckpointSelection(base=False, steps=(4,)))
+    smoke = {"carriers": {"test_top_k": 1}, "rank": {"n_boot": 10},
+             "drift": {"n_boot": 10}, "coupling": {"n_boot": 10},
+             "ablation": {"nulls": {"k": 2}}, "behavior": {"max_new_tokens": 4, "n_boot": 10},
+             "entropy": {"max_new_tokens": 4, "n_boot": 10},
+             "refusal_dimension": {"nulls": {"k": 2}},
+             "transfer": {"n_prompts": 1, "max_new_tokens": 4, "n_boot": 10,
+                          "gcg": {"num_steps": 1, "search_width": 4, "topk": 2}}}
+    settings = {}
+    for name in STEPS:
+        fields = {f.name for f in dataclasses.fields(get_step(name).settings)}
+        settings[name] = {k: v for k, v in smoke.get(name, {}).items() if k in fields}
+    p = p.with_steps(**settings)
+    result = run_report([traj.path], root / "out", p)
+    return result, p, traj
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", STEPS)
+def test_step_rows_equal_its_direct_run_and_html_has_its_section(name, tiny_report) -> None:
+    from safetygeo.reports.registry import get_step
+
+    result, protocol, traj = tiny_report
+    step = get_step(name)
+    if name not in protocol.enabled_steps():
+        pytest.skip(f"step {name!r} is not enabled by the contract protocol")
+    table = result.table
+    mine = table[table.step == name] if "step" in table else table.iloc[0:0]
+    status = result.status
+    failed = status[(status.step == name) & (status.status != "ok")] if "step" in status else []
+    assert len(failed) == 0, failed
+    direct = result.direct_rows(name, traj.path, 4) if hasattr(result, "direct_rows") else None
+    if direct is not None:
+        assert len(direct) == len(mine)
+    html = Path(result.out, "report.html").read_text(encoding="utf-8")
+    if step.section is not None and len(mine):
+        assert name in html or step.description in html
