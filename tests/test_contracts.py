@@ -224,56 +224,123 @@ def _steps() -> list[str]:
 
 STEPS = _steps()
 
+#: The smallest settings of the built-in steps (a new step runs with its defaults unless it
+#: is listed here; keys a step does not have are dropped).
+_SMOKE = {"carriers": {"test_top_k": 1}, "rank": {"n_boot": 10}, "drift": {"n_boot": 10},
+          "coupling": {"n_boot": 10}, "ablation": {"nulls": {"k": 2}},
+          "behavior": {"max_new_tokens": 4, "n_boot": 10},
+          "entropy": {"max_new_tokens": 4, "n_boot": 10}, "refusal_dimension": {"nulls": {"k": 2}},
+          "gradients": {"n_examples": 2, "max_length": 64},
+          "transfer": {"source": "sft@4", "n_prompts": 1, "max_new_tokens": 4, "n_boot": 10,
+                       "gcg": {"num_steps": 1, "search_width": 4, "topk": 2}}}
+
 
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory: pytest.TempPathFactory):
     """One report with every registered step over a 4-step SFT trajectory of a tiny toy
-    model, with the smallest settings the steps take."""
-    import safetygeo.toy  # noqa: F401  (registers the toy: sets and judge)
+    model (one checkpoint: step 4), with the smallest settings the steps take."""
+    import dataclasses
+
     from safetygeo.reports import CheckpointSelection, Protocol, run_report
     from safetygeo.reports.registry import get_step
+    from safetygeo.toy.report import toy_protocol
 
     root = tmp_path_factory.mktemp("contract-report")
     method, data, cfg, fresh = _contract_run("sft")
     traj = train(fresh(), method(), data, out=root / "sft", config=cfg, progress=False)
-    p = Protocol.toy(transfer_source=None)
-    import dataclasses
-
+    p = toy_protocol(transfer_source=None)
     p = p.replace(sets=dataclasses.replace(p.sets, limit=6),
                   checkpoints=CheckpointSelection(base=False, steps=(4,)))
-    smoke = {"carriers": {"test_top_k": 1}, "rank": {"n_boot": 10},
-             "drift": {"n_boot": 10}, "coupling": {"n_boot": 10},
-             "ablation": {"nulls": {"k": 2}}, "behavior": {"max_new_tokens": 4, "n_boot": 10},
-             "entropy": {"max_new_tokens": 4, "n_boot": 10},
-             "refusal_dimension": {"nulls": {"k": 2}},
-             "transfer": {"n_prompts": 1, "max_new_tokens": 4, "n_boot": 10,
-                          "gcg": {"num_steps": 1, "search_width": 4, "topk": 2}}}
-    settings = {}
+    changes = {}
     for name in STEPS:
         fields = {f.name for f in dataclasses.fields(get_step(name).settings)}
-        settings[name] = {k: v for k, v in smoke.get(name, {}).items() if k in fields}
-    p = p.with_steps(**settings)
+        base = dict(_SMOKE.get(name, {}))
+        if name == "transfer":
+            base.update({k: v for k, v in toy_protocol().step("transfer").__dict__.items()
+                         if k in ("target", "judge")})
+            base["gcg"] = {**base["gcg"], "suffix_init": "the the the"}
+        changes[name] = {k: v for k, v in base.items() if k in fields}
+    p = p.with_steps(**changes)
+    assert isinstance(p, Protocol) and set(p.step_names) == set(STEPS)
     result = run_report([traj.path], root / "out", p)
     return result, p, traj
+
+
+def _direct_rows(result, protocol, traj, name: str) -> list[dict]:
+    """Step ``name`` (and what it needs) run directly on the report's checkpoint: the rows
+    of its preparation (when it has one: the source is the same checkpoint) and its run."""
+    from safetygeo.reports.jobs import CheckpointTarget
+    from safetygeo.reports.registry import CheckpointContext, StepResult, clean_row, get_step
+
+    target = CheckpointTarget(trajectory=str(result.table.trajectory.dropna().iloc[0]),
+                              path=str(traj.path), step=4)
+    order = []
+
+    def visit(n: str) -> None:
+        for dep in get_step(n).needs:
+            visit(dep)
+        if n not in order:
+            order.append(n)
+
+    visit(name)
+    prepared = {}
+    if get_step(name).prepare is not None:  # the source is this same checkpoint
+        src = CheckpointContext(target, result.sets, protocol.load)
+        out = get_step(name).prepare(src, protocol.step(name))
+        prepared[name] = StepResult(out.rows, out.data, out.files)
+        rows_prepared = [clean_row(r, name) for r in out.rows]
+    else:
+        rows_prepared = []
+    ctx = CheckpointContext(target, result.sets, protocol.load, prepared=prepared)
+    rows: list[dict] = []
+    for n in order:
+        out = get_step(n).run(ctx, protocol.step(n))
+        ctx.add_result(n, StepResult(out.rows, out.data, out.files))
+        if n == name:
+            rows = [clean_row(r, n) for r in out.rows]
+    return rows_prepared + rows
+
+
+def _same(a, b) -> bool:
+    import numbers
+
+    import pandas as pd
+
+    a, b = ((float("nan") if v is None or v is pd.NA else float(v)
+             if isinstance(v, numbers.Real) and not isinstance(v, bool) else v) for v in (a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", STEPS)
 def test_step_rows_equal_its_direct_run_and_html_has_its_section(name, tiny_report) -> None:
-    from safetygeo.reports.registry import get_step
+    import html as html_lib
 
+    from safetygeo.reports.registry import get_step
+    from safetygeo.reports.trajectory_html import section_title
+
+    torch.set_num_threads(1)
     result, protocol, traj = tiny_report
-    step = get_step(name)
-    if name not in protocol.enabled_steps():
-        pytest.skip(f"step {name!r} is not enabled by the contract protocol")
-    table = result.table
-    mine = table[table.step == name] if "step" in table else table.iloc[0:0]
-    status = result.status
-    failed = status[(status.step == name) & (status.status != "ok")] if "step" in status else []
-    assert len(failed) == 0, failed
-    direct = result.direct_rows(name, traj.path, 4) if hasattr(result, "direct_rows") else None
-    if direct is not None:
-        assert len(direct) == len(mine)
-    html = Path(result.out, "report.html").read_text(encoding="utf-8")
-    if step.section is not None and len(mine):
-        assert name in html or step.description in html
+    st = result.status[result.status.protocol_step == name]
+    assert len(st) and set(st.status) <= {"computed", "cached"}, st.to_dict("records")
+    mine = result.table[(result.table.protocol_step == name) & (result.table.step == 4)]
+    direct = _direct_rows(result, protocol, traj, name)
+    assert direct or get_step(name).finalize is not None, f"step {name!r} returned no rows"
+    keys = ("metric", "layer", "position", "set", "method")
+    for row in direct:
+        sel = mine
+        for k in keys:
+            if row.get(k) is not None:
+                sel = sel[sel[k] == row[k]]
+        assert len(sel) >= 1, (name, row)
+        got = sel.iloc[0]
+        for k, v in row.items():
+            if k in keys or v is None:
+                continue
+            assert _same(v, got[k]), (name, k, v, got[k])
+    if get_step(name).finalize is None:
+        assert len(mine) == len(direct), (name, len(mine), len(direct))
+    page = Path(result.html).read_text(encoding="utf-8")
+    assert f">{html_lib.escape(section_title(name))}<" in page, section_title(name)
