@@ -150,12 +150,16 @@ def test_every_train_config_field_is_a_documented_flag() -> None:
 
 
 # ----------------------------------------------------------------------------- CLI commands
-def _commands() -> list[str]:
+def _group_commands() -> dict:
     import typer
 
     from safetygeo.cli import app
 
-    return sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    return dict(getattr(typer.main.get_command(app), "commands"))  # noqa: B009  (a group)
+
+
+def _commands() -> list[str]:
+    return sorted(_group_commands())
 
 
 COMMANDS = _commands()
@@ -170,11 +174,7 @@ def _invoke(args: list[str]):
 
 
 def _command(name: str):
-    import typer
-
-    from safetygeo.cli import app
-
-    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    return _group_commands()[name]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -186,23 +186,18 @@ def test_command_help_fits_80_columns(name: str) -> None:
 
 
 def _required_args(name: str) -> list[str]:
-    import click
-
     cmd = _command(name)
-    return ["M" for p in cmd.params if isinstance(p, click.Argument) and p.required]
+    return ["M" for p in cmd.params if p.param_type_name == "argument" and p.required]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_command_bad_flags_are_one_named_error(name: str, monkeypatch) -> None:
-    import click
-
     import safetygeo.cli.common as common
 
     monkeypatch.setattr(common, "load_handle", lambda *a, **k: pytest.fail("model loaded"))
     cases = [("--no-such-flag", [])]
-    numeric = [p for p in _command(name).params if isinstance(p, click.Option)
-               and isinstance(p.type, (click.types.IntParamType, click.types.FloatParamType))
-               and not p.multiple]
+    numeric = [p for p in _command(name).params if p.param_type_name == "option"
+               and p.type_descriptor.annotation in (int, float) and not p.multiple]
     if numeric:
         cases.append((numeric[0].opts[0], ["not-a-number"]))
     for flag, value in cases:

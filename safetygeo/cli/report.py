@@ -106,12 +106,13 @@ def report(
 
     import safetygeo.real  # noqa: F401  (registers the real: sets and protocol)
     import safetygeo.toy  # noqa: F401  (registers the toy: sets and judge)
-    from safetygeo._executor import EXECUTORS
+    from safetygeo._executor import EXECUTORS, ExecutorSettings
     from safetygeo.reports import run_report
 
     if executor not in EXECUTORS:
         raise typer.BadParameter(f"{executor!r}; use {' or '.join(EXECUTORS)}",
                                  param_hint="--executor")
+    where = ExecutorSettings(executor, ray_address, workers)
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{str(out)!r} exists and is not a folder", param_hint="--out")
     if protocol is not None and protocol not in ("default", "toy", "real") \
@@ -160,8 +161,8 @@ def report(
         bad_fmt = [f for f in formats if f not in ("png", "svg", "pdf", "jpeg", "webp")]
         if bad_fmt:
             raise typer.BadParameter(f"unknown image format(s) {bad_fmt}", param_hint="--export")
-        result = run_report(paths, out, proto, executor=executor, ray_address=ray_address,
-                            workers=workers, title=title, export=formats, progress=True)
+        result = run_report(paths, out, proto, executor=where, title=title, export=formats,
+                            progress=True)
     c = result.counts
     summary = Table(title="step results")
     for col in ("computed", "cached", "failed", "models loaded", "seconds"):
