@@ -113,6 +113,35 @@ def test_method_config_round_trips_and_bad_options_are_named(name: str) -> None:
     assert set(m.required_roles) <= set(m.roles)
 
 
+def test_a_new_method_is_one_class_and_one_toy_row(monkeypatch, tmp_path: Path) -> None:
+    """The contract picks up a method defined elsewhere with no other change than its class
+    and its toy row (and without the row it says where to add one)."""
+    from safetygeo.data.records import as_records
+    from safetygeo.toy import stages
+    from safetygeo.training import method as method_mod
+    from safetygeo.training.method import register_method
+    from safetygeo.training.methods.sft import SupervisedMethod
+
+    monkeypatch.setattr(method_mod, "_REGISTRY", dict(method_mod._REGISTRY))  # no leak
+
+    @register_method
+    class Echo(SupervisedMethod):
+        name = "contract_echo"
+        roles = ("train",)
+        required_roles = ("train",)
+
+        def records(self, data):
+            return {"train": as_records(data["train"], role="train")}
+
+    assert "contract_echo" in available_methods() and "sft" in available_methods()
+    with pytest.raises(AssertionError, match="toy/stages.py"):
+        _contract_run("contract_echo")
+    monkeypatch.setitem(stages.TOY_EXTRA_RUNS, "contract_echo",
+                        stages.ToyStage("contract_echo", "base", stages.base_data, 4, 1e-3))
+    test_method_trains_resumes_and_round_trips_its_state("contract_echo", tmp_path)
+    test_method_config_round_trips_and_bad_options_are_named("contract_echo")
+
+
 def test_every_toy_row_names_a_registered_method() -> None:
     from safetygeo.toy.stages import TOY_EXTRA_RUNS, TOY_STAGES
 
