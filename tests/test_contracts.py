@@ -368,3 +368,72 @@ def test_step_rows_equal_its_direct_run_and_html_has_its_section(name, tiny_repo
         assert len(mine) == len(direct), (name, len(mine), len(direct))
     page = Path(result.html).read_text(encoding="utf-8")
     assert f">{html_lib.escape(section_title(name))}<" in page, section_title(name)
+
+
+# ----------------------------------------------------------------------------- interventions
+def _interventions() -> dict:
+    """Every concrete Intervention class with a small example of it (``d``: d_model)."""
+    from safetygeo.interventions.intervention import (
+        DirectionAblation,
+        DirectionAddition,
+        HeadAblation,
+        SubspaceAblation,
+    )
+
+    return {
+        DirectionAblation: lambda d: DirectionAblation(torch.randn(d)),
+        DirectionAddition: lambda d: DirectionAddition(torch.randn(d) * 4, 1, 2.0),
+        SubspaceAblation: lambda d: SubspaceAblation(torch.randn(2, d)),
+        HeadAblation: lambda d: HeadAblation(1, (0, 2)),
+    }
+
+
+def _concrete(cls: type) -> set:
+    import inspect
+
+    out = set()
+    for sub in cls.__subclasses__():
+        if not inspect.isabstract(sub) and sub.__module__.startswith("safetygeo."):
+            out.add(sub)
+        out |= _concrete(sub)
+    return out
+
+
+def test_every_intervention_has_a_contract_example() -> None:
+    from safetygeo.interventions.intervention import Intervention
+
+    missing = sorted(c.__name__ for c in _concrete(Intervention) - set(_interventions()))
+    assert not missing, f"add an example of {missing} to _interventions() in {__file__}"
+
+
+@pytest.mark.parametrize("cls", sorted(_interventions(), key=lambda c: c.__name__),
+                         ids=lambda c: c.__name__)
+def test_intervention_applies_itself_leaves_no_hooks_and_its_stack_starts_with_it(cls) -> None:
+    from safetygeo.interventions.nulls import NullSpec
+    from safetygeo.models import load_model
+    from safetygeo.models.tiny import tiny_model_and_tokenizer
+
+    h = load_model(tiny_model_and_tokenizer("llama", n_layers=2, d_model=32, n_heads=4))
+    iv = _interventions()[cls](h.d_model)
+    ids = torch.tensor([[1, 5, 7, 9, 11], [3, 4, 8, 2, 6]])
+
+    def logits() -> torch.Tensor:
+        with torch.no_grad():
+            return h.model(input_ids=ids).logits
+
+    base = logits()
+    with iv.apply(h):
+        edited = logits()
+    assert not torch.allclose(base, edited), "the intervention changed nothing"
+    assert torch.equal(logits(), base), "hooks left behind"
+    with pytest.raises(RuntimeError, match="boom"), iv.apply(h):
+        raise RuntimeError("boom")
+    assert torch.equal(logits(), base), "hooks left behind after an exception"
+    stack = iv.variants(h, NullSpec(k=2, seed=0))
+    assert stack.size >= 2 and stack.family
+    with stack.apply([0, 0]):
+        both = logits()
+    torch.testing.assert_close(both, edited, rtol=1e-5, atol=1e-5)
+    with stack.apply([1, 1]):
+        assert not torch.allclose(logits(), edited), "the null equals the real intervention"
+    assert set(iv.columns()) >= {"op", "site", "layer"}
