@@ -434,6 +434,11 @@ class Protocol:
 _PRESETS: dict[str, Callable[..., Protocol]] = {}
 
 
+def preset_names() -> tuple[str, ...]:
+    """Names :meth:`Protocol.preset` accepts now (the worlds imported so far), sorted."""
+    return tuple(sorted(_PRESETS))
+
+
 def register_protocol_preset(name: str, factory: Callable[..., Protocol]) -> None:
     """Make ``Protocol.preset(name, **options)`` return ``factory(**options)`` (a world's
     CPU-cheap protocol: its own prompt sets, judge and settings).
