@@ -353,6 +353,7 @@ def test_step_rows_equal_its_direct_run_and_html_has_its_section(name, tiny_repo
     direct = _direct_rows(result, protocol, traj, name)
     assert direct or get_step(name).finalize is not None, f"step {name!r} returned no rows"
     keys = ("metric", "layer", "position", "set", "method")
+    compared = 0
     for row in direct:
         sel = mine
         for k in keys:
@@ -364,6 +365,8 @@ def test_step_rows_equal_its_direct_run_and_html_has_its_section(name, tiny_repo
             if k in keys or v is None:
                 continue
             assert _same(v, got[k]), (name, k, v, got[k])
+            compared += k == "value"
+    assert compared == len(direct), (name, compared, len(direct))  # every value compared
     if get_step(name).finalize is None:
         assert len(mine) == len(direct), (name, len(mine), len(direct))
     page = Path(result.html).read_text(encoding="utf-8")
