@@ -160,6 +160,17 @@ def test_cli_listings_equal_the_registries() -> None:
     assert registry_names("toy_defenses") == defense_stages()
 
 
+def test_the_cli_help_reads_the_registries_without_importing_torch() -> None:
+    """Why the listings are read from the sources: ``safetygeo --help`` stays light."""
+    import subprocess
+    import sys
+
+    code = ("import sys, safetygeo.cli; "
+            "print(any(m in sys.modules for m in ('torch', 'transformers')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_every_train_config_field_is_a_documented_flag() -> None:
     import dataclasses
 
