@@ -167,7 +167,11 @@ def test_the_cli_help_reads_the_registries_without_importing_torch() -> None:
 
     code = ("import sys, safetygeo.cli; "
             "print(any(m in sys.modules for m in ('torch', 'transformers')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)
     assert out.stdout.strip() == "False"
 
 
