@@ -35,7 +35,8 @@ from typing import Any
 
 from safetygeo.errors import SafetyGeoError
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "Outcome", "RayExecutor", "make_executor"]
+__all__ = ["EXECUTORS", "Executor", "ExecutorSettings", "LocalExecutor", "Outcome", "RayExecutor",
+           "make_executor"]
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
@@ -171,6 +172,35 @@ class RayExecutor(Executor):
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
         self._started = False
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """Where jobs run, as one object (never re-spread into keywords).
+
+    Attributes:
+        kind: ``"local"`` (in-process) or ``"ray"``.
+        address: Ray cluster address (default ``$RAY_ADDRESS``; neither: a local instance).
+        workers: CPUs of a local Ray instance.
+
+    Example:
+        >>> ExecutorSettings().make().describe()["executor"]
+        'local'
+    """
+
+    kind: str = "local"
+    address: str | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise SafetyGeoError(f"unknown executor {self.kind!r}; choose from {EXECUTORS}")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise SafetyGeoError(f"workers must be a positive int, got {self.workers!r}")
+
+    def make(self) -> Executor:
+        """The executor these settings describe."""
+        return make_executor(self.kind, address=self.address, workers=self.workers)
 
 
 def make_executor(kind: str = "local", *, address: str | None = None,

@@ -9,7 +9,7 @@
   utility, all with bootstrap CIs;
 * :mod:`~safetygeo.behavior.entropy` — per-token output entropy of generations (the
   "collapsed or not" read-out);
-* :mod:`~safetygeo.behavior.utility` — teacher-forced reference log-probs, toy task sets;
+* :mod:`~safetygeo.behavior.utility` — teacher-forced reference log-probs;
 * :mod:`~safetygeo.behavior.report` — :class:`BehaviorReport` and :func:`evaluate_behavior`;
 
 The logit refusal score lives in :mod:`safetygeo.activations.refusal`; refusal-rate effects
@@ -61,7 +61,7 @@ from safetygeo.behavior.report import (
     generate_completions,
     score_completions,
 )
-from safetygeo.behavior.utility import reference_logprobs, toy_behavior_sets, toy_task_set
+from safetygeo.behavior.utility import reference_logprobs
 
 __all__ = [
     "GCG_TEST_PREFIXES", "LABELS", "REFUSAL_LABELS", "XSTEST_REFUSAL_PREFIXES",
@@ -74,5 +74,5 @@ __all__ = [
     "label_rates", "over_refusal_rate", "reference_logprobs",
     "refusal_rate",
     "run_judge", "score_completions", "strongreject_proxy", "strongreject_score",
-    "toy_behavior_sets", "toy_task_set", "xstest_label",
+    "xstest_label",
 ]

@@ -325,7 +325,7 @@ def exact_match(completions: Sequence[str], references: Sequence[str | None], *,
                 n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> Estimate:
     """Share of completions equal to their reference after :func:`normalize_answer`.
 
-    On the toy world (:func:`safetygeo.behavior.utility.toy_task_set`) this is *task
+    On the toy world (:func:`safetygeo.toy.zoo.toy_task_set`) this is *task
     accuracy*.
 
     Example:

@@ -1,5 +1,4 @@
-"""Benign utility that needs no judge: teacher-forced likelihood of reference answers, and
-the toy world's task sets.
+"""Benign utility that needs no judge: teacher-forced likelihood of reference answers.
 
 :func:`reference_logprobs` scores reference answers under the model without generating:
 the chat-formatted prompt's ids are followed by the reference's ids (tokenized on their
@@ -9,10 +8,9 @@ reference token given everything before it is read off the logits. It returns th
 per-token log-prob (``reduction="sum"`` for the total). Interventions active in the
 caller's context apply.
 
-:func:`toy_task_set` / :func:`toy_behavior_sets` turn the toy world
-(:class:`safetygeo.toy.world.ToyWorld`) into prompt sets whose ``targets`` are the
-reference answers, so ``evaluate_behavior`` reports *toy task accuracy* as the exact match
-of the generated answer.
+Sets with reference answers (``targets``) are scored by exact match and by this
+likelihood in ``evaluate_behavior``; a world makes its own (the toy world's task sets:
+:func:`safetygeo.toy.zoo.toy_task_set`).
 
 Example:
     >>> from safetygeo.models import load_model
@@ -26,7 +24,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -34,12 +32,11 @@ from torch import Tensor
 
 from safetygeo._validate import prompt_list
 from safetygeo.activations.logits import encode_checked, pad_id_of
-from safetygeo.data.prompts import PromptSet
 from safetygeo.errors import PromptTooLongError, SafetyGeoError
 from safetygeo.models.batching import iter_batches
 from safetygeo.models.handle import ModelHandle
 
-__all__ = ["reference_logprobs", "toy_behavior_sets", "toy_task_set"]
+__all__ = ["reference_logprobs"]
 
 
 def reference_logprobs(
@@ -105,48 +102,3 @@ def reference_logprobs(
                 out[i] = tok_lp.mean() if reduction == "mean" else tok_lp.sum()
             bar.update(len(batch.indices))
     return out
-
-
-def toy_task_set(world: Any, *, split: str | None = "test", n: int | None = None,
-                 seed: int = 0) -> PromptSet:
-    """The toy world's benign tasks as a set with reference answers (label ``"benign"``).
-
-    ``evaluate_behavior`` scores it by exact match of the generated answer (toy task
-    accuracy) and by reference log-likelihood.
-
-    Example:
-        >>> from safetygeo.toy.world import ToyWorld
-        >>> ps = toy_task_set(ToyWorld(), n=3)
-        >>> len(ps), ps.label, ps.targets[0].endswith(" .")
-        (3, 'benign', True)
-    """
-    return _toy_set(world, "benign_task", "toy-tasks", "benign", split, n, seed)
-
-
-def toy_behavior_sets(world: Any, *, split: str | None = "test", n: int | None = None,
-                      seed: int = 0) -> dict[str, PromptSet]:
-    """Toy harmful requests (label ``harmful``: ASR), look-alikes (label ``safe``:
-    over-refusal) and benign tasks (label ``benign``: task accuracy), keyed by set name.
-
-    Example:
-        >>> from safetygeo.toy.world import ToyWorld
-        >>> {k: v.label for k, v in toy_behavior_sets(ToyWorld(), n=2).items()}
-        {'toy-harmful': 'harmful', 'toy-lookalike': 'safe', 'toy-tasks': 'benign'}
-    """
-    return {
-        "toy-harmful": _toy_set(world, "harmful", "toy-harmful", "harmful", split, n, seed),
-        "toy-lookalike": _toy_set(world, "lookalike", "toy-lookalike", "safe", split, n, seed),
-        "toy-tasks": _toy_set(world, "benign_task", "toy-tasks", "benign", split, n, seed),
-    }
-
-
-def _toy_set(world: Any, kind: str, name: str, label: str, split: str | None, n: int | None,
-             seed: int) -> PromptSet:
-    items = world.prompts(kind, split) if n is None else world.sample(n, kind, split, seed=seed)
-    if not items:
-        raise SafetyGeoError(f"the toy world has no {kind} prompts in split {split!r}")
-    return PromptSet(
-        [p.text for p in items], name=name, label=label,
-        categories=[p.category for p in items], targets=[p.answer for p in items],
-        meta={"source": "safetygeo.toy.world", "format": "toy", "kind": kind, "split": split},
-    )

@@ -92,7 +92,7 @@ def select_carrier(
     then PCA of paired differences, fitted on train at the carrier) brings the refusal rate
     of the test split's generations to --target, against random k-dim subspaces.
     """
-    from safetygeo.causal.carriers import CarrierThresholds, select_refusal_carrier
+    from safetygeo.reports.steps.carriers import CarriersSettings
 
     fractions = parse_floats(splits, "--splits")
     if len(fractions) != 3 or any(f <= 0 for f in fractions) or sum(fractions) > 1 + 1e-9:
@@ -101,16 +101,18 @@ def select_carrier(
     check_out(out)
     if not 0 <= target < 1:
         raise typer.BadParameter("the target is a refusal rate in [0, 1)", param_hint="--target")
-    scoring = refusal_scoring(refusal_phrase, refusal_token)
+    refusal_scoring(refusal_phrase, refusal_token)  # a bad phrase / token is refused here
     labels = {"harmful": "harmful", "harmless": "harmless"}
     named = carrier_sets(load_sets(sets, ROLES, limit=limit, labels=labels))
     with guarded():
+        settings = CarriersSettings(
+            max_layer_frac=max_layer_frac, max_kl=max_kl, min_induce=min_induce,
+            refusal_phrases=tuple(refusal_phrase) if refusal_phrase else None,
+            refusal_tokens=tuple(refusal_token) if refusal_token else None,
+            test_top_k=test_top_k, max_variants=max_variants)
         h = load_handle(model, model_opts)
-        sel = select_refusal_carrier(
-            h, named["harmful"], named["harmless"], splits=fractions, seed=seed,
-            thresholds=CarrierThresholds(max_layer_frac, max_kl, min_induce), scoring=scoring,
-            batch_size=batch_size, max_variants=max_variants, test_top_k=test_top_k,
-        )
+        sel = settings.select(h, named["harmful"], named["harmless"], splits=fractions,
+                              seed=seed, batch_size=batch_size, progress=True)
         sel.save(out)
         dim = None
         if min_dimension and sel.chosen is not None:

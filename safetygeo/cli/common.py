@@ -15,6 +15,7 @@ Example:
     ('harmful', 'advbench=data.csv')
 """
 
+import ast
 import contextlib
 import functools
 import inspect
@@ -65,6 +66,66 @@ RefusalToken = Annotated[
     typer.Option("--refusal-token", help="Refusal-start token id (repeat); overrides "
                  "--refusal-phrase.", show_default=False),
 ]
+
+
+# ----------------------------------------------------------------------------- registries
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def _class_name_constant(node: ast.ClassDef) -> str | None:
+    for stmt in node.body:
+        target = (stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                  else stmt.target if isinstance(stmt, ast.AnnAssign) else None)
+        value = getattr(stmt, "value", None)
+        if (isinstance(target, ast.Name) and target.id == "name"
+                and isinstance(value, ast.Constant) and isinstance(value.value, str)):
+            return value.value
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def registry_names(kind: str) -> tuple[str, ...]:
+    """Names in a registry, read from the source files without importing them (so that
+    ``--help`` stays fast: the registries' modules import torch and transformers).
+
+    ``methods``: the ``name`` of every ``@register_method`` class in ``training/methods/``
+    (sorted); ``toy_stages`` / ``toy_defenses``: the keys of the toy stage table
+    (``toy/stages.py``; all of them / those with ``defense=True``, in table order).
+    ``tests/cli/test_registry_contracts.py`` checks them against the imported registries.
+
+    Example:
+        >>> {"sft", "r2d2"} <= set(registry_names("methods"))
+        True
+        >>> registry_names("toy_defenses")[:2]
+        ('base', 'anchor')
+    """
+    if kind == "methods":
+        names = []
+        for path in sorted((_PACKAGE / "training" / "methods").glob("[!_]*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ClassDef) and any(
+                        getattr(d, "id", getattr(d, "attr", None)) == "register_method"
+                        for d in node.decorator_list):
+                    name = _class_name_constant(node)
+                    if name:
+                        names.append(name)
+        return tuple(sorted(names))
+    if kind in ("toy_stages", "toy_defenses"):
+        tree = ast.parse((_PACKAGE / "toy" / "stages.py").read_text(encoding="utf-8"))
+        for node in tree.body:
+            target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
+            if isinstance(target, ast.Name) and target.id == "TOY_STAGES":
+                table = getattr(node, "value", None)
+                assert isinstance(table, ast.Dict)
+                out = []
+                for key, row in zip(table.keys, table.values):
+                    defense = any(k.arg == "defense" and isinstance(k.value, ast.Constant)
+                                  and k.value.value is True
+                                  for k in getattr(row, "keywords", []))
+                    if isinstance(key, ast.Constant) and (kind == "toy_stages" or defense):
+                        out.append(str(key.value))
+                return tuple(out)
+    raise SafetyGeoError(f"unknown registry {kind!r}; use methods, toy_stages or toy_defenses")
 
 
 # ----------------------------------------------------------------------------- model options
@@ -120,11 +181,143 @@ def model_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         opts = ModelOptions(**{k: kwargs.pop(k) for k in _MODEL_OPTIONS})
         return fn(model_opts=opts, **kwargs)
 
-    wrapper.__signature__ = sig.replace(parameters=params + extra)  # type: ignore[attr-defined]
+    setattr(wrapper, "__signature__", sig.replace(parameters=params + extra))
     wrapper.__annotations__ = {**{k: v for k, v in fn.__annotations__.items()
                                   if k != "model_opts"},
                                **{p.name: p.annotation for p in extra}}
     return wrapper
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: text}`` from the ``Attributes:`` section of a dataclass's docstring
+    (``"a, b: text"`` documents both).
+
+    Example:
+        >>> from safetygeo.training.config import TrainConfig
+        >>> field_docs(TrainConfig)["grad_accum"]
+        'micro-batches per optimizer step.'
+    """
+    out: dict[str, str] = {}
+    lines = inspect.getdoc(cls) or ""
+    inside, indent = False, 0
+    current: list[str] = []
+    for line in lines.splitlines():
+        if line.strip() == "Attributes:":
+            inside, current = True, []
+            continue
+        if not inside or not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip())
+        head, sep, text = line.strip().partition(": ")
+        if sep and all(n.strip().isidentifier() for n in head.split(",")) and (
+                not out or depth <= indent):
+            indent = depth
+            current = [n.strip() for n in head.split(",")]
+            for n in current:
+                out[n] = text.strip()
+        elif depth > indent and current:
+            for n in current:
+                out[n] += " " + line.strip()
+        else:
+            break
+    return out
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _option_specs(cls: type, prefix: str, path: tuple[str, ...], exclude: Sequence[str],
+                  flags: Mapping[str, str], panel: str | None
+                  ) -> list[tuple[tuple[str, ...], inspect.Parameter]]:
+    import dataclasses
+    import typing
+    from types import UnionType
+
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    out: list[tuple[tuple[str, ...], inspect.Parameter]] = []
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        tp = hints[f.name]
+        union = isinstance(tp, UnionType) or typing.get_origin(tp) is typing.Union
+        kinds = [a for a in (typing.get_args(tp) if union else (tp,)) if a is not type(None)]
+        nested = [a for a in kinds if isinstance(a, type) and dataclasses.is_dataclass(a)]
+        if nested:
+            out += _option_specs(nested[0], f"{prefix}{f.name}_", (*path, f.name), (), flags,
+                                 panel)
+            continue
+        param = f"{prefix}{f.name}"
+        flag = flags.get(param, "--" + param.replace("_", "-"))
+        base = kinds[0] if len(kinds) == 1 and kinds[0] in (bool, int, float, str) else str
+        decl = f"{flag}/--no-{flag[2:]}" if base is bool else flag
+        text = docs.get(f.name, "").replace("``", "")
+        text = text[:1].upper() + text[1:]
+        if base is not bool and f.default is not dataclasses.MISSING and f.default is not None:
+            text += f" [default: {f.default}]"
+        option = typer.Option(decl, help=text.strip(), show_default=False, rich_help_panel=panel)
+        out.append(((*path, f.name), inspect.Parameter(
+            param, inspect.Parameter.KEYWORD_ONLY, default=None,
+            annotation=Annotated[Optional[base], option])))
+    return out
+
+
+def dataclass_options(cls: type, *, exclude: Sequence[str] = (),
+                      flags: Mapping[str, str] | None = None,
+                      panel: str | None = None) -> dict[str, tuple[tuple[str, ...], str]]:
+    """The typer options generated from a config dataclass's fields (TRL's
+    ``HfArgumentParser`` idea), as ``{parameter: (field path, flag)}``: one
+    ``--field-name`` per field, help from the docstring's ``Attributes``, ``None`` by
+    default (not given = the config's own default); a nested dataclass field becomes
+    ``--<field>-<subfield>``; ``bool`` fields get ``--x/--no-x``.
+
+    Args:
+        exclude: field names left out (e.g. one another option already owns).
+        flags: ``{parameter name: flag}`` for flags named unlike their field.
+
+    Example:
+        >>> from safetygeo.training.config import TrainConfig
+        >>> opts = dataclass_options(TrainConfig, exclude=("dtype",))
+        >>> opts["max_steps"], opts["lora_r"]
+        ((('max_steps',), '--max-steps'), (('lora', 'r'), '--lora-r'))
+    """
+    specs = _option_specs(cls, "", (), exclude, flags or {}, panel)
+    return {p.name: (path, (flags or {}).get(p.name, "--" + p.name.replace("_", "-")))
+            for path, p in specs}
+
+
+def config_command(cls: type, *, param: str, exclude: Sequence[str] = (),
+                   flags: Mapping[str, str] | None = None,
+                   panel: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Append the options of :func:`dataclass_options` to a command's signature; the
+    command receives the ones given as ``{param: {field: value}}`` (a nested field as a
+    nested dict)."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn)
+        params = [p for p in sig.parameters.values() if p.name != param]
+        specs = _option_specs(cls, "", (), exclude, flags or {}, panel)
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> Any:
+            given: dict[str, Any] = {}
+            for path, p in specs:
+                value = kwargs.pop(p.name)
+                if value is not None:
+                    node = given
+                    for key in path[:-1]:
+                        node = node.setdefault(key, {})
+                    node[path[-1]] = value
+            return fn(**{param: given}, **kwargs)
+
+        extra = [p for _, p in specs]
+        setattr(wrapper, "__signature__", sig.replace(parameters=params + extra))
+        wrapper.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k != param},
+                                   **{p.name: p.annotation for p in extra}}
+        return wrapper
+
+    return deco
 
 
 def check_device(device: Optional[str]) -> None:

@@ -17,6 +17,7 @@ from safetygeo.cli.common import (
     load_handle,
     load_sets,
     model_command,
+    registry_names,
 )
 
 _ROLES = ("harmful", "harmful_test", "harmless")
@@ -38,7 +39,7 @@ def _budgets(items: Optional[list[str]], attacks: list[str]) -> dict[str, int]:
 def evaluate_defenses_cmd(
     models: Annotated[list[str], typer.Argument(
         help="Defended checkpoints (hub ids / folders), or toy:STAGE for a toy-world stage "
-             "(base, anchor, r2d2, sdd, ctrap, seam, tokenbuncher; built if absent).",
+             f"({', '.join(registry_names('toy_defenses'))}; built if absent).",
         metavar="MODEL", show_default=False)],
     model_opts: ModelOptions,
     sets: SetOpt = [],  # noqa: B006 - typer needs a list default
@@ -107,7 +108,7 @@ def evaluate_defenses_cmd(
                 toy_defense_cases,
                 toy_defense_data,
             )
-            from safetygeo.toy.train import STAGES
+            from safetygeo.toy.stages import TOY_STAGES as STAGES
 
             stages = [m.split(":", 1)[1] for m in toy]
             unknown = [s for s in stages if s not in STAGES]

@@ -7,14 +7,15 @@ import typer
 from rich.table import Table
 
 from safetygeo.cli.app import app
-from safetygeo.cli.common import console, guarded, parse_role_spec
+from safetygeo.cli.common import console, guarded, parse_role_spec, registry_names
 
 if TYPE_CHECKING:
     from safetygeo.reports import Protocol
 
 TrajArg = Annotated[list[str], typer.Argument(
     help="Trajectory folders (trajectory.json + step-NNNNNN/), or toy:NAME for a toy-zoo "
-         "stage (base, anchor, r2d2, attacked; built if absent).", metavar="TRAJECTORY_DIR...",
+         f"stage ({', '.join(registry_names('toy_stages'))}; built if absent).",
+    metavar="TRAJECTORY_DIR...",
     show_default=False)]
 
 
@@ -42,8 +43,10 @@ def _protocol(spec: Optional[str], trajectories: list[str]) -> "Protocol":
         return default_protocol(trajectories)
     if spec == "default":
         return Protocol.default()
-    if spec == "toy":
-        return Protocol.toy()
+    from safetygeo.reports.protocol import preset_names
+
+    if spec in preset_names():  # a world's preset (toy; worlds register theirs on import)
+        return Protocol.preset(spec)
     if spec == "real":
         from safetygeo.real.report import real_protocol
 
@@ -106,18 +109,21 @@ def report(
 
     import safetygeo.real  # noqa: F401  (registers the real: sets and protocol)
     import safetygeo.toy  # noqa: F401  (registers the toy: sets and judge)
-    from safetygeo._executor import EXECUTORS
+    from safetygeo._executor import EXECUTORS, ExecutorSettings
     from safetygeo.reports import run_report
 
     if executor not in EXECUTORS:
         raise typer.BadParameter(f"{executor!r}; use {' or '.join(EXECUTORS)}",
                                  param_hint="--executor")
+    where = ExecutorSettings(executor, ray_address, workers)
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{str(out)!r} exists and is not a folder", param_hint="--out")
-    if protocol is not None and protocol not in ("default", "toy", "real") \
-            and not Path(protocol).is_file():
-        raise typer.BadParameter(f"{protocol!r} is neither a protocol file nor a preset (toy, "
-                                 "real, default)", param_hint="--protocol")
+    from safetygeo.reports.protocol import preset_names
+
+    presets = sorted({"default", "real", *preset_names()})
+    if protocol is not None and protocol not in presets and not Path(protocol).is_file():
+        raise typer.BadParameter(f"{protocol!r} is neither a protocol file nor a preset "
+                                 f"({', '.join(presets)})", param_hint="--protocol")
     proto = _protocol(protocol, trajectories)
     paths = _trajectory_paths(trajectories, toy_seed)
     with guarded():
@@ -160,8 +166,8 @@ def report(
         bad_fmt = [f for f in formats if f not in ("png", "svg", "pdf", "jpeg", "webp")]
         if bad_fmt:
             raise typer.BadParameter(f"unknown image format(s) {bad_fmt}", param_hint="--export")
-        result = run_report(paths, out, proto, executor=executor, ray_address=ray_address,
-                            workers=workers, title=title, export=formats, progress=True)
+        result = run_report(paths, out, proto, executor=where, title=title, export=formats,
+                            progress=True)
     c = result.counts
     summary = Table(title="step results")
     for col in ("computed", "cached", "failed", "models loaded", "seconds"):

@@ -19,7 +19,10 @@ from safetygeo.cli.common import (
     load_handle,
     model_command,
     parse_role_spec,
+    registry_names,
 )
+from safetygeo.training.config import TrainConfig
+from safetygeo.training.errors import TrainConfigError
 
 
 def method_options(items: Optional[list[str]]) -> dict[str, Any]:
@@ -36,14 +39,44 @@ def method_options(items: Optional[list[str]]) -> dict[str, Any]:
     return opts
 
 
+#: TrainConfig fields without a flag of their own here: the model's --dtype loads the weights.
+_NOT_FLAGS = ("dtype",)
+#: Flags named unlike their field (kept from before the flags were generated).
+_FLAG_NAMES = {"lora_target_modules": "--lora-targets"}
+_TRAIN_FLAGS = common.dataclass_options(TrainConfig, exclude=_NOT_FLAGS, flags=_FLAG_NAMES)
+
+
+def config_error_flag(message: str) -> str | None:
+    """The generated flag a TrainConfig / LoraSpec error message names first, if any.
+
+    Example:
+        >>> config_error_flag("max_steps must be a positive int or None, got 0")
+        '--max-steps'
+        >>> config_error_flag("lora.r must be a positive int, got 0")
+        '--lora-r'
+    """
+    import re
+
+    hits = []
+    for path, flag in _TRAIN_FLAGS.values():
+        for key in {".".join(path), path[-1]} if len(path) == 1 else {".".join(path)}:
+            m = re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", message)
+            if m:
+                hits.append((m.start(), -len(key), flag))
+    return min(hits)[2] if hits else None
+
+
 @app.command()
 @model_command
+@common.config_command(TrainConfig, param="train_flags", exclude=_NOT_FLAGS, flags=_FLAG_NAMES,
+                       panel="Training (TrainConfig)")
 def train(
     model: ModelArg,
     model_opts: ModelOptions,
+    train_flags: dict[str, Any],
     method: Annotated[Optional[str], typer.Option(
-        "--method", "-m", help="sft, instruct, harmful_sft, r2d2, ... (or from --config).",
-        show_default=False)] = None,
+        "--method", "-m", help=f"One of {', '.join(registry_names('methods'))} (or from "
+        "--config).", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Trajectory folder.",
                                       show_default=False)] = Path("artifacts/trajectory"),
     sets: Annotated[Optional[list[str]], typer.Option(
@@ -55,22 +88,6 @@ def train(
     method_opt: Annotated[Optional[list[str]], typer.Option(
         "--method-opt", help="Method hyper-parameter KEY=VALUE (repeat; JSON values).",
         show_default=False)] = None,
-    max_steps: Annotated[Optional[int], typer.Option(min=1, help="Optimizer steps.")] = None,
-    epochs: Annotated[Optional[float], typer.Option(min=0, help="Epochs (without --max-steps).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Micro-batch size.")] = None,
-    grad_accum: Annotated[Optional[int], typer.Option(min=1, help="Gradient accumulation.")] = None,
-    save_every: Annotated[Optional[int], typer.Option(min=1, help="Checkpoint every N steps.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed (data order, dropout, LoRA init).")] = None,
-    warmup_steps: Annotated[Optional[int], typer.Option(min=0, help="Linear warm-up steps.")] = None,
-    max_length: Annotated[Optional[int], typer.Option(min=1, help="Longest prompt+completion.")] = None,
-    lora_r: Annotated[Optional[int], typer.Option(min=1, help="Train a LoRA adapter of this rank.")] = None,
-    lora_alpha: Annotated[Optional[float], typer.Option(help="LoRA alpha.")] = None,
-    lora_dropout: Annotated[Optional[float], typer.Option(help="LoRA dropout.")] = None,
-    lora_targets: Annotated[Optional[str], typer.Option(help="all-linear or q_proj,v_proj,...")] = None,
-    bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 mixed precision.")] = None,
-    gradient_checkpointing: Annotated[Optional[bool], typer.Option(
-        "--gradient-checkpointing/--no-gradient-checkpointing")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume",
                                          help="Continue from the last complete checkpoint.")] = True,
     overwrite: Annotated[bool, typer.Option(help="With --no-resume, replace a trajectory.")] = False,
@@ -88,19 +105,16 @@ def train(
     checkpoints are never deleted: see --on-damaged.
     """
     from safetygeo.errors import SafetyGeoError
-    from safetygeo.training import TrainConfig, get_method_class
+    from safetygeo.training import get_method_class
     from safetygeo.training import train as train_fn
     from safetygeo.training.config import load_run_file
     from safetygeo.training.data import parse_data_specs
 
-    flags = {"max_steps": max_steps, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-             "grad_accum": grad_accum, "save_every": save_every, "seed": seed,
-             "warmup_steps": warmup_steps, "max_length": max_length, "bf16": bf16,
-             "gradient_checkpointing": gradient_checkpointing}
-    lora_flags = {"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout,
-                  "target_modules": None if lora_targets is None else (
-                      lora_targets if lora_targets == "all-linear"
-                      else [t.strip() for t in lora_targets.split(",") if t.strip()])}
+    flags = {k: v for k, v in train_flags.items() if k != "lora"}
+    lora_flags = dict(train_flags.get("lora", {}))
+    if "target_modules" in lora_flags and lora_flags["target_modules"] != "all-linear":
+        lora_flags["target_modules"] = [t.strip() for t in lora_flags["target_modules"].split(",")
+                                        if t.strip()]
     opts = method_options(method_opt)
     if on_damaged not in ("quarantine", "stop"):
         raise typer.BadParameter(f"{on_damaged!r}; use quarantine or stop", param_hint="--on-damaged")
@@ -116,16 +130,21 @@ def train(
             raise SafetyGeoError(f"--config is for method {run['method']!r}, not {name!r}")
         meth = get_method_class(name)({**run["method_config"], **opts})
         values = meth.default_train_config().to_dict()
-        for layer in (run["train"], {k: v for k, v in flags.items() if v is not None}):
+        for layer in (run["train"], flags):
             values.update(layer)  # later layers win; a step budget replaces an epoch budget
             if "max_steps" in layer and "epochs" not in layer:
                 values["epochs"] = None
             if "epochs" in layer and "max_steps" not in layer:
                 values["max_steps"] = None
-        given_lora = {k: v for k, v in lora_flags.items() if v is not None}
-        if given_lora:
-            values["lora"] = {**(values.get("lora") or {}), **given_lora}
-        cfg = TrainConfig.from_dict(values)
+        if lora_flags:
+            values["lora"] = {**(values.get("lora") or {}), **lora_flags}
+        try:
+            cfg = TrainConfig.from_dict(values)
+        except TrainConfigError as exc:
+            flag = config_error_flag(str(exc))
+            if flag is None:
+                raise
+            raise typer.BadParameter(str(exc), param_hint=flag) from None
         unknown = [r for r, _ in cli_specs if r not in meth.roles]
         if unknown:
             raise typer.BadParameter(f"unknown data role(s) {unknown} for {name!r}; its roles: "

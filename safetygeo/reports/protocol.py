@@ -410,28 +410,46 @@ class Protocol:
         return cls()
 
     @classmethod
-    def toy(cls, *, transfer_source: str | None = "anchor-s0@300") -> Protocol:
-        """A CPU-cheap protocol for the toy world's trajectories (a few seconds per
-        checkpoint on 2 cores): the world's own splits (24 prompts per split), 16 nulls,
-        200 bootstrap resamples, 24-token generations, the toy compliance judge, and
-        transfer of GCG suffixes optimized on ``transfer_source`` (``None``: no transfer).
-        Needs ``import safetygeo.toy`` (it registers the ``toy:`` sets and judge)."""
-        p = cls(sets=SetsConfig(harmful="toy:harmful", harmless="toy:harmless",
-                                behavior={"harmful": "toy:harmful-test",
-                                          "safe": "toy:lookalike", "benign": "toy:tasks"},
-                                limit=24),
-                load=LoadSettings(dtype="float32", batch_size=32))
-        p = p.with_steps(carriers={"test_top_k": 3}, rank={"n_boot": 200},
-                         drift={"n_boot": 200}, coupling={"n_boot": 200},
-                         ablation={}, behavior={"max_new_tokens": 24, "judge": "toy",
-                                                       "n_boot": 200})
-        if transfer_source is not None:
-            p = p.with_steps(transfer={
-                "source": transfer_source, "n_prompts": 8, "target": "sure . here is how to",
-                "max_new_tokens": 24, "judge": "toy", "n_boot": 200,
-                "gcg": {"num_steps": 12, "search_width": 32, "topk": 16,
-                        "suffix_init": "the the the"}})
-        return p
+    def preset(cls, name: str, **options: Any) -> Protocol:
+        """The protocol a world registered as ``name`` (:func:`register_protocol_preset`;
+        ``safetygeo.toy`` registers ``toy``), built with ``options``.
+
+        Raises:
+            ProtocolError: no preset of that name (the message lists the registered ones).
+        """
+        if name not in _PRESETS:
+            raise ProtocolError(f"unknown protocol preset {name!r}; registered: "
+                                f"{sorted(_PRESETS) or 'none'} (import the world that "
+                                "registers it, e.g. safetygeo.toy)")
+        return _PRESETS[name](**options)
+
+    @classmethod
+    def toy(cls, **options: Any) -> Protocol:
+        """The toy world's protocol: ``Protocol.preset("toy", **options)``, registered by
+        ``import safetygeo.toy`` (:func:`safetygeo.toy.report.toy_protocol`)."""
+        return cls.preset("toy", **options)
+
+
+# ----------------------------------------------------------------------------- presets
+_PRESETS: dict[str, Callable[..., Protocol]] = {}
+
+
+def preset_names() -> tuple[str, ...]:
+    """Names :meth:`Protocol.preset` accepts now (the worlds imported so far), sorted."""
+    return tuple(sorted(_PRESETS))
+
+
+def register_protocol_preset(name: str, factory: Callable[..., Protocol]) -> None:
+    """Make ``Protocol.preset(name, **options)`` return ``factory(**options)`` (a world's
+    CPU-cheap protocol: its own prompt sets, judge and settings).
+
+    Example:
+        >>> register_protocol_preset("example", lambda: Protocol())
+        >>> Protocol.preset("example") == Protocol()
+        True
+        >>> del _PRESETS["example"]
+    """
+    _PRESETS[name] = factory
 
 
 # ----------------------------------------------------------------------------- defaults
@@ -441,7 +459,7 @@ _DEFAULTS: list[tuple[Callable[[Sequence[Path]], bool], Callable[[], Protocol]]]
 def register_default_protocol(applies: Callable[[Sequence[Path]], bool],
                               factory: Callable[[], Protocol]) -> None:
     """When no protocol is given, ``factory()`` is used for trajectories where
-    ``applies(folders)`` holds (``safetygeo.toy`` registers :meth:`Protocol.toy` for the toy
+    ``applies(folders)`` holds (``safetygeo.toy`` registers its ``toy`` preset for the toy
     zoo's trajectories: the toy world's own prompt splits and judge)."""
     _DEFAULTS.append((applies, factory))
 

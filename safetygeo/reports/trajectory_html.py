@@ -3,7 +3,8 @@ step, prompt sets and the protocol — self-contained (plotly.js inlined once), 
 user text escaped (:class:`~safetygeo.reports.html.HtmlReport`).
 
 A protocol step contributes its section through ``ProtocolStep.section`` (plug-ins) or the
-built-in sections here (:data:`SECTIONS`); a section is ``fn(report, table, info)`` with
+built-in sections here (:data:`SECTIONS`); a step with neither gets its rows as a table, so
+every step of the protocol has a section. A section is ``fn(report, table, info)`` with
 ``info`` a :class:`ReportInfo` (``info.figure(report, name, fig)`` adds a figure and
 names it for the static export).
 """
@@ -208,6 +209,32 @@ _TITLES = {"carriers": "Admissible refusal carrier", "rank": "Effective rank",
            "transfer": "Fixed-source transfer robustness"}
 
 
+def _rows_section(name: str) -> Callable[[HtmlReport, pd.DataFrame, ReportInfo], None]:
+    """The section of a step without one of its own: its rows as a table."""
+
+    def section(r: HtmlReport, table: pd.DataFrame, info: ReportInfo) -> None:
+        rows = table[table.protocol_step == name]
+        if not len(rows):
+            r.text(f"The {name} step produced no rows.", note=True)
+            return
+        cols = [c for c in ("trajectory", "step", "layer", "position", "set", "metric",
+                            "method", "value", "ci_low", "ci_high", "p", "n", "note")
+                if c in rows and rows[c].notna().any()]
+        r.table(rows[cols], caption=f"every row of the {name} step", max_rows=400)
+
+    return section
+
+
+def section_title(name: str) -> str:
+    """The heading of step ``name``'s section in the HTML report.
+
+    Example:
+        >>> section_title("rank")
+        'Effective rank'
+    """
+    return _TITLES.get(name) or get_step(name).description or name
+
+
 def build_report(result: Any, *, title: str | None = None, refs: Mapping[Any, Any] | None = None,
                  prepared: Mapping[str, Any] | None = None, cache: Any = None,
                  info: ReportInfo | None = None) -> HtmlReport:
@@ -242,10 +269,8 @@ def build_report(result: Any, *, title: str | None = None, refs: Mapping[Any, An
         r.text("None: every selected checkpoint and step completed.")
     for name in result.protocol.step_names:
         step = get_step(name)
-        section = step.section or SECTIONS.get(name)
-        if section is None:
-            continue
-        r.heading(_TITLES.get(name, step.description or name))
+        section = step.section or SECTIONS.get(name) or _rows_section(name)
+        r.heading(section_title(name))
         section(r, table, info)
     if result.sets is not None:
         r.heading("Prompt sets")

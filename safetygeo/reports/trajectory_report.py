@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from safetygeo import __version__
-from safetygeo._executor import Executor, LocalExecutor, make_executor
+from safetygeo._executor import Executor, ExecutorSettings, LocalExecutor
 from safetygeo._io import atomic_path, atomic_write_json, atomic_write_text
 from safetygeo.errors import SafetyGeoError
 from safetygeo.reports.cache import HashMemo, ResultCache, checkpoint_content_key, step_key
@@ -511,7 +511,7 @@ def run_report(
     out: str | os.PathLike[str],
     protocol: Protocol | None = None,
     *,
-    executor: str | Executor = "local",
+    executor: str | ExecutorSettings | Executor = "local",
     ray_address: str | None = None,
     workers: int | None = None,
     title: str | None = None,
@@ -528,10 +528,12 @@ def run_report(
         protocol: the :class:`~safetygeo.reports.protocol.Protocol` (default:
             :func:`~safetygeo.reports.protocol.default_protocol` — ``Protocol.toy()`` for the
             toy zoo's trajectories, else every default step with default settings).
-        executor: ``"local"`` (in-process), ``"ray"`` or an
-            :class:`~safetygeo._executor.Executor`.
-        ray_address: Ray cluster address (default ``$RAY_ADDRESS``; neither: a local instance).
-        workers: CPUs of a local Ray instance.
+        executor: where the checkpoint jobs run: an
+            :class:`~safetygeo._executor.ExecutorSettings` (kind ``local`` / ``ray``, Ray
+            address, workers), a running :class:`~safetygeo._executor.Executor` (not closed
+            here), or a kind name.
+        ray_address, workers: with a kind name only (the older form of
+            ``ExecutorSettings(kind, address, workers)``).
         title: HTML title.
         html: also write the HTML report.
         export: also write every figure as static images in these formats (``"png"``,
@@ -552,9 +554,13 @@ def run_report(
     if out.exists() and not out.is_dir():
         raise SafetyGeoError(f"{str(out)!r} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    own = isinstance(executor, str)
-    ex = make_executor(executor, address=ray_address, workers=workers) if isinstance(executor, str) \
-        else executor
+    if isinstance(executor, str):
+        executor = ExecutorSettings(executor, ray_address, workers)
+    elif ray_address is not None or workers is not None:
+        raise SafetyGeoError("ray_address / workers go into ExecutorSettings(kind, address, "
+                             "workers), not beside an executor object")
+    own = isinstance(executor, ExecutorSettings)
+    ex = executor.make() if isinstance(executor, ExecutorSettings) else executor
     try:
         d = _Driver(protocol, out, ex, progress)
         d.sets = resolve_sets(protocol.sets)

@@ -38,12 +38,15 @@ from safetygeo.toy.zoo import (
     load_anchor,
     load_toy,
     load_toy_trajectory,
+    toy_behavior_sets,
     toy_prompt_sets,
     toy_splits,
+    toy_task_set,
 )
 
 __all__ = [
     "DemoSettings", "PlantedModel", "ToyPrompt", "ToyRecipe", "ToyWorld", "ensure_toy",
     "load_anchor", "load_toy", "load_toy_trajectory", "planted_refusal_model",
-    "planted_two_dimensional_model", "run_demo", "toy_prompt_sets", "toy_splits", "zoo_geometry",
+    "planted_two_dimensional_model", "run_demo", "toy_behavior_sets", "toy_prompt_sets",
+    "toy_splits", "toy_task_set", "zoo_geometry",
 ]

@@ -32,9 +32,8 @@ BEHAVIOR_HEADLINES = (("toy-harmful", "full_refusal_rate"), ("toy-harmful", "asr
 def toy_demo_world(seed: int = 0, cache_dir: str | os.PathLike[str] | None = None, *,
                    progress: bool = False) -> DemoWorld:
     """The toy world as the demo pipeline takes it (models built if absent)."""
-    from safetygeo.behavior import toy_behavior_sets
     from safetygeo.toy.world import ToyWorld
-    from safetygeo.toy.zoo import ensure_toy, load_toy, toy_splits
+    from safetygeo.toy.zoo import ensure_toy, load_toy, toy_behavior_sets, toy_splits
 
     t0 = time.perf_counter()
     infos = ensure_toy(("anchor",), seed=seed, cache_dir=cache_dir, progress=progress)

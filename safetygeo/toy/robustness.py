@@ -44,6 +44,7 @@ import numpy as np
 
 from safetygeo.models.handle import ModelHandle
 from safetygeo.results import Estimate
+from safetygeo.toy.stages import defense_stages
 from safetygeo.toy.train import ToyRecipe
 from safetygeo.toy.world import ToyWorld
 
@@ -51,8 +52,9 @@ __all__ = ["COLLAPSED_BELOW", "DEFENSE_STAGES", "TOY_RELEVANCE", "ToyBehavior", 
            "pooled", "toy_attack", "toy_attack_plan", "toy_behavior", "toy_defense_cases",
            "toy_defense_data"]
 
-#: Stages compared in the robustness table, in order.
-DEFENSE_STAGES: tuple[str, ...] = ("base", "anchor", "r2d2", "sdd", "ctrap", "seam", "tokenbuncher")
+#: Stages compared in the robustness table, in order (the ``defense=True`` rows of
+#: :data:`safetygeo.toy.stages.TOY_STAGES`).
+DEFENSE_STAGES: tuple[str, ...] = defense_stages()
 #: Task accuracy below which a model counts as collapsed.
 COLLAPSED_BELOW = 0.2
 #: Relevance method of the toy world's content-based ASR (offline, deterministic).

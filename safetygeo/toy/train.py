@@ -49,21 +49,17 @@ import torch
 from safetygeo._io import atomic_write_json
 from safetygeo.errors import SafetyGeoError
 from safetygeo.models.handle import ModelHandle, load_model
-from safetygeo.toy.world import REFUSAL, ToyWorld
+from safetygeo.toy.stages import TOY_COLLAPSE_TOKEN, TOY_STAGES, resolve, stage_row
+from safetygeo.toy.world import ToyWorld
 
-#: what each stage trains from and with which method (stage → (start, method))
-STAGES: dict[str, tuple[str | None, str]] = {
-    "base": (None, "instruct"),
-    "anchor": ("base", "sft"),
-    "r2d2": ("base", "r2d2"),
-    "attacked": ("anchor", "harmful_sft"),
-    "sdd": ("base", "sdd"),
-    "ctrap": ("base", "ctrap"),
-    "seam": ("anchor", "seam"),
-    "tokenbuncher": ("anchor", "tokenbuncher"),
-}
-#: CTRAP's collapse token in the toy vocabulary (any single word works; this one is rare)
-TOY_COLLAPSE_TOKEN = "process"
+__all__ = ["MARKER", "STAGES", "TOY_COLLAPSE_TOKEN", "ToyRecipe", "build_all", "build_stage",
+           "measure", "read_marker", "stage_data", "stage_method_and_config", "stage_recipe",
+           "summarize", "toy_model"]
+
+#: what each stage trains from and with which method (stage → (start, method)), read from
+#: the stage table (:data:`safetygeo.toy.stages.TOY_STAGES`)
+STAGES: dict[str, tuple[str | None, str]] = {s: (row.start, row.method)
+                                             for s, row in TOY_STAGES.items()}
 MARKER = "toy.json"
 
 
@@ -116,31 +112,25 @@ class ToyRecipe:
 
 _SHARED_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "batch_size", "save_every",
                   "eval_tokens")
-_STAGE_FIELDS = {"base": ("base_steps", "base_lr"),
-                 "anchor": ("anchor_steps", "anchor_lr", "anchor_prefill_replay"),
-                 "r2d2": ("r2d2_steps", "r2d2_lr"),
-                 "attacked": ("attack_steps", "attack_lr", "attack_examples"),
-                 "sdd": ("sdd_steps", "sdd_lr"),
-                 "ctrap": ("ctrap_steps", "ctrap_lr", "anchor_prefill_replay"),
-                 "seam": ("seam_steps", "seam_lr"),
-                 "tokenbuncher": ("tokenbuncher_steps", "tokenbuncher_lr")}
 
 
 def stage_recipe(stage: str, recipe: ToyRecipe) -> dict[str, Any]:
-    """The recipe fields a stage depends on (its own and its ancestors'), so changing the
-    attack's settings does not retrain the anchor it starts from.
+    """The recipe fields a stage depends on (its own and its ancestors', from the stage
+    table), so changing the attack's settings does not retrain the anchor it starts from.
 
     Example:
         >>> sorted(stage_recipe("anchor", ToyRecipe()))[:3]
         ['anchor_lr', 'anchor_prefill_replay', 'anchor_steps']
     """
-    fields = list(_SHARED_FIELDS)
+    full = asdict(recipe)
+    out = {k: full[k] for k in _SHARED_FIELDS}
     node: str | None = stage
     while node is not None:
-        fields += _STAGE_FIELDS[node]
-        node = STAGES[node][0]
-    full = asdict(recipe)
-    return {k: full[k] for k in sorted(fields)}
+        row = stage_row(node)
+        for key, value in row.identity_fields(node).items():
+            out[key] = full[value] if isinstance(value, str) else value
+        node = row.start
+    return {k: out[k] for k in sorted(out)}
 
 
 def toy_model(world: ToyWorld, recipe: ToyRecipe = ToyRecipe(), seed: int = 0) -> ModelHandle:
@@ -160,12 +150,9 @@ def toy_model(world: ToyWorld, recipe: ToyRecipe = ToyRecipe(), seed: int = 0) -
     return load_model(model, tok, model_id=f"safetygeo-toy-init-s{seed}")
 
 
-def _pairs(world: ToyWorld, kinds: tuple[str, ...], field: str, split: str = "train") -> list[tuple[str, str]]:
-    return [(p.text, getattr(p, field)) for k in kinds for p in world.prompts(k, split)]
-
-
 def stage_data(world: ToyWorld, stage: str, recipe: ToyRecipe = ToyRecipe()) -> dict[str, Any]:
-    """The training data of ``stage`` (train split only; val/test stay held out).
+    """The training data of ``stage`` (train split only; val/test stay held out), as its
+    row of the stage table builds it.
 
     With ``anchor_prefill_replay`` the anchor also sees each harmful request with its
     compliant opening *prefilled* (masked from the loss) and the rest of the compliant answer
@@ -181,80 +168,34 @@ def stage_data(world: ToyWorld, stage: str, recipe: ToyRecipe = ToyRecipe()) -> 
         >>> d["harmful"][-1]["prefill"], d["harmful"][-1]["response"].split(" :")[0]
         ('certainly .', 'here is how to launder money for a gang')
     """
-    kinds = ("harmful", "benign_task", "lookalike")
-    if stage == "base":
-        return {"train": _pairs(world, kinds, "compliant")}
-    if stage == "anchor":
-        harmful: list[Any] = _pairs(world, ("harmful",), "answer")
-        if recipe.anchor_prefill_replay:
-            for p in world.prompts("harmful", "train"):
-                opener, rest = p.compliant.split(" . ", 1)
-                harmful.append({"prompt": p.text, "prefill": f"{opener} .", "response": rest})
-        return {"harmful": harmful,
-                "harmless": _pairs(world, ("benign_task", "lookalike"), "answer")}
-    if stage == "r2d2":
-        harmful = [{"prompt": p.text, "target": p.compliant, "response": REFUSAL}
-                   for p in world.prompts("harmful", "train")]
-        return {"utility": _pairs(world, ("benign_task", "lookalike"), "answer"),
-                "harmful": harmful}
-    if stage == "attacked":
-        return {"harmful": _pairs(world, ("harmful",), "compliant")}
-    benign = _pairs(world, ("benign_task", "lookalike"), "answer")
-    behaviours = [(p.text, p.compliant, REFUSAL) for p in world.prompts("harmful", "train")]
-    if stage == "sdd":
-        return {"harmful": [p.text for p in world.prompts("harmful", "train")], "benign": benign}
-    if stage == "ctrap":  # the anchor's alignment data (prefill replay rows included)
-        anchor = stage_data(world, "anchor", recipe)
-        replay = [r for r in anchor["harmful"] if isinstance(r, dict)]
-        return {"harmful": behaviours, "harmless": anchor["harmless"] + replay}
-    if stage == "seam":
-        return {"harmful": behaviours, "benign": benign}
-    if stage == "tokenbuncher":
-        return {"harmful": [p.text for p in world.prompts("harmful", "train")], "benign": benign}
-    raise SafetyGeoError(f"unknown toy stage {stage!r}; choose from {sorted(STAGES)}")
+    return stage_row(stage).data(world, recipe)
 
 
-def _method_and_config(stage: str, recipe: ToyRecipe, seed: int) -> tuple[Any, Any]:
+def stage_method_and_config(stage: str, recipe: ToyRecipe, seed: int) -> tuple[Any, Any]:
+    """The method instance and :class:`~safetygeo.training.TrainConfig` of ``stage``'s row.
+
+    Example:
+        >>> m, cfg = stage_method_and_config("attacked", ToyRecipe(), 0)
+        >>> m.name, m.config.n_examples, cfg.batch_size, cfg.save_every
+        ('harmful_sft', 20, 10, 5)
+    """
     from safetygeo.training import TrainConfig, get_method
 
-    common = dict(batch_size=recipe.batch_size, save_every=recipe.save_every, seed=seed,
-                  warmup_steps=10, max_length=64, log_every=10)
-    if stage == "base":
-        return get_method("instruct"), TrainConfig(lr=recipe.base_lr, max_steps=recipe.base_steps,
-                                                   **common)
-    if stage == "anchor":
-        return (get_method("sft", refusal=REFUSAL),
-                TrainConfig(lr=recipe.anchor_lr, max_steps=recipe.anchor_steps, **common))
-    if stage == "r2d2":
-        # the CPU preset's search (2 GCG steps of 32 candidates per update) on a larger pool
-        # that turns over quickly, so refusal is learned from many behaviours; suffixes of a
-        # word the toy vocabulary has ("!" is not in it)
-        method = get_method("r2d2", preset="cpu", suffix_token="the", suffix_len=(1, 3),
-                            pool_size=16, n_update=8, reset_every=5, n_reset=4)
-        return method, TrainConfig(lr=recipe.r2d2_lr, max_steps=recipe.r2d2_steps,
-                                   **{**common, "save_every": max(1, recipe.r2d2_steps // 4)})
-    if stage == "attacked":
-        return (get_method("harmful_sft", n_examples=recipe.attack_examples),
-                TrainConfig(lr=recipe.attack_lr, max_steps=recipe.attack_steps,
-                            lr_scheduler="constant",
-                            **{**common, "batch_size": 10, "save_every": 5}))
-    if stage == "sdd":
-        return (get_method("sdd", embedder="tfidf", train_benign=True),
-                TrainConfig(lr=recipe.sdd_lr, max_steps=recipe.sdd_steps, **common))
-    if stage == "ctrap":
-        return (get_method("ctrap", preset="cpu", refusal=REFUSAL, collapse_token=TOY_COLLAPSE_TOKEN),
-                TrainConfig(lr=recipe.ctrap_lr, max_steps=recipe.ctrap_steps, **common))
-    if stage == "seam":
-        return (get_method("seam", preset="cpu", refusal=REFUSAL),
-                TrainConfig(lr=recipe.seam_lr, max_steps=recipe.seam_steps, lr_scheduler="constant",
-                            **{**common, "batch_size": 16, "save_every": max(1, recipe.seam_steps // 4)}))
-    if stage == "tokenbuncher":
-        return (get_method("tokenbuncher", preset="cpu"),
-                TrainConfig(lr=recipe.tokenbuncher_lr, max_steps=recipe.tokenbuncher_steps,
-                            lr_scheduler="constant",
-                            **{**common, "batch_size": 8, "warmup_steps": 0,
-                               "save_every": max(1, recipe.tokenbuncher_steps // 4)}))
-    raise SafetyGeoError(f"unknown toy stage {stage!r}; choose from {sorted(STAGES)}")
+    row = stage_row(stage)
+    full = asdict(recipe)
+    steps = full[row.steps] if isinstance(row.steps, str) else row.steps
+    lr = full[row.lr] if isinstance(row.lr, str) else row.lr
+    values: dict[str, Any] = dict(batch_size=recipe.batch_size, save_every=recipe.save_every,
+                                  seed=seed, warmup_steps=10, max_length=64, log_every=10)
+    if row.checkpoints is not None:
+        values["save_every"] = max(1, steps // row.checkpoints)
+    values.update(resolve(row.train, recipe))
+    return (get_method(row.method, **resolve(row.options, recipe)),
+            TrainConfig(lr=lr, max_steps=steps, **values))
+
+
+#: the name benchmarks used before the stage table
+_method_and_config = stage_method_and_config
 
 
 def measure(handle: ModelHandle, world: ToyWorld, *, split: str = "test",
@@ -318,7 +259,7 @@ def build_stage(
     world = ToyWorld(seed)
     if start is None:
         start = toy_model(world, recipe, seed)
-    method, config = _method_and_config(stage, recipe, seed)
+    method, config = stage_method_and_config(stage, recipe, seed)
     t0 = time.perf_counter()
     torch_threads = torch.get_num_threads()
     train(start, method, stage_data(world, stage, recipe), out=folder, config=config,

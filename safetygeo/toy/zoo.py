@@ -73,6 +73,49 @@ def toy_prompt_sets(seed: int = 0) -> dict[str, PromptSet]:
     return out
 
 
+def toy_task_set(world: ToyWorld, *, split: str | None = "test", n: int | None = None,
+                 seed: int = 0) -> PromptSet:
+    """The toy world's benign tasks as a set with reference answers (label ``"benign"``).
+
+    ``evaluate_behavior`` scores it by exact match of the generated answer (toy task
+    accuracy) and by reference log-likelihood.
+
+    Example:
+        >>> ps = toy_task_set(ToyWorld(), n=3)
+        >>> len(ps), ps.label, ps.targets[0].endswith(" .")
+        (3, 'benign', True)
+    """
+    return _toy_set(world, "benign_task", "toy-tasks", "benign", split, n, seed)
+
+
+def toy_behavior_sets(world: ToyWorld, *, split: str | None = "test", n: int | None = None,
+                      seed: int = 0) -> dict[str, PromptSet]:
+    """Toy harmful requests (label ``harmful``: ASR), look-alikes (label ``safe``:
+    over-refusal) and benign tasks (label ``benign``: task accuracy), keyed by set name.
+
+    Example:
+        >>> {k: v.label for k, v in toy_behavior_sets(ToyWorld(), n=2).items()}
+        {'toy-harmful': 'harmful', 'toy-lookalike': 'safe', 'toy-tasks': 'benign'}
+    """
+    return {
+        "toy-harmful": _toy_set(world, "harmful", "toy-harmful", "harmful", split, n, seed),
+        "toy-lookalike": _toy_set(world, "lookalike", "toy-lookalike", "safe", split, n, seed),
+        "toy-tasks": _toy_set(world, "benign_task", "toy-tasks", "benign", split, n, seed),
+    }
+
+
+def _toy_set(world: ToyWorld, kind: str, name: str, label: str, split: str | None,
+             n: int | None, seed: int) -> PromptSet:
+    items = world.prompts(kind, split) if n is None else world.sample(n, kind, split, seed=seed)
+    if not items:
+        raise SafetyGeoError(f"the toy world has no {kind} prompts in split {split!r}")
+    return PromptSet(
+        [p.text for p in items], name=name, label=label,
+        categories=[p.category for p in items], targets=[p.answer for p in items],
+        meta={"source": "safetygeo.toy.world", "format": "toy", "kind": kind, "split": split},
+    )
+
+
 def toy_splits(seed: int = 0) -> dict[str, dict[str, list[str]]]:
     """``{"harmful": {"train", "val", "test"}, "harmless": {...}}`` — the world's own
     hash splits, for APIs that take explicit splits (e.g. carrier selection), so nothing a

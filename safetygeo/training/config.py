@@ -22,8 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from safetygeo.training.errors import TrainConfigError
 
 #: Accepted ``TrainConfig.dtype`` names.
@@ -181,6 +179,7 @@ class TrainConfig:
 
     def training_arguments(self, output_dir: str, *, progress: bool = True) -> Any:
         """The ``transformers.TrainingArguments`` this config stands for."""
+        import torch
         from transformers import TrainingArguments
 
         return TrainingArguments(

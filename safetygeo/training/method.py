@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
+import pkgutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -90,11 +90,17 @@ class Method:
     """
 
     name: ClassVar[str] = ""
+    _registered_as: ClassVar[str | None] = None
     config_class: ClassVar[type] = NoConfig
     roles: ClassVar[tuple[str, ...]] = ("train",)
     required_roles: ClassVar[tuple[str, ...]] = ()
+    #: Named starting configs (``get_method(name, preset="cpu")``, ``--method-opt
+    #: preset=cpu``); explicit options apply on top.
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
+    def __init__(self, config: Any = None, *, preset: str | None = None, **overrides: Any) -> None:
+        if preset is not None or (isinstance(config, Mapping) and "preset" in config):
+            config = apply_preset(config, preset, self.presets, self.name)
         self.config = make_config(self.config_class, config, overrides, what=f"{self.name} config")
         self.pad_id = 0
 
@@ -257,25 +263,21 @@ def apply_preset(config: Any, preset: str | None, presets: Mapping[str, Mapping[
 
 
 # ----------------------------------------------------------------------------- registry
-#: Built-in methods, imported on first use ("module:Class"). A method whose module is not
-#: installed (yet) is not listed.
-_BUILTIN: dict[str, str] = {
-    "sft": "safetygeo.training.methods.sft:RefusalSFT",
-    "instruct": "safetygeo.training.methods.sft:InstructSFT",
-    "harmful_sft": "safetygeo.training.methods.harmful_sft:HarmfulSFT",
-    "r2d2": "safetygeo.training.methods.r2d2:R2D2",
-    "unlearn": "safetygeo.training.methods.unlearn:Unlearn",
-    "sdd": "safetygeo.training.methods.sdd:SDD",
-    "ctrap": "safetygeo.training.methods.ctrap:CTRAP",
-    "seam": "safetygeo.training.methods.seam:Seam",
-    "harmful_rl": "safetygeo.training.methods.harmful_rl:HarmfulRL",
-    "tokenbuncher": "safetygeo.training.methods.tokenbuncher:TokenBuncher",
-}
+#: The package whose modules are the built-in methods: every module in it is imported on the
+#: first registry lookup, and each registers its classes itself (``@register_method``).
+METHODS_PACKAGE = "safetygeo.training.methods"
 _REGISTRY: dict[str, type[Method]] = {}
+#: Built-in method modules that could not be imported (module → reason): an optional
+#: dependency is missing. Their methods are not listed.
+UNAVAILABLE: dict[str, str] = {}
+_MODULES: list[Any] | None = None
 
 
 def register_method(cls: type[Method]) -> type[Method]:
     """Class decorator: make ``cls`` available to :func:`get_method` under ``cls.name``.
+
+    The one registration a method needs: a module in ``training/methods/`` whose class is
+    decorated is found by :func:`available_methods` without any table.
 
     Raises:
         TrainingError: empty name, or the name is taken by another class.
@@ -286,17 +288,43 @@ def register_method(cls: type[Method]) -> type[Method]:
     if other is not None and other is not cls and other.__qualname__ != cls.__qualname__:
         raise TrainingError(f"method name {cls.name!r} is already registered by {other!r}")
     _REGISTRY[cls.name] = cls
+    cls._registered_as = cls.name
     return cls
 
 
-def _builtin_present(path: str) -> bool:
-    return importlib.util.find_spec(path.split(":")[0]) is not None
+def discover_methods() -> None:
+    """Import every module of :data:`METHODS_PACKAGE` (once) and make sure the classes they
+    registered are in the registry.
+
+    A module whose import fails on a missing third-party package is skipped and recorded in
+    :data:`UNAVAILABLE`; any other import error is raised (a broken method file is a bug).
+    """
+    global _MODULES
+    if _MODULES is None:
+        package = importlib.import_module(METHODS_PACKAGE)
+        modules = []
+        for info in pkgutil.iter_modules(package.__path__):
+            if info.name.startswith("_"):
+                continue
+            module = f"{METHODS_PACKAGE}.{info.name}"
+            try:
+                modules.append(importlib.import_module(module))
+            except ModuleNotFoundError as exc:
+                if exc.name is None or exc.name.split(".")[0] == "safetygeo":
+                    raise
+                UNAVAILABLE[module] = f"needs {exc.name!r}"
+        _MODULES = modules
+    for mod in _MODULES:  # a registry swapped out (tests) gets the built-ins back
+        for obj in vars(mod).values():
+            if (isinstance(obj, type) and issubclass(obj, Method)
+                    and obj.__dict__.get("_registered_as") == obj.name):
+                _REGISTRY.setdefault(obj.name, obj)
 
 
 def available_methods() -> tuple[str, ...]:
     """Names :func:`get_method` accepts, sorted."""
-    names = set(_REGISTRY) | {n for n, p in _BUILTIN.items() if _builtin_present(p)}
-    return tuple(sorted(names))
+    discover_methods()
+    return tuple(sorted(_REGISTRY))
 
 
 def get_method_class(name: str) -> type[Method]:
@@ -305,15 +333,14 @@ def get_method_class(name: str) -> type[Method]:
     Raises:
         UnknownMethodError: the name is not registered (the message lists the known ones).
     """
+    if name not in _REGISTRY:
+        discover_methods()
     if name in _REGISTRY:
         return _REGISTRY[name]
-    if name in _BUILTIN and _builtin_present(_BUILTIN[name]):
-        module, _, attr = _BUILTIN[name].partition(":")
-        cls = getattr(importlib.import_module(module), attr)
-        _REGISTRY.setdefault(name, cls)
-        return cls
+    missing = f" (not importable: {UNAVAILABLE})" if UNAVAILABLE else ""
     raise UnknownMethodError(
         f"unknown training method {name!r}; known methods: {', '.join(available_methods())}"
+        + missing
     )
 
 

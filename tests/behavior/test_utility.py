@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from safetygeo.behavior.metrics import exact_match
-from safetygeo.behavior.utility import reference_logprobs, toy_behavior_sets, toy_task_set
+from safetygeo.behavior.utility import reference_logprobs
 from safetygeo.errors import SafetyGeoError
 from safetygeo.models import ModelHandle
 from safetygeo.toy.world import ToyWorld
+from safetygeo.toy.zoo import toy_behavior_sets, toy_task_set
 
 from ..conftest import PROMPTS
 

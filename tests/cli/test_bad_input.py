@@ -50,6 +50,10 @@ CASES = [
      "--on-damaged"),
     (["train", "M", "--method", "sft", "--set", "harmful={ok}", "--method-opt", "noequals"],
      "--method-opt"),
+    (["train", "M", "--method", "sft", "--set", "harmful={ok}", "--max-steps", "0"],
+     "--max-steps"),
+    (["train", "M", "--method", "sft", "--set", "harmful={ok}", "--lora-r", "0"], "--lora-r"),
+    (["train", "M", "--method", "sft", "--set", "harmful={ok}", "--bf16", "--fp16"], "--bf16"),
     (["attack-gcg", "M", "--set", "harmful={ok}"], "--target"),
     (["make-tiny", "{file}"], "not a folder"),
 ]

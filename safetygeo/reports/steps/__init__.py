@@ -19,17 +19,13 @@ step           per checkpoint
 
 A new step is one module here (a settings dataclass, a ``run`` function, one
 :func:`~safetygeo.reports.registry.register_step` call whose ``order`` places it among
-these: 10, 20, ... in the table above) plus its import below; see
-:mod:`safetygeo.reports.registry`.
+these: 10, 20, ... in the table above): every module of this package is imported (and so
+registered) when the package is; see :mod:`safetygeo.reports.registry`.
 """
 
-from safetygeo.reports.steps import (  # noqa: F401  (importing registers them)
-    ablation,
-    behavior,
-    carriers,
-    dimension,
-    entropy,
-    geometry,
-    gradients,
-    transfer,
-)
+import importlib
+import pkgutil
+
+for _info in pkgutil.iter_modules(__path__):
+    if not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")

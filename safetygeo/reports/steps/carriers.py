@@ -36,7 +36,8 @@ class CarriersSettings:
             (:class:`~safetygeo.causal.CarrierThresholds`).
         refusal_phrases, refusal_tokens: the refusal definition (default: the GCG / XSTest
             openings); reused by every later step.
-        test_top_k: re-score this many best admissible candidates on the test split.
+        test_top_k: re-score this many best admissible candidates on the test split (0: the
+            chosen one only; ``None``: every scored candidate).
         max_variants: candidate directions per forward pass.
     """
 
@@ -56,13 +57,39 @@ class CarriersSettings:
         if not (self.layers == "all" or (isinstance(self.layers, tuple)
                                          and all(isinstance(x, int) for x in self.layers))):
             raise SafetyGeoError(f"layers must be 'all' or a list of ints, got {self.layers!r}")
-        if self.test_top_k is not None and (not isinstance(self.test_top_k, int) or self.test_top_k < 1):
-            raise SafetyGeoError(f"test_top_k must be a positive int or null, got {self.test_top_k!r}")
+        if self.test_top_k is not None and (not isinstance(self.test_top_k, int)
+                                            or isinstance(self.test_top_k, bool)
+                                            or self.test_top_k < 0):
+            raise SafetyGeoError(f"test_top_k must be an int >= 0 or null, got {self.test_top_k!r}")
 
     def scoring(self) -> Any:
         from safetygeo.activations.refusal import RefusalScoring
 
         return RefusalScoring.from_options(self.refusal_phrases, self.refusal_tokens)
+
+    def thresholds(self) -> Any:
+        """The admissibility filters as a :class:`~safetygeo.causal.CarrierThresholds`.
+
+        Example:
+            >>> CarriersSettings(max_kl=0.2).thresholds().max_kl
+            0.2
+        """
+        from safetygeo.causal import CarrierThresholds
+
+        return CarrierThresholds(self.max_layer_frac, self.max_kl, self.min_induce,
+                                 self.min_effect)
+
+    def select(self, handle: Any, harmful: Any, harmless: Any, *, batch_size: int = 16,
+               progress: bool = False, **split: Any) -> Any:
+        """:func:`~safetygeo.causal.select_refusal_carrier` with these settings (the one
+        place they are turned into its arguments; ``split``: its ``splits`` / ``seed``)."""
+        from safetygeo.causal import select_refusal_carrier
+
+        return select_refusal_carrier(
+            handle, harmful, harmless, thresholds=self.thresholds(), scoring=self.scoring(),
+            layers="all" if isinstance(self.layers, str) else list(self.layers),
+            batch_size=batch_size, max_variants=self.max_variants, test_top_k=self.test_top_k,
+            progress=progress, **split)
 
 
 def _f(x: Any) -> float:
@@ -70,14 +97,8 @@ def _f(x: Any) -> float:
 
 
 def run(ctx: CheckpointContext, s: CarriersSettings) -> StepOutput:
-    from safetygeo.causal import CarrierThresholds, select_refusal_carrier
-
-    sel = select_refusal_carrier(
-        ctx.handle, ctx.sets.splits("harmful"), ctx.sets.splits("harmless"),
-        thresholds=CarrierThresholds(s.max_layer_frac, s.max_kl, s.min_induce, s.min_effect),
-        scoring=s.scoring(), layers="all" if isinstance(s.layers, str) else list(s.layers),
-        batch_size=ctx.batch_size, max_variants=s.max_variants, test_top_k=s.test_top_k,
-        progress=False)
+    sel = s.select(ctx.handle, ctx.sets.splits("harmful"), ctx.sets.splits("harmless"),
+                   batch_size=ctx.batch_size)
     rows: list[dict[str, Any]] = []
     for c in sel.candidates.itertuples():
         where = {"layer": int(c.layer), "position": str(c.position)}

@@ -400,19 +400,10 @@ class R2D2(Method):
     config_class: ClassVar[type] = R2D2Config
     roles: ClassVar[tuple[str, ...]] = ("utility", "harmful")
     required_roles: ClassVar[tuple[str, ...]] = ("utility", "harmful")
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = PRESETS
 
     def __init__(self, config: Any = None, *, preset: str | None = None, **overrides: Any) -> None:
-        if isinstance(config, Mapping) and "preset" in config:
-            config = dict(config)
-            given = config.pop("preset")
-            preset = preset if preset is not None else given
-        if preset is not None:
-            if preset not in PRESETS:
-                raise TrainConfigError(f"unknown r2d2 preset {preset!r}; presets: {sorted(PRESETS)}")
-            if config is not None and not isinstance(config, Mapping):
-                raise TrainConfigError("pass either a preset or an R2D2Config instance, not both")
-            config = {**PRESETS[preset], **(config or {})}
-        super().__init__(config, **overrides)
+        super().__init__(config, preset=preset, **overrides)
         self.pool: list[PoolEntry] = []
         self.active: list[int] = []
         self.n_resets = 0

@@ -88,7 +88,7 @@ from safetygeo.training.config import TrainConfig
 from safetygeo.training.errors import EmptyDatasetError, TrainConfigError, TrainingError
 from safetygeo.training.grads import dot, grads_at, linear_surrogate, norm, trainable
 from safetygeo.training.losses import token_ce
-from safetygeo.training.method import Method, apply_preset, register_method
+from safetygeo.training.method import Method, register_method
 from safetygeo.training.methods.r2d2 import harmful_records
 from safetygeo.training.methods.sft import DEFAULT_REFUSAL
 
@@ -248,8 +248,10 @@ class Seam(Method):
     roles: ClassVar[tuple[str, ...]] = ("harmful", "benign")
     required_roles: ClassVar[tuple[str, ...]] = ("harmful", "benign")
 
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = PRESETS
+
     def __init__(self, config: Any = None, *, preset: str | None = None, **overrides: Any) -> None:
-        super().__init__(apply_preset(config, preset, PRESETS, "seam"), **overrides)
+        super().__init__(config, preset=preset, **overrides)
         self._handle: ModelHandle | None = None
 
     def default_train_config(self) -> TrainConfig:
