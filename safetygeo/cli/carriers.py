@@ -68,6 +68,9 @@ def select_carrier(
     max_layer_frac: Annotated[float, typer.Option(help="Discard layers >= floor(frac*L).")] = 0.8,
     max_kl: Annotated[float, typer.Option(help="Discard KL above this.")] = 0.1,
     min_induce: Annotated[float, typer.Option(help="Discard induce below this.")] = 0.0,
+    kl_null_quantile: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Null-relative KL filter: allow KL up to this quantile of "
+                               "ablating 16 random directions (e.g. 0.95).")] = None,
     refusal_phrase: RefusalPhrase = None,
     refusal_token: RefusalToken = None,
     test_top_k: Annotated[int, typer.Option(min=0, help="Re-score this many best candidates "
@@ -107,6 +110,7 @@ def select_carrier(
     with guarded():
         settings = CarriersSettings(
             max_layer_frac=max_layer_frac, max_kl=max_kl, min_induce=min_induce,
+            kl_null_quantile=kl_null_quantile,
             refusal_phrases=tuple(refusal_phrase) if refusal_phrase else None,
             refusal_tokens=tuple(refusal_token) if refusal_token else None,
             test_top_k=test_top_k, max_variants=max_variants)

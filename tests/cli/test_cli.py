@@ -321,3 +321,24 @@ def test_help_fits_80_columns() -> None:
         assert max(len(line) for line in res.output.splitlines()) <= 80, cmd
         assert "--batch-size" in res.output and "--device" in res.output
         assert "…" not in res.output
+
+
+def test_select_carrier_null_relative_kl_is_saved_and_reloaded(planted: dict,
+                                                              tmp_path: Path) -> None:
+    from safetygeo.causal import CarrierSelection
+
+    out = tmp_path / "carriers"
+    res = runner.invoke(app, ["select-carrier", str(planted["model"]), *sets(planted),
+                              "--max-kl", "0", "--kl-null-quantile", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    info = json.loads((out / "carriers.json").read_text())
+    null = info["meta"]["kl_null"]
+    assert null["quantile"] == 1.0 and null["k"] == 16 and null["value"] == null["max"] > 0
+    sel = CarrierSelection.load(out)
+    assert sel.thresholds.kl_null_quantile == 1.0 and sel.thresholds.max_kl == 0.0
+    kl = sel.candidates.kl
+    flagged = sel.candidates.reason.str.contains("kl>")
+    assert (flagged[kl.notna()] == (kl[kl.notna()] > null["value"])).all()
+    res = runner.invoke(app, ["select-carrier", str(planted["model"]), *sets(planted),
+                              "--kl-null-quantile", "2"])
+    assert res.exit_code == 2 and "--kl-null-quantile" in res.output

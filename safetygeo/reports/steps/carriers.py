@@ -32,8 +32,9 @@ class CarriersSettings:
 
     Attributes:
         layers: candidate layers, ``"all"`` or a list.
-        max_layer_frac, max_kl, min_induce, min_effect: the admissibility filters
-            (:class:`~safetygeo.causal.CarrierThresholds`).
+        max_layer_frac, max_kl, min_induce, min_effect, kl_null_quantile, kl_null_k: the
+            admissibility filters (:class:`~safetygeo.causal.CarrierThresholds`;
+            ``kl_null_quantile`` makes the KL filter null-relative).
         refusal_phrases, refusal_tokens: the refusal definition (default: the GCG / XSTest
             openings); reused by every later step.
         test_top_k: re-score this many best admissible candidates on the test split (0: the
@@ -46,6 +47,8 @@ class CarriersSettings:
     max_kl: float = 0.1
     min_induce: float = 0.0
     min_effect: float = 1.0
+    kl_null_quantile: float | None = None
+    kl_null_k: int = 16
     refusal_phrases: tuple[str, ...] | None = None
     refusal_tokens: tuple[int, ...] | None = None
     test_top_k: int | None = 5
@@ -77,7 +80,7 @@ class CarriersSettings:
         from safetygeo.causal import CarrierThresholds
 
         return CarrierThresholds(self.max_layer_frac, self.max_kl, self.min_induce,
-                                 self.min_effect)
+                                 self.min_effect, self.kl_null_quantile, self.kl_null_k)
 
     def select(self, handle: Any, harmful: Any, harmless: Any, *, batch_size: int = 16,
                progress: bool = False, **split: Any) -> Any:
