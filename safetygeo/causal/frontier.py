@@ -96,7 +96,7 @@ class SubspaceEdit:
         mode: ``project`` (writes, weight-equivalent), ``norm_preserving`` (residual rescaled
             to its norm), ``biprojected`` (the basis minus each layer's harmless-mean
             direction; needs ``harmless_means``), ``mpoa`` (magnitude-preserving rows,
-            heretic's default; no batching of nulls — slower), or ``add``.
+            heretic's ``row_normalization="full"`` at a constant weight; one variant per pass — slower), or ``add``.
         strength: ablation strength in ``[0, 1]``; for ``add`` the multiple ``α`` of the vector.
         layers: the blocks (``project``/``biprojected``/``mpoa``) or layer inputs
             (``norm_preserving``) edited; ``None`` = all. For ``add``: ``(layer,)``.
