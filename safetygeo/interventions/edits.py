@@ -163,6 +163,15 @@ class KernelAbliteration(Intervention):
     def with_target(self, target: Any) -> KernelAbliteration:
         return replace(self, directions=target)
 
+    def describe(self) -> dict[str, Any]:
+        """The frontier table's columns: ``edit, mode, k, strength`` (largest weight),
+        ``layers`` (the direction scope)."""
+        k = self.kernel
+        scope = ("per layer" if k.direction_index is None
+                 else f"slot {k.direction_index:.3g}")
+        return {"edit": "abliterate", "mode": f"{k.norm}+{k.projected}", "k": 1,
+                "strength": max(k.attention.max_weight, k.mlp.max_weight), "layers": scope}
+
     def _stack(self, handle: ModelHandle, nulls: NullSpec) -> tuple[Any, bool, str]:
         _sphere_only(nulls, "abliteration")
         n_slots, d = self.directions.shape
