@@ -39,7 +39,12 @@ from safetygeo.activations.losses import kl_from_logprobs
 from safetygeo.behavior.classify import classify_refusal
 from safetygeo.behavior.generate import GenerationSettings, generate_variants
 from safetygeo.behavior.metrics import refused_indicator
-from safetygeo.causal.frontier import FrontierBaseline, FrontierPoint, frontier_baseline, frontier_point
+from safetygeo.causal.frontier import (
+    FrontierBaseline,
+    FrontierPoint,
+    frontier_baseline,
+    frontier_point,
+)
 from safetygeo.errors import SafetyGeoError
 from safetygeo.interventions.edits import KernelAbliteration
 from safetygeo.interventions.kernel import AbliterationKernel, LayerKernel, edited_weights

@@ -218,8 +218,9 @@ def _describe(edit: SubspaceEdit | Intervention) -> dict[str, Any]:
     describe = getattr(edit, "describe", None)
     if callable(describe):
         return cast(dict[str, Any], describe())
-    cols = edit.columns()
-    return {"edit": edit.op, "mode": edit.op, "k": 1, "strength": cols["alpha"],
+    iv = cast(Intervention, edit)
+    cols = iv.columns()
+    return {"edit": iv.op, "mode": iv.op, "k": 1, "strength": cols["alpha"],
             "layers": "all" if cols["layer"] != cols["layer"] else str(int(cols["layer"]))}
 
 
