@@ -82,8 +82,9 @@ __all__ = ["EDIT_MODES", "FrontierBaseline", "FrontierPoint", "RefusalDimension"
            "frontier_baseline", "frontier_point", "load_refusal_dimension",
            "min_refusal_dimension", "pareto_front", "refusal_frontier", "save_refusal_dimension"]
 
-EditMode = Literal["project", "norm_preserving", "biprojected", "mpoa", "add"]
-EDIT_MODES: tuple[str, ...] = ("project", "norm_preserving", "biprojected", "mpoa", "add")
+EditMode = Literal["project", "norm_preserving", "biprojected", "mpoa", "biprojected+mpoa", "add"]
+EDIT_MODES: tuple[str, ...] = ("project", "norm_preserving", "biprojected", "mpoa",
+                               "biprojected+mpoa", "add")
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ class SubspaceEdit:
         mode: ``project`` (writes, weight-equivalent), ``norm_preserving`` (residual rescaled
             to its norm), ``biprojected`` (the basis minus each layer's harmless-mean
             direction; needs ``harmless_means``), ``mpoa`` (magnitude-preserving rows,
-            heretic's ``row_normalization="full"`` at a constant weight; one variant per pass — slower), or ``add``.
+            heretic's ``row_normalization="full"`` at a constant weight; one variant per pass — slower),
+            ``biprojected+mpoa`` (both: heretic's default combination), or ``add``.
         strength: ablation strength in ``[0, 1]``; for ``add`` the multiple ``α`` of the vector.
         layers: the blocks (``project``/``biprojected``/``mpoa``) or layer inputs
             (``norm_preserving``) edited; ``None`` = all. For ``add``: ``(layer,)``.
@@ -114,7 +116,7 @@ class SubspaceEdit:
     def __post_init__(self) -> None:
         if self.mode not in EDIT_MODES:
             raise SafetyGeoError(f"mode must be one of {EDIT_MODES}, got {self.mode!r}")
-        if self.mode == "biprojected" and self.harmless_means is None:
+        if self.mode.startswith("biprojected") and self.harmless_means is None:
             raise SafetyGeoError("a biprojected edit needs the harmless means per layer")
         if self.mode == "add" and (self.layers is None or len(self.layers) != 1):
             raise SafetyGeoError("an addition needs exactly one layer: layers=(l,)")
@@ -209,6 +211,8 @@ EDIT_INTERVENTIONS: dict[str, Callable[[SubspaceEdit], Intervention]] = {
     "norm_preserving": lambda e: WindowAblation(**_bits(e), mode="norm_preserving"),
     "biprojected": lambda e: WindowAblation(**_bits(e), harmless_means=e.harmless_means),
     "mpoa": lambda e: MagnitudePreservingAblation(**_bits(e)),
+    "biprojected+mpoa": lambda e: MagnitudePreservingAblation(**_bits(e),
+                                                              harmless_means=e.harmless_means),
     "add": lambda e: DirectionAddition(torch.as_tensor(e.basis).double().reshape(-1),
                                        layer=(e.layers or (None,))[0], alpha=e.strength),
 }
@@ -348,7 +352,7 @@ def refusal_frontier(
     for name, k, s, w, m in tqdm(cells, desc="frontier", disable=not progress):
         b = bases[name] if bases[name].ndim == 2 else bases[name][None]
         edit = SubspaceEdit(b[:k], mode=m, strength=s, layers=w, name=name,
-                            harmless_means=harmless_means if m == "biprojected" else None)
+                            harmless_means=harmless_means if m.startswith("biprojected") else None)
         rows.append(frontier_point(handle, edit, harmful, harmless, nulls=nulls,
                                    settings=settings, classifier=classifier, n_boot=n_boot,
                                    batch_size=batch_size, baseline=base).to_row())
@@ -474,7 +478,7 @@ def min_refusal_dimension(
         source = {"finder": "given"}
     ordered = ordered[:k_max]
     means = None
-    if mode == "biprojected":
+    if mode.startswith("biprojected"):
         from safetygeo.activations.extract import extract_activations
 
         st = extract_activations(handle, list(fit_harmless) if fit_harmless else harmless,
