@@ -102,7 +102,11 @@ def measure_frontier(
                                             "biprojected, mpoa, biprojected+mpoa (both "
                                             "combined).")] = "project",
     layers: Annotated[str, typer.Option(help="Blocks whose writes are ablated: all, 0-3.")] = "all",
-    n_null: Annotated[int, typer.Option(min=1, help="Random subspaces per point (K).")] = 16,
+    n_null: Annotated[int, typer.Option(min=1, help="Random subspaces per point (K; with "
+                                                    "--sequential the most drawn).")] = 16,
+    sequential: Annotated[bool, typer.Option(
+        "--sequential/--fixed", help="Sequential null tests (Besag–Clifford: a point stops "
+        "drawing nulls once refusals and KL are both settled).")] = False,
     seed: Annotated[int, typer.Option(help="Null and finder seed.")] = 0,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per generation.")] = 16,
     rdo_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps of RDO / RCO.")] = 150,
@@ -160,7 +164,8 @@ def measure_frontier(
                                  param_hint="--set")
     harmful, harmless = list(named["harmful"].prompts), list(named["harmless"].prompts)
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
-    nulls = NullSpec(k=n_null, seed=seed, max_variants=max_variants)
+    nulls = (NullSpec.sequential(k_max=n_null, seed=seed, max_variants=max_variants, tail=False)
+             if sequential else NullSpec(k=n_null, seed=seed, max_variants=max_variants))
     with guarded():
         h = load_handle(model, model_opts)
         d_sel = sel.directions.vectors.shape[-1]  # type: ignore[attr-defined]
