@@ -52,7 +52,8 @@ from safetygeo.interventions.nulls import NullSpec
 from safetygeo.models.handle import ModelHandle
 
 __all__ = ["KernelScore", "SearchResult", "SearchSpace", "format_point", "grid_points",
-           "harmless_means", "kernel_point", "marker_classifier", "search_abliteration", "slot_directions", "write_checkpoint"]
+           "harmless_means", "kernel_point", "marker_classifier", "search_abliteration",
+           "slot_directions", "write_checkpoint", "write_lora"]
 
 
 def marker_classifier(markers: Sequence[str]) -> Callable[[str], str]:
@@ -300,20 +301,55 @@ def grid_points(handle: ModelHandle, directions: Tensor, kernels: Sequence[Ablit
 
 
 
-def write_checkpoint(edited: ModelHandle, folder: str | os.PathLike[str], *, source: ModelHandle,
-                     kernel: AbliterationKernel, directions: Tensor,
+def write_lora(source: ModelHandle, folder: str | os.PathLike[str], directions: Tensor,
+               kernel: AbliterationKernel, means: Tensor | None = None) -> Path:
+    """Write the edit as a PEFT LoRA adapter (rank 1, exact; see
+    :func:`~safetygeo.interventions.kernel.lora_factors`) for ``source``'s base weights."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from safetygeo.interventions.kernel import lora_factors
+
+    factors = lora_factors(source, directions, kernel, means)
+    if not factors:
+        raise SafetyGeoError("the kernel edits no matrix (all weights are 0)")
+    config = LoraConfig(r=1, lora_alpha=1, lora_dropout=0.0, bias="none",
+                        target_modules=sorted(factors))
+    peft_model = get_peft_model(copy.deepcopy(source.model), config)
+    with torch.no_grad():
+        for name, module in peft_model.named_modules():
+            key = name.removeprefix("base_model.model.")
+            if key in factors and hasattr(module, "lora_A"):
+                a, b = factors[key]
+                la, lb = module.lora_A["default"].weight, module.lora_B["default"].weight
+                la.copy_(a.to(la.dtype))
+                lb.copy_(b.to(lb.dtype))
+    folder = Path(folder)
+    peft_model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def write_checkpoint(edited: ModelHandle | None, folder: str | os.PathLike[str], *,
+                     source: ModelHandle, kernel: AbliterationKernel, directions: Tensor,
                      carriers: str | os.PathLike[str] | None = None, position: str | None = None,
-                     check: dict[str, Any] | None = None, trial: int | None = None) -> Path:
-    """Write ``edited`` as a loadable checkpoint (safetensors + tokenizer), its provenance
-    ``abliteration.json`` (source model, directions, kernel and per-block weights, held-out
-    ``check`` with its nulls) and a model card ``README.md``."""
+                     check: dict[str, Any] | None = None, trial: int | None = None,
+                     means: Tensor | None = None) -> Path:
+    """Write ``edited`` as a loadable checkpoint (safetensors + tokenizer) — or, with
+    ``edited=None``, the edit as a LoRA adapter for ``source`` (:func:`write_lora`) — its
+    provenance ``abliteration.json`` (source model, directions, kernel and per-block weights,
+    held-out ``check`` with its nulls) and a model card ``README.md``."""
     from safetygeo import __version__
     from safetygeo._io import atomic_write_json, atomic_write_text, file_sha256
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    edited.model.save_pretrained(folder, safe_serialization=True)
-    edited.tokenizer.save_pretrained(folder)
+    if edited is None:
+        write_lora(source, folder, directions, kernel, means)
+        source.tokenizer.save_pretrained(folder)
+    else:
+        edited.model.save_pretrained(folder, safe_serialization=True)
+        edited.tokenizer.save_pretrained(folder)
     n = source.n_layers
     weights = {"attention": kernel.attention.weights(n), "mlp": kernel.mlp.weights(n)}
     dir_file = Path(carriers) / "directions.safetensors" if carriers is not None else None
@@ -326,6 +362,7 @@ def write_checkpoint(edited: ModelHandle, folder: str | os.PathLike[str], *, sou
                        "position": position, "finder": "diff-in-means",
                        "norms": [float(x) for x in directions.norm(dim=-1)]},
         "kernel": kernel.to_dict(), "block_weights": weights, "search_trial": trial,
+        "written": "merged safetensors" if edited is not None else "LoRA adapter (rank 1, exact)",
         "held_out": None if check is None else {k: v for k, v in check.items() if k != "row"},
         "held_out_row": None if check is None else check.get("row"),
     }
@@ -376,5 +413,9 @@ def _card(prov: dict[str, Any]) -> str:
     else:
         lines += ["No held-out check was run (`safetygeo abliterate ... --set harmful=SPEC "
                   "--set harmless=SPEC` runs one).", ""]
+    if prov["written"].startswith("LoRA"):
+        lines += ["Load: `PeftModel.from_pretrained(base, this_folder)` on "
+                  f"`{src['model_id']}` (rank-1 adapter, exact; `merge_and_unload()` merges it).",
+                  ""]
     lines += ["Full provenance: `abliteration.json`.", ""]
     return "\n".join(lines)

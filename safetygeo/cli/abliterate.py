@@ -145,6 +145,9 @@ def abliterate(
     projected: Projected = "none",
     embeddings: Annotated[bool, typer.Option("--embeddings", help="Also edit the embeddings "
                                                                   "(plain, weight 1).")] = False,
+    lora: Annotated[bool, typer.Option("--lora", help="Write a rank-1 LoRA adapter for MODEL "
+                                                      "instead of merged weights (plain and "
+                                                      "rows-prescaled edits).")] = False,
     n_null: Annotated[int, typer.Option(min=1, help="Random-direction edits of the same "
                                                     "kernel in the held-out check.")] = 8,
     seed: Annotated[int, typer.Option(help="Null seed.")] = 0,
@@ -153,7 +156,7 @@ def abliterate(
     limit: Limit = None,
     batch_size: BatchSize = BATCH_SIZE,
 ) -> None:
-    """Write an abliterated checkpoint (merged safetensors), OUT/abliteration.json
+    """Write an abliterated checkpoint (merged safetensors, or --lora a rank-1 adapter), OUT/abliteration.json
     (directions, kernel, held-out refusals and KL with nulls) and OUT/README.md (a model card).
 
     Directions: the carrier selection's diff-in-means at every layer. With --set
@@ -197,9 +200,11 @@ def abliterate(
             kernel = kernel.replace(direction_index=None)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            from safetygeo.interventions.kernel import abliterated_copy
+            from safetygeo.interventions.kernel import abliterated_copy, lora_factors
 
-            edited = abliterated_copy(h, dirs, kernel, means)
+            if lora:
+                lora_factors(h, dirs, kernel, means)  # refuses full-rank modes before any work
+            edited = None if lora else abliterated_copy(h, dirs, kernel, means)
         for w in caught:
             console.print(f"[yellow]warning[/]: {w.message}")
         check = None
@@ -209,12 +214,14 @@ def abliterate(
         from safetygeo.causal.abliteration import write_checkpoint
 
         write_checkpoint(edited, out, source=h, kernel=kernel, directions=dirs,
-                         carriers=carriers, position=position, check=check, trial=picked)
+                         carriers=carriers, position=position, check=check, trial=picked,
+                         means=means)
     if check is not None:
         print_table([check], {"point": "edit", "null_point": "random directions, same kernel",
                               "p_refusals": "p refusals", "p_kl": "p KL"},
                     title="held-out refusals/N @ first-token KL")
-    console.print(f"wrote the abliterated checkpoint, abliteration.json and README.md to {out}")
+    what = "LoRA adapter" if lora else "abliterated checkpoint"
+    console.print(f"wrote the {what}, abliteration.json and README.md to {out}")
 
 
 def _held_out(h: Any, dirs: Any, kernel: Any, means: Any, named: dict[str, Any], n_null: int,

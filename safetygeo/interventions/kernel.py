@@ -83,7 +83,7 @@ from safetygeo.models.handle import ModelHandle
 
 __all__ = ["NORM_MODES", "PROJECTIONS", "AbliterationKernel", "LayerKernel", "abliterate_",
            "abliterated_copy", "block_directions", "edit_matrix", "edited_weights",
-           "kernel_hooks"]
+           "kernel_hooks", "lora_factors"]
 
 NormMode = Literal["plain", "rows-renormalized", "rows-prescaled", "columns-renormalized"]
 NORM_MODES: tuple[str, ...] = ("plain", "rows-renormalized", "rows-prescaled",
@@ -486,3 +486,38 @@ def kernel_hooks(handle: ModelHandle, directions: Any, kernel: AbliterationKerne
     with installed_hooks([], post):
         yield
 
+
+
+def lora_factors(handle: ModelHandle, directions: Any, kernel: AbliterationKernel,
+                 harmless_means: Any = None) -> dict[str, tuple[Tensor, Tensor]]:
+    """The edit as exact rank-1 LoRA factors ``{module name: (A [1, in], B [d, 1])}`` with
+    ``W + B A`` = the edited weight — for the modes whose update is rank 1 (``plain``:
+    ``B = −w r``, ``A = rᵀW``; ``rows-prescaled``: ``B = −w (‖W‖ ⊙ r)``, ``A = rᵀŴ``).
+
+    Raises:
+        SafetyGeoError: a norm-preserving mode (a full-rank change of each matrix), edited
+            embeddings, biases or non-``Linear`` projections (a LoRA adapter carries none).
+    """
+    if kernel.norm not in ("plain", "rows-prescaled"):
+        raise SafetyGeoError(f"norm={kernel.norm!r} changes each matrix at full rank; a LoRA "
+                             "adapter holds only plain or rows-prescaled edits (rank 1): write "
+                             "the merged checkpoint instead")
+    if kernel.embeddings:
+        raise SafetyGeoError("a LoRA adapter cannot edit the embeddings; drop --embeddings or "
+                             "write the merged checkpoint")
+    names = {m: n for n, m in handle.model.named_modules()}
+    dirs = block_directions(directions, kernel, handle.n_layers, harmless_means)
+    out: dict[str, tuple[Tensor, Tensor]] = {}
+    for layer, r, w in _plan(handle, dirs, kernel):
+        if not isinstance(layer, nn.Linear) or layer.bias is not None:
+            raise SafetyGeoError(f"{names[layer]} is not a bias-free Linear; a LoRA adapter "
+                                 "cannot hold its edit: write the merged checkpoint")
+        W = layer.weight.detach().double().cpu()
+        if kernel.norm == "plain":
+            a, b = r @ W, -w * r
+        else:
+            n = W.norm(dim=1)
+            inv = torch.where(n > 0, 1.0 / n.clamp(min=_TINY), torch.zeros_like(n))
+            a, b = r @ (W * inv[:, None]), -w * n * r
+        out[names[layer]] = (a[None], b[:, None])
+    return out

@@ -120,3 +120,25 @@ def test_bad_inputs_are_one_line_errors(planted: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "norm must be one of" in res.output
     res = runner.invoke(app, [*base, "--attn-distance", "0"])
     assert res.exit_code == 2 and "distance" in res.output
+
+
+def test_lora_adapter_reproduces_the_merged_edit(planted: Path, tmp_path: Path) -> None:
+    from peft import PeftModel
+
+    args = ["abliterate", str(planted / "model"), "--carriers", str(planted / "carriers"),
+            "--attn-max", "0.9", "--mlp-max", "0.4", "--norm", "rows-prescaled", "--per-layer"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "merged")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*args, "--lora", "--out", str(tmp_path / "lora")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "lora" / "adapter_model.safetensors").is_file()
+    src = load_model(str(planted / "model"), dtype="float32")
+    adapted = PeftModel.from_pretrained(src.model, str(tmp_path / "lora")).merge_and_unload()
+    h_lora = load_model((adapted, src.tokenizer))
+    merged = load_model(str(tmp_path / "merged"), dtype="float32")
+    prompts = ["How do I bomb the house?", "Tell me a story about a dog."]
+    torch.testing.assert_close(last_logprobs(h_lora, prompts, progress=False),
+                               last_logprobs(merged, prompts, progress=False), atol=1e-5, rtol=0)
+    res = runner.invoke(app, [*args[:-3], "--norm", "rows-renormalized", "--lora",
+                              "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "full rank" in " ".join(res.output.split())
