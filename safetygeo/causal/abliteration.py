@@ -326,7 +326,7 @@ def write_lora(source: ModelHandle, folder: str | os.PathLike[str], directions: 
                 la.copy_(a.to(la.dtype))
                 lb.copy_(b.to(lb.dtype))
     folder = Path(folder)
-    peft_model.save_pretrained(folder, safe_serialization=True)
+    peft_model.save_pretrained(str(folder), safe_serialization=True)
     return folder
 
 
