@@ -8,11 +8,13 @@ Per world:
    world's *train* split (no carrier filters: the kernel decides which layers are edited);
    harmless means from the same split (for the projected mode);
 2. search: ``safetygeo.causal.abliteration.search_abliteration`` (TPE, multivariate,
-   seeded) over the kernel, minimizing refused greedy generations of the *test* harmful
-   prompts and the mean first-token KL on the *test* harmless prompts, mode
-   ``rows-renormalized`` (heretic's default row normalization);
-3. grid: the same read-out for 12 hand-picked kernels (global direction at 0.5 L or 0.75 L;
-   attention weight 0.5 / 1.0 / 1.5 on every block; MLP off or at 1.0);
+   seeded) over the kernel (``--space heretic``: heretic's late-layer ranges; ``wide``: every
+   layer, weights from 0), minimizing refused greedy generations of the *test* harmful
+   prompts and the mean first-token KL on the *test* harmless prompts, mode ``--norm``
+   (default ``rows-renormalized``, heretic's default row normalization), ``--projected``,
+   ``--embeddings``;
+3. grid: the same read-out for 12 hand-picked kernels of the same mode (global direction at
+   0.5 L or 0.75 L; attention weight 0.5 / 1.0 / 1.5 on every block; MLP off or at 1.0);
 4. the front's points (at most ``--max-front``) re-measured against ``--n-null`` random
    directions under the same kernel (refusals one-sided, KL two-sided).
 
@@ -20,6 +22,7 @@ Prints the front ("refusals/N @ KL" with its null), the grid, how many grid poin
 point dominates (and vice versa), and seconds per trial; ``--json PATH`` writes everything.
 
     python benchmarks/abliteration.py --world toy
+    python benchmarks/abliteration.py --world toy --space wide --projected harmless-own-slot --embeddings
     python benchmarks/abliteration.py --world real --n 16 --trials 16 --max-new-tokens 8
 """
 
@@ -45,16 +48,28 @@ def _world(name: str, seed: int) -> tuple[Any, dict[str, dict[str, list[str]]]]:
     return load_real("anchor", seed=seed), RealWorld().splits()
 
 
-def _grid(n_layers: int) -> list[Any]:
-    from safetygeo.interventions.kernel import AbliterationKernel, LayerKernel
+#: heretic's ranges (late layers), and a wide space over every layer (for small models whose
+#: refusal is written early).
+SPACES = {"heretic": None, "wide": dict(index=(0.0, 1.0), peak=(0.0, 1.0), distance_max=1.0,
+                                        attention_max=(0.0, 1.5), mlp_max=(-0.25, 1.5))}
+
+
+def _space(name: str) -> Any:
+    from safetygeo.causal.abliteration import SearchSpace
+
+    kw = SPACES[name]
+    return SearchSpace() if kw is None else SearchSpace(**kw)
+
+
+def _grid(n_layers: int, base: Any) -> list[Any]:
+    from safetygeo.interventions.kernel import LayerKernel
 
     out = []
     for frac in (0.5, 0.75):
         for w in (0.5, 1.0, 1.5):
             for mlp in (0.0, 1.0):
-                out.append(AbliterationKernel(LayerKernel(w), LayerKernel(mlp),
-                                              direction_index=round(frac * n_layers),
-                                              norm="rows-renormalized"))
+                out.append(base.replace(attention=LayerKernel(w), mlp=LayerKernel(mlp),
+                                        direction_index=round(frac * n_layers)))
     return out
 
 
@@ -82,10 +97,12 @@ def run_world(name: str, args: argparse.Namespace) -> dict[str, Any]:
     dirs = mh - ml
     t_dirs = time.perf_counter() - t
     gen = GenerationSettings(max_new_tokens=args.max_new_tokens)
-    base_kernel = AbliterationKernel(norm="rows-renormalized")
+    base_kernel = AbliterationKernel(norm=args.norm, projected=args.projected,
+                                     embeddings=args.embeddings)
     t = time.perf_counter()
     res = search_abliteration(handle, dirs, test_h, test_l, means=ml, base_kernel=base_kernel,
                               n_trials=args.trials, n_startup=args.startup, seed=args.seed,
+                              space=_space(args.space),
                               nulls=NullSpec(k=args.n_null, seed=args.seed, max_variants=1),
                               settings=gen, n_boot=200, max_front=args.max_front)
     t_search = time.perf_counter() - t
@@ -94,7 +111,7 @@ def run_world(name: str, args: argparse.Namespace) -> dict[str, Any]:
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="kernel weight")
-        for k in _grid(handle.n_layers):
+        for k in _grid(handle.n_layers, base_kernel):
             s = kernel_point(handle, dirs, k, base, means=ml, settings=gen)
             grid.append({"direction_index": k.direction_index,
                          "attention": k.attention.max_weight, "mlp": k.mlp.max_weight,
@@ -104,7 +121,8 @@ def run_world(name: str, args: argparse.Namespace) -> dict[str, Any]:
     fp = [(float(r.refusals), float(r.kl)) for r in res.table[res.table.pareto].itertuples()]
     gp = [(float(g["refusals"]), float(g["kl"])) for g in grid]
     return {
-        "world": name, "model": handle.model_id, "n_layers": handle.n_layers,
+        "world": name, "space": args.space, "mode": base_kernel.to_dict(),
+        "model": handle.model_id, "n_layers": handle.n_layers,
         "n_test": len(test_h), "base_refusals": res.base_refusals,
         "seconds": {"load": t_load, "directions": t_dirs, "search": t_search, "grid": t_grid,
                     "per_trial_mean": float(res.table.seconds.mean()),
@@ -120,7 +138,9 @@ def run_world(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print(r: dict[str, Any]) -> None:
-    print(f"\n=== {r['world']}: {r['model']} ({r['n_layers']} blocks), base "
+    m = r["mode"]
+    print(f"\n=== {r['world']} ({r['space']} space; {m['norm']}, projected {m['projected']}, "
+          f"embeddings {m['embeddings']}): {r['model']} ({r['n_layers']} blocks), base "
           f"{r['base_refusals']}/{r['n_test']} refused")
     s = r["seconds"]
     print(f"seconds: load {s['load']:.0f}, directions {s['directions']:.1f}, search "
@@ -152,6 +172,14 @@ def main() -> None:
     ap.add_argument("--n-null", type=int, default=8)
     ap.add_argument("--max-front", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=12)
+    ap.add_argument("--space", default="heretic", choices=sorted(SPACES),
+                    help="search ranges: heretic's (late layers) or every layer")
+    ap.add_argument("--norm", default="rows-renormalized",
+                    choices=("plain", "rows-renormalized", "rows-prescaled",
+                             "columns-renormalized"))
+    ap.add_argument("--projected", default="none",
+                    choices=("none", "harmless-own-slot", "harmless-block-input"))
+    ap.add_argument("--embeddings", action="store_true", help="also edit the embeddings")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)

@@ -46,7 +46,8 @@ The three row-wise edits are left multiplications ``W ← M W`` (biases ``b ← 
 mapping each writer's output ``y ↦ M y`` (:func:`kernel_hooks`) computes what the edited
 weights compute; the column-wise edit rescales input units (``W ← M W D``) and exists in
 weights only. The embeddings are left alone unless ``embeddings=True`` (then their rows lose
-the direction block 0 reads, plainly, with weight 1; heretic leaves them too).
+the direction block 0's writers lose, plainly, with weight 1 — so slot 0, zero for
+diff-in-means at a template token, is never read; heretic leaves the embeddings alone too).
 
 Example:
     >>> import torch
@@ -247,8 +248,9 @@ def _as_slots(x: Any, n_slots: int, d: int, what: str) -> Tensor:
 
 def block_directions(directions: Any, kernel: AbliterationKernel, n_layers: int,
                      harmless_means: Any = None) -> Tensor:
-    """``[L+1, d]`` unit directions: row 0 for the embeddings, row ``l + 1`` for block
-    ``l``'s writers (see the module docstring). Only the slots used must be non-zero.
+    """``[L+1, d]`` unit directions: row ``l + 1`` for block ``l``'s writers, row 0 for the
+    embeddings (= row 1 when they are edited, else zero; see the module docstring). Only the
+    slots used must be non-zero.
 
     Example:
         >>> e = torch.eye(3, dtype=torch.float64)
@@ -284,14 +286,14 @@ def block_directions(directions: Any, kernel: AbliterationKernel, n_layers: int,
         else:
             glob = _unit(torch.lerp(slot(lo), slot(lo + 1), frac), "the interpolated direction")
     out = torch.zeros(n_slots, d, dtype=torch.float64)
-    for l in range(-1, n_layers):  # -1: the embeddings
-        if l == -1 and not kernel.embeddings:
-            continue
-        v = glob if x is not None else slot(l + 1 if l >= 0 else 0)
+    for l in range(n_layers):
+        v = glob if x is not None else slot(l + 1)
         if kernel.projected == "harmless-block-input":
             assert means is not None
-            v = _unit(_orth(v, means[max(l, 0)]), f"the projected direction of block {l}")
+            v = _unit(_orth(v, means[l]), f"the projected direction of block {l}")
         out[l + 1] = v
+    if kernel.embeddings:  # the embeddings lose what block 0's writers lose
+        out[0] = out[1]
     return out
 
 

@@ -221,8 +221,10 @@ def test_an_unused_zero_slot_is_accepted() -> None:
     abliterated_copy(h, b, AbliterationKernel())
     with pytest.raises(SafetyGeoError, match="zero norm"):
         ablated_copy(h, b, per_layer=True)  # slot 0 edits the embeddings
+    dirs = block_directions(b, AbliterationKernel(embeddings=True), 3)
+    torch.testing.assert_close(dirs[0], dirs[1])  # the embeddings lose block 0's direction
     with pytest.raises(SafetyGeoError, match="slot 0"):
-        block_directions(b, AbliterationKernel(embeddings=True), 3)
+        block_directions(b, AbliterationKernel(direction_index=0.0), 3)
 
 
 def test_projected_modes_need_harmless_means_and_abliterate_in_place() -> None:
