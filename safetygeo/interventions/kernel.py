@@ -338,7 +338,32 @@ def edit_matrix(w_rows: Tensor, direction: Tensor, weight: float,
     r = direction.to(w_rows.device, torch.float64)
     if norm == "columns-renormalized":
         return _columns(w_rows, r, weight)
-    return _row_map(w_rows, r, weight, norm) @ w_rows.double()
+    return _rank_one(w_rows.double(), r, weight, norm)[0]
+
+
+def _rank_one(w: Tensor, r: Tensor, weight: float, norm: str,
+              vec: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """The row-wise edit of ``w`` (``[d, in]``) in ``O(d·in)`` (no ``d × d`` matrix), and the
+    same map ``M`` applied to a vector ``vec`` (a bias): ``(M w, M vec)``."""
+    if norm == "plain":
+        new = w - weight * torch.outer(r, r @ w)
+        mv = None if vec is None else vec - weight * (r @ vec) * r
+        return new, mv
+    n = w.norm(dim=1)
+    inv = torch.where(n > 0, 1.0 / n.clamp(min=_TINY), torch.zeros_like(n))
+    wn = w * inv[:, None]
+    if norm == "rows-prescaled":
+        new = w - weight * torch.outer(n * r, r @ wn)
+        mv = None if vec is None else vec - weight * (r @ (vec * inv)) * (n * r)
+        return new, mv
+    edited = wn - weight * torch.outer(r, r @ wn)
+    en = edited.norm(dim=1)
+    gain = torch.where(en > 0, n / en.clamp(min=_TINY), torch.zeros_like(en))
+    mv = None
+    if vec is not None:
+        vi = vec * inv
+        mv = gain * (vi - weight * (r @ vi) * r)
+    return edited * gain[:, None], mv
 
 
 # ----------------------------------------------------------------------------- models
@@ -378,14 +403,14 @@ def _edit_layer(layer: nn.Module, r: Tensor, w: float, norm: NormMode) -> None:
     rows = _rows(layer)
     r = r.to(rows.device, torch.float64)
     bias = getattr(layer, "bias", None)
+    b = None if bias is None else bias.detach().to(rows.device, torch.float64)
     if norm == "columns-renormalized":
         new = _columns(rows, r, w)
-        m = torch.eye(len(r), dtype=torch.float64, device=rows.device) - w * torch.outer(r, r)
+        nb = None if b is None else _rank_one(rows.double(), r, w, "plain", b)[1]
     else:
-        m = _row_map(rows, r, w, norm)
-        new = m @ rows.double()
-    if bias is not None:
-        bias.copy_((m.to(bias.device) @ bias.double()).to(bias.dtype))
+        new, nb = _rank_one(rows.double(), r, w, norm, b)
+    if bias is not None and nb is not None:
+        bias.copy_(nb.to(bias.device, bias.dtype))
     rows.copy_(new.to(rows.dtype))
 
 
