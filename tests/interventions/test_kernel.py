@@ -23,6 +23,7 @@ from safetygeo.interventions.kernel import (
     kernel_hooks,
 )
 from safetygeo.interventions.orthogonalize import orthogonalized_copy
+from safetygeo.interventions.subspace import ablate_subspace, mpoa_ablate
 from safetygeo.interventions.subspace_weights import ablated_copy
 from safetygeo.models import load_model
 from tests.conftest import PROMPTS, tiny_handle
@@ -218,6 +219,9 @@ def test_an_unused_zero_slot_is_accepted() -> None:
     b = torch.randn(4, h.d_model)
     b[0] = 0  # diff-in-means at the last template token: the embeddings are all equal there
     ablated_copy(h, b, per_layer=True, layers=[0, 1, 2])  # slot 0 unused
+    with ablate_subspace(h, b, per_layer=True, layers=[0, 1, 2]), \
+            mpoa_ablate(h, b, per_layer=True, layers=[1, 2]):
+        last_logprobs(h, PROMPTS[:1], progress=False)
     abliterated_copy(h, b, AbliterationKernel())
     with pytest.raises(SafetyGeoError, match="zero norm"):
         ablated_copy(h, b, per_layer=True)  # slot 0 edits the embeddings
