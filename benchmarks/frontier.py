@@ -42,6 +42,7 @@ def _finders(handle: Any, splits: dict, layer: int, pos: str, ref: torch.Tensor,
         repind_direction,
         representational_independence,
     )
+    from safetygeo.interventions.nulls import NullSpec
 
     tr_h, tr_l = splits["harmful"]["train"], splits["harmless"]["train"]
     costs: list[dict[str, Any]] = []
@@ -77,9 +78,10 @@ def _finders(handle: Any, splits: dict, layer: int, pos: str, ref: torch.Tensor,
                   "best_step": ind.best_step, "target_seconds": ind.target_seconds})
     bases["repind"] = ind.basis
     test_h = splits["harmful"]["test"]
-    crit = representational_independence(handle, ind.direction, dim_unit, test_h, k_null=19)
+    crit = representational_independence(handle, ind.direction, dim_unit, test_h,
+                                         nulls=NullSpec(k=19))
     crit_dim_pca = representational_independence(handle, bases["pca"][1], dim_unit, test_h,
-                                                 k_null=19)
+                                                 nulls=NullSpec(k=19))
     out["repind"] = {"cos_with_dim": float(ind.direction @ dim_unit), **crit.to_row(),
                      "pca2_vs_dim": crit_dim_pca.to_row()}
     base_s = costs[0]["seconds"]

@@ -7,8 +7,10 @@ more likely than not starts a refusal).
 Refusal-start tokens are not hard-coded per model (refusal_direction #4): they are the
 first token of each refusal phrase as the tokenizer encodes it at the start of a reply,
 with and without a leading space (a whitespace-only or unknown first token is skipped:
-a phrase outside the vocabulary cannot start a refusal), deduplicated. The phrase list is overridable, and so
-are the token ids.
+a phrase outside the vocabulary cannot start a refusal), deduplicated. When no phrase starts
+with a known token (a lower-case word tokenizer), the lower-cased first words of the phrases
+are matched as string markers instead, with a warning naming the tokens used. The phrase
+list is overridable, and so are the token ids.
 
 Example:
     >>> import torch
@@ -19,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -145,10 +148,32 @@ def refusal_token_ids(
                     and cast(str, tokenizer.decode([toks[0]])).strip()):
                 ids.append(int(toks[0]))
     if not ids:
-        raise SafetyGeoError(
-            f"none of the refusal phrases {list(phrases)} starts with a known token of this "
-            "tokenizer; pass refusal phrases in its vocabulary (or explicit token ids)"
-        )
+        ids = _marker_ids(tokenizer, phrases)
+        if not ids:
+            raise SafetyGeoError(
+                f"none of the refusal phrases {list(phrases)} starts with a known token of "
+                "this tokenizer, not even lower-cased; pass refusal phrases in its vocabulary "
+                "(--refusal-phrase) or explicit token ids (--refusal-token)")
+        warnings.warn(
+            f"no refusal phrase starts with a token of this tokenizer as written; using the "
+            f"tokens of their lower-cased first words as markers: "
+            f"{tokenizer.convert_ids_to_tokens(ids)} (--refusal-phrase / --refusal-token "
+            "to choose)", stacklevel=2)
+    return ids
+
+
+def _marker_ids(tokenizer: PreTrainedTokenizerBase, phrases: Sequence[str]) -> list[int]:
+    """Fallback: tokens whose text is the lower-cased first word of a phrase (string-marker
+    matching at the first token, as marker-based refusal counters match case-insensitively)."""
+    ids: list[int] = []
+    unk = tokenizer.unk_token_id
+    for phrase in phrases:
+        word = phrase.split()[0].lower().rstrip("',.")
+        for text in (word, " " + word):
+            toks = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if (len(toks) >= 1 and toks[0] not in ids and toks[0] != unk
+                    and cast(str, tokenizer.decode([toks[0]])).strip().lower() == word):
+                ids.append(int(toks[0]))
     return ids
 
 

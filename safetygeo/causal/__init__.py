@@ -1,13 +1,15 @@
 """Causal analysis: carrier candidates and admissible selection, null-controlled intervention
 effects (logit and generation level), causal H/R coupling, resumable sweeps, direction
 finders beside diff-in-means (PCA, SOM, RDO, RCO, RepInd) and the refusals-vs-KL frontier
-with the minimal refusal dimension.
+with the minimal refusal dimension, and abliteration (held-out refusals/N @ KL of a kernel
+edit, the Optuna kernel search with random-direction nulls, shippable checkpoints).
 
 Every real-vs-null comparison here is a :class:`~safetygeo.results.NullComparison`; nulls
 are specified by :class:`~safetygeo.interventions.nulls.NullSpec`; refusal is scored with
 the carrier selection's :class:`~safetygeo.activations.refusal.RefusalScoring`.
 """
 
+from safetygeo.causal.abliteration import search_abliteration, write_checkpoint
 from safetygeo.causal.candidates import harmfulness_directions, refusal_directions
 from safetygeo.causal.carriers import (
     CarrierSelection,
@@ -48,5 +50,6 @@ __all__ = [
     "representational_independence",
     "causal_coupling", "generation_refusal_effect", "harmfulness_directions",
     "intervention_effect", "read_sweep", "readout", "refusal_baseline", "refusal_directions",
-    "run_sweep", "score_candidates", "select_refusal_carrier",
+    "run_sweep", "score_candidates", "search_abliteration", "select_refusal_carrier",
+    "write_checkpoint",
 ]

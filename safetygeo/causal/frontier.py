@@ -10,11 +10,17 @@ prompts,
 * ``kl`` — the first generated token's ``KL(base ‖ edited)`` (next-token distribution at the
   last prompt position), averaged over harmless prompts, with its bootstrap CI.
 
-**Nulls**: the same edit with the refusal subspace replaced by ``K`` Haar-random subspaces of
-the same dimension (:func:`~safetygeo.geometry.cones.random_subspaces`; for additions,
-random vectors of the same norm; biprojected edits biproject the random bases the same
-way), evaluated as batch variants. ``refusals_null`` (one-sided *less*: does the edit remove
-more refusals than a random subspace of its size?) and ``kl_null`` (two-sided) are
+**Nulls**: every edit is an intervention value
+(:class:`~safetygeo.interventions.edits.WindowAblation`,
+:class:`~safetygeo.interventions.edits.MagnitudePreservingAblation`,
+:class:`~safetygeo.interventions.intervention.DirectionAddition`,
+:class:`~safetygeo.interventions.edits.KernelAbliteration`, ...) that draws its own matched
+nulls — Haar-random subspaces of the same dimension (biprojected the same way), random
+vectors of the same norm, random directions under the same kernel — and every point goes
+through :func:`~safetygeo.interventions.nulls.run_null_test` with the one
+:class:`~safetygeo.interventions.nulls.NullSpec` (fixed K, or sequential: a point stops
+drawing nulls once both tests are settled). ``refusals_null`` (one-sided *less*: does the
+edit remove more refusals than its nulls?) and ``kl_null`` (two-sided) are
 :class:`~safetygeo.results.NullComparison`\\ s.
 
 **Edits** (:class:`SubspaceEdit`): ablate the span of ``k`` directions (``mode`` ``project``
@@ -51,7 +57,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -66,15 +72,9 @@ from safetygeo.behavior.classify import classify_refusal
 from safetygeo.behavior.generate import GenerationSettings, generate_variants
 from safetygeo.behavior.metrics import mean_score, refused_indicator
 from safetygeo.errors import ArtifactError, SafetyGeoError
-from safetygeo.geometry.cones import random_subspaces
-from safetygeo.interventions.hooks import add
-from safetygeo.interventions.nulls import NullSpec, random_directions
-from safetygeo.interventions.subspace import (
-    ablate_subspace,
-    as_bases,
-    biprojected_bases,
-    mpoa_ablate,
-)
+from safetygeo.interventions.edits import MagnitudePreservingAblation, WindowAblation
+from safetygeo.interventions.intervention import DirectionAddition, Intervention
+from safetygeo.interventions.nulls import NullSpec, check_spec, run_null_test
 from safetygeo.models.handle import ModelHandle
 from safetygeo.results import Estimate, NullComparison
 
@@ -82,8 +82,9 @@ __all__ = ["EDIT_MODES", "FrontierBaseline", "FrontierPoint", "RefusalDimension"
            "frontier_baseline", "frontier_point", "load_refusal_dimension",
            "min_refusal_dimension", "pareto_front", "refusal_frontier", "save_refusal_dimension"]
 
-EditMode = Literal["project", "norm_preserving", "biprojected", "mpoa", "add"]
-EDIT_MODES: tuple[str, ...] = ("project", "norm_preserving", "biprojected", "mpoa", "add")
+EditMode = Literal["project", "norm_preserving", "biprojected", "mpoa", "biprojected+mpoa", "add"]
+EDIT_MODES: tuple[str, ...] = ("project", "norm_preserving", "biprojected", "mpoa",
+                               "biprojected+mpoa", "add")
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ class SubspaceEdit:
         mode: ``project`` (writes, weight-equivalent), ``norm_preserving`` (residual rescaled
             to its norm), ``biprojected`` (the basis minus each layer's harmless-mean
             direction; needs ``harmless_means``), ``mpoa`` (magnitude-preserving rows,
-            heretic's default; no batching of nulls — slower), or ``add``.
+            heretic's ``row_normalization="full"`` at a constant weight; one variant per pass — slower),
+            ``biprojected+mpoa`` (both: heretic's default combination), or ``add``.
         strength: ablation strength in ``[0, 1]``; for ``add`` the multiple ``α`` of the vector.
         layers: the blocks (``project``/``biprojected``/``mpoa``) or layer inputs
             (``norm_preserving``) edited; ``None`` = all. For ``add``: ``(layer,)``.
@@ -114,7 +116,7 @@ class SubspaceEdit:
     def __post_init__(self) -> None:
         if self.mode not in EDIT_MODES:
             raise SafetyGeoError(f"mode must be one of {EDIT_MODES}, got {self.mode!r}")
-        if self.mode == "biprojected" and self.harmless_means is None:
+        if self.mode.startswith("biprojected") and self.harmless_means is None:
             raise SafetyGeoError("a biprojected edit needs the harmless means per layer")
         if self.mode == "add" and (self.layers is None or len(self.layers) != 1):
             raise SafetyGeoError("an addition needs exactly one layer: layers=(l,)")
@@ -124,6 +126,10 @@ class SubspaceEdit:
     @property
     def k(self) -> int:
         return 1 if self.mode == "add" or self.basis.ndim == 1 else int(self.basis.shape[0])
+
+    def intervention(self) -> Intervention:
+        """The intervention value this edit is (:data:`EDIT_INTERVENTIONS`)."""
+        return EDIT_INTERVENTIONS[self.mode](self)
 
     def describe(self) -> dict[str, Any]:
         return {"edit": self.name, "mode": self.mode, "k": self.k, "strength": self.strength,
@@ -195,38 +201,37 @@ def frontier_baseline(handle: ModelHandle, harmful: Sequence[str], harmless: Seq
     return FrontierBaseline(harmful, harmless, lp, refused_indicator(gen.completions, classifier))
 
 
-def _variants(edit: SubspaceEdit, handle: ModelHandle, k_null: int, seed: int) -> Tensor:
-    d = handle.d_model
-    if edit.mode == "add":
-        real = torch.as_tensor(edit.basis).detach().double().reshape(-1)
-        nulls = random_directions(k_null, d, seed=seed, norm=float(real.norm()))
-        return torch.cat([real[None], nulls])
-    real = as_bases(edit.basis, d)[0]
-    nulls = random_subspaces(k_null, real.shape[0], d, seed=seed)
-    allb = torch.cat([real[None], nulls])
-    if edit.mode == "biprojected":
-        assert edit.harmless_means is not None
-        allb = torch.stack([biprojected_bases(b, edit.harmless_means) for b in allb])
-    return allb
+def _bits(edit: SubspaceEdit) -> dict[str, Any]:
+    return {"basis": edit.basis, "strength": edit.strength, "layers": edit.layers}
 
 
-def _context(handle: ModelHandle, edit: SubspaceEdit, chunk: Tensor) -> Any:
-    if edit.mode == "add":
-        assert edit.layers is not None
-        return add(handle, chunk, edit.layers[0], edit.strength)
-    if edit.mode == "mpoa":
-        return mpoa_ablate(handle, chunk[0], strength=edit.strength, layers=edit.layers)
-    if edit.mode == "biprojected":
-        return ablate_subspace(handle, chunk, strength=edit.strength, layers=edit.layers,
-                               per_layer=True)
-    mode: Any = edit.mode
-    return ablate_subspace(handle, chunk, mode=mode, strength=edit.strength, layers=edit.layers)
+#: How each ``SubspaceEdit.mode`` becomes an intervention value (one entry per mode).
+EDIT_INTERVENTIONS: dict[str, Callable[[SubspaceEdit], Intervention]] = {
+    "project": lambda e: WindowAblation(**_bits(e), mode="project"),
+    "norm_preserving": lambda e: WindowAblation(**_bits(e), mode="norm_preserving"),
+    "biprojected": lambda e: WindowAblation(**_bits(e), harmless_means=e.harmless_means),
+    "mpoa": lambda e: MagnitudePreservingAblation(**_bits(e)),
+    "biprojected+mpoa": lambda e: MagnitudePreservingAblation(**_bits(e),
+                                                              harmless_means=e.harmless_means),
+    "add": lambda e: DirectionAddition(torch.as_tensor(e.basis).double().reshape(-1),
+                                       layer=(e.layers or (None,))[0], alpha=e.strength),
+}
+
+
+def _describe(edit: SubspaceEdit | Intervention) -> dict[str, Any]:
+    describe = getattr(edit, "describe", None)
+    if callable(describe):
+        return cast(dict[str, Any], describe())
+    iv = cast(Intervention, edit)
+    cols = iv.columns()
+    return {"edit": iv.op, "mode": iv.op, "k": 1, "strength": cols["alpha"],
+            "layers": "all" if cols["layer"] != cols["layer"] else str(int(cols["layer"]))}
 
 
 @torch.no_grad()
 def frontier_point(
     handle: ModelHandle,
-    edit: SubspaceEdit,
+    edit: SubspaceEdit | Intervention,
     harmful: Sequence[str],
     harmless: Sequence[str],
     *,
@@ -238,45 +243,57 @@ def frontier_point(
     baseline: FrontierBaseline | None = None,
 ) -> FrontierPoint:
     """Refusals (of ``harmful``) and first-token KL (on ``harmless``) under ``edit``, next
-    to ``nulls.k`` matched random subspaces (see the module docstring).
+    to its matched nulls (see the module docstring).
 
     Args:
-        nulls: number of random subspaces, seed, and how many ride along the batch per pass.
+        edit: a :class:`SubspaceEdit` or any intervention value (e.g.
+            :class:`~safetygeo.interventions.edits.KernelAbliteration`); its nulls are its own
+            (:meth:`~safetygeo.interventions.intervention.Intervention.variants`).
+        nulls: K (or a sequential rule: the point stops drawing nulls once both tests are
+            settled), seed, and how many variants ride along the batch per pass (edits with
+            ``one_variant_per_pass`` run one at a time).
         settings: decoding of the refusal generations (greedy by default).
         classifier: ``completion -> label`` (ours by default).
         baseline: precomputed :func:`frontier_baseline` for the same prompts.
     """
     base = baseline or frontier_baseline(handle, harmful, harmless, settings=settings,
                                          classifier=classifier, batch_size=batch_size)
-    variants = _variants(edit, handle, nulls.k, nulls.seed)
-    n_v = len(variants)
-    refused = np.empty((n_v, len(base.harmful)))
-    kl = np.empty((n_v, len(base.harmless)))
-    step = 1 if edit.mode == "mpoa" else nulls.max_variants
+    iv = edit.intervention() if isinstance(edit, SubspaceEdit) else edit
+    stack = iv.variants(handle, check_spec(nulls))
+    step = 1 if getattr(iv, "one_variant_per_pass", False) else stack.nulls.max_variants
     blp = base.lp_harmless
-    for start in range(0, n_v, step):
-        chunk = variants[start:start + step]
-        v = len(chunk)
-        with _context(handle, edit, chunk):
-            gens = generate_variants(handle, base.harmful, v, settings, batch_size=batch_size,
-                                     progress=False)
-            lp = last_logprobs(handle, base.harmless, batch_size=batch_size, repeat=v,
-                               fan_out_layer=edit.layers[0] if edit.mode == "add" and edit.layers else None,
-                               progress=False).double().reshape(v, len(base.harmless), -1)
-        for j, g in enumerate(gens):
-            refused[start + j] = refused_indicator(g.completions, classifier)
-        kl[start:start + v] = kl_from_logprobs(blp, lp).numpy()
+    first: dict[str, np.ndarray] = {}
+
+    def evaluate(idx: list[int]) -> np.ndarray:
+        out = np.empty((len(idx), 2))
+        for start in range(0, len(idx), step):
+            chunk = idx[start:start + step]
+            v = len(chunk)
+            with stack.apply(chunk):
+                gens = generate_variants(handle, base.harmful, v, settings,
+                                         batch_size=batch_size, progress=False)
+                lp = last_logprobs(handle, base.harmless, batch_size=batch_size, repeat=v,
+                                   fan_out_layer=stack.fan_out_layer,
+                                   progress=False).double().reshape(v, len(base.harmless), -1)
+            kl = kl_from_logprobs(blp, lp).numpy()
+            for j, g in enumerate(gens):
+                refused = refused_indicator(g.completions, classifier)
+                if chunk[j] == 0:
+                    first["refused"], first["kl"] = refused, kl[j]
+                out[start + j] = refused.sum(), kl[j].mean()
+        return out
+
+    draws = run_null_test(stack.nulls, evaluate, [("refusals", "less"),
+                                                  ("first_token_kl", "two-sided")])
     n_h = len(base.harmful)
-    counts = refused.sum(1)
-    refusals = mean_score(refused[0] * n_h, metric="refusals", n_boot=n_boot, seed=nulls.seed)
-    kl_est = mean_score(kl[0], metric="first_token_kl", n_boot=n_boot, seed=nulls.seed)
-    kl_means = kl.mean(1)
+    refusals = mean_score(first["refused"] * n_h, metric="refusals", n_boot=n_boot,
+                          seed=stack.nulls.seed)
+    kl_est = mean_score(first["kl"], metric="first_token_kl", n_boot=n_boot,
+                        seed=stack.nulls.seed)
     return FrontierPoint(
-        edit=edit.describe(), refusals=refusals, kl=kl_est,
-        refusals_null=NullComparison.from_null("refusals", float(counts[0]), counts[1:], "less",
-                                               ci_low=refusals.ci_low, ci_high=refusals.ci_high),
-        kl_null=NullComparison.from_null("first_token_kl", float(kl_means[0]), kl_means[1:],
-                                         "two-sided", ci_low=kl_est.ci_low, ci_high=kl_est.ci_high),
+        edit=_describe(edit), refusals=refusals, kl=kl_est,
+        refusals_null=draws.comparison(0, ci_low=refusals.ci_low, ci_high=refusals.ci_high),
+        kl_null=draws.comparison(1, ci_low=kl_est.ci_low, ci_high=kl_est.ci_high),
         base_refusals=float(base.refused.sum()), n_harmful=n_h, n_harmless=len(base.harmless))
 
 
@@ -335,7 +352,7 @@ def refusal_frontier(
     for name, k, s, w, m in tqdm(cells, desc="frontier", disable=not progress):
         b = bases[name] if bases[name].ndim == 2 else bases[name][None]
         edit = SubspaceEdit(b[:k], mode=m, strength=s, layers=w, name=name,
-                            harmless_means=harmless_means if m == "biprojected" else None)
+                            harmless_means=harmless_means if m.startswith("biprojected") else None)
         rows.append(frontier_point(handle, edit, harmful, harmless, nulls=nulls,
                                    settings=settings, classifier=classifier, n_boot=n_boot,
                                    batch_size=batch_size, baseline=base).to_row())
@@ -438,9 +455,9 @@ def min_refusal_dimension(
     k_max = positive_int(k_max, "k_max")
     if not 0 <= target < 1 or not 0 < alpha <= 1:
         raise SafetyGeoError(f"target must lie in [0, 1) and alpha in (0, 1], got {target}, {alpha}")
-    if 1 / (nulls.k + 1) > alpha:
-        raise SafetyGeoError(f"with K = {nulls.k} random subspaces the smallest p-value is "
-                             f"1/(K+1) = {1 / (nulls.k + 1):.3g} > alpha = {alpha}; use "
+    if 1 / (nulls.n_max + 1) > alpha:
+        raise SafetyGeoError(f"with K = {nulls.n_max} random subspaces the smallest p-value is "
+                             f"1/(K+1) = {1 / (nulls.n_max + 1):.3g} > alpha = {alpha}; use "
                              f"K >= {math.ceil(1 / alpha) - 1}")
     if basis is None:
         if fit_harmful is None or fit_harmless is None or layer is None:
@@ -461,7 +478,7 @@ def min_refusal_dimension(
         source = {"finder": "given"}
     ordered = ordered[:k_max]
     means = None
-    if mode == "biprojected":
+    if mode.startswith("biprojected"):
         from safetygeo.activations.extract import extract_activations
 
         st = extract_activations(handle, list(fit_harmless) if fit_harmless else harmless,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
@@ -17,7 +18,7 @@ from torch import Tensor
 from safetygeo._validate import prompt_list
 from safetygeo.activations.logits import encode_checked, pad_id_of
 from safetygeo.data.records import pad_right
-from safetygeo.interventions.nulls import random_directions
+from safetygeo.interventions.nulls import NullSpec, check_spec, run_null_test, sphere_or_covariance
 from safetygeo.interventions.subspace import ablate_subspace
 from safetygeo.models.handle import ModelHandle
 from safetygeo.models.hooks import hidden_from_inputs, resid_module
@@ -129,29 +130,39 @@ def _mutual_shifts(handle: ModelHandle, batch: dict[str, Tensor], u: Tensor, v: 
 @torch.no_grad()
 def representational_independence(
     handle: ModelHandle, a: Tensor, b: Tensor, prompts: Sequence[str], *,
-    layers: Sequence[int] | None = None, k_null: int = 16, seed: int = 0,
+    layers: Sequence[int] | None = None, nulls: NullSpec = NullSpec(k=16),
 ) -> RepIndResult:
     """The paper's RepInd criterion for ``a`` and ``b`` on ``prompts`` (e.g. harmful ones).
 
     Args:
         a, b: directions (raw; normalized here).
         layers: the layers whose input residual is compared (default ``0..L``).
-        k_null: random directions the score of ``a`` is compared against.
+        nulls: the random directions ``b`` is replaced by (``K``, seed, ``kind``; a
+            sequential spec stops once the test is settled), through
+            :func:`~safetygeo.interventions.nulls.run_null_test`.
     """
     prompts = prompt_list(prompts)
+    nulls = check_spec(nulls)
     layer_list = list(handle.check_layers("all" if layers is None else list(layers)))
     ua = a.detach().double().cpu() / a.norm()
     ub = b.detach().double().cpu() / b.norm()
     batch = prompt_batch(handle, prompts, handle.device)
-    d_b, d_a = _mutual_shifts(handle, batch, ua, ub, layer_list)
-    score = float(d_b.mean() + d_a.mean())
-    nulls = random_directions(k_null, handle.d_model, seed=seed)
-    null_scores = []
-    for r in nulls:
-        x1, x2 = _mutual_shifts(handle, batch, ua, r, layer_list)
-        null_scores.append(float(x1.mean() + x2.mean()))
+    variants = torch.cat([ub[None], sphere_or_covariance(nulls, ub)])
+    real: dict[str, Tensor] = {}
+
+    def evaluate(idx: list[int]) -> np.ndarray:
+        out = []
+        for i in idx:
+            x1, x2 = _mutual_shifts(handle, batch, ua, variants[i], layer_list)
+            if i == 0:
+                real["d_b"], real["d_a"] = x1, x2
+            out.append([float(x1.mean() + x2.mean())])
+        return np.asarray(out)
+
+    draws = run_null_test(nulls, evaluate, [("repind_score", "greater")])
+    d_b, d_a = real["d_b"], real["d_a"]
     per_layer = pd.DataFrame({"layer": layer_list,
                               "d_cos_b_when_a_ablated": d_b.mean(0).sqrt().numpy(),
                               "d_cos_a_when_b_ablated": d_a.mean(0).sqrt().numpy()})
-    null = NullComparison.from_null("repind_score", score, null_scores, "greater")
-    return RepIndResult(score, per_layer, null, float(ua @ ub))
+    return RepIndResult(float(draws.values[0, 0]), per_layer, draws.comparison(0),
+                        float(ua @ ub))

@@ -3,7 +3,7 @@
 ``safetygeo VERB MODEL --set ROLE=SPEC [options]`` — see :mod:`safetygeo.cli.common` for
 the shared options and rules. Commands (one module each): ``inspect``, ``make-tiny``,
 ``version`` (:mod:`.models`), ``extract``, ``select-carrier``, ``sweep``,
-``measure-frontier``, ``evaluate``, ``attack-gcg``, ``train``, ``evaluate-defenses`` (:mod:`.defenses`), ``demo``,
+``measure-frontier``, ``abliterate``, ``search-abliteration`` (:mod:`.abliterate`), ``evaluate``, ``attack-gcg``, ``train``, ``evaluate-defenses`` (:mod:`.defenses`), ``demo``,
 ``compare-gradients``, ``measure-g-effect`` (:mod:`.gradients`), ``report`` (batch reports
 across training trajectories).
 
@@ -15,6 +15,7 @@ Example (shell)::
 """
 
 from safetygeo.cli import (  # noqa: F401  (importing registers the commands, in help order)
+    abliterate,
     attack,
     carriers,
     defenses,

@@ -32,7 +32,7 @@ from safetygeo.cli.common import (
 CarriersDir = Annotated[Path, typer.Option("--carriers", "-c", help="Folder written by "
                                            "`safetygeo select-carrier`.", show_default=False)]
 FINDER_NAMES = ("diff-in-means", "pca", "som", "rdo", "rco")
-MODES = ("project", "norm_preserving", "biprojected", "mpoa")
+MODES = ("project", "norm_preserving", "biprojected", "mpoa", "biprojected+mpoa")
 ROLES = ("harmful", "harmless", "fit.harmful", "fit.harmless")
 
 
@@ -99,9 +99,14 @@ def measure_frontier(
                                                "each finder), e.g. 1,2,3.")] = "1,2",
     strengths: Annotated[str, typer.Option(help="Ablation strengths in [0, 1].")] = "1.0",
     modes: Annotated[str, typer.Option(help="Comma list of project, norm_preserving, "
-                                            "biprojected, mpoa.")] = "project",
+                                            "biprojected, mpoa, biprojected+mpoa (both "
+                                            "combined).")] = "project",
     layers: Annotated[str, typer.Option(help="Blocks whose writes are ablated: all, 0-3.")] = "all",
-    n_null: Annotated[int, typer.Option(min=1, help="Random subspaces per point (K).")] = 16,
+    n_null: Annotated[int, typer.Option(min=1, help="Random subspaces per point (K; with "
+                                                    "--sequential the most drawn).")] = 16,
+    sequential: Annotated[bool, typer.Option(
+        "--sequential/--fixed", help="Sequential null tests (Besag–Clifford: a point stops "
+        "drawing nulls once refusals and KL are both settled).")] = False,
     seed: Annotated[int, typer.Option(help="Null and finder seed.")] = 0,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per generation.")] = 16,
     rdo_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps of RDO / RCO.")] = 150,
@@ -153,12 +158,14 @@ def measure_frontier(
     if needs_fit and len(fit) != 2:
         raise typer.BadParameter("pca / som / rdo / rco and --min-dimension fit directions on "
                                  "--set fit.harmful=SPEC --set fit.harmless=SPEC", param_hint="--set")
-    if "biprojected" in mode_list and "harmless" not in fit:
+    biprojected = any(m.startswith("biprojected") for m in mode_list)
+    if biprojected and "harmless" not in fit:
         raise typer.BadParameter("biprojected mode needs fit.harmless (its harmless means)",
                                  param_hint="--set")
     harmful, harmless = list(named["harmful"].prompts), list(named["harmless"].prompts)
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
-    nulls = NullSpec(k=n_null, seed=seed, max_variants=max_variants)
+    nulls = (NullSpec.sequential(k_max=n_null, seed=seed, max_variants=max_variants, tail=False)
+             if sequential else NullSpec(k=n_null, seed=seed, max_variants=max_variants))
     with guarded():
         h = load_handle(model, model_opts)
         d_sel = sel.directions.vectors.shape[-1]  # type: ignore[attr-defined]
@@ -168,7 +175,7 @@ def measure_frontier(
         out.mkdir(parents=True, exist_ok=True)
         bases = _bases(h, sel, finder_list, max(ks), fit, rdo_steps, seed, batch_size)
         means = None
-        if "biprojected" in mode_list:
+        if biprojected:
             from safetygeo.activations.extract import extract_activations
 
             means = extract_activations(h, fit["harmless"], positions="last",

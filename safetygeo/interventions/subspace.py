@@ -19,15 +19,21 @@ Ablation of a subspace with orthonormal basis ``B`` (``[k, d]``) and projector
   token, i.e. the subspace is removed and the residual rescaled to its original norm.
   With ``s = 1`` and no rescaling this would again be the plain ablation; the rescaling is
   a per-token non-linearity, so there is **no** exact weight version of it. The weight-space
-  norm-preserving edit users run (heretic's "magnitude-preserving orthogonal ablation",
-  after grimjim's norm-preserving abliteration: each weight row keeps its norm) is
-  :func:`mpoa_ablate` here and ``ablated_copy(..., norm_preserving=True)`` in weights;
-  those two are equal.
-* **biprojected** (grimjim / heretic's "projected abliteration") — not a mode but a basis:
-  :func:`biprojected_bases` removes from the refusal directions their component along the
-  *harmless mean* of each layer, giving one basis per layer ``[L+1, k, d]``; pass it with
-  ``per_layer=True`` (the writes of block ``l`` use basis ``l + 1``, the embeddings basis
-  ``0``, the input of layer ``l`` basis ``l``).
+  row-wise norm-preserving weight edit (heretic's ``row_normalization="full"``: each weight
+  row keeps its norm) is :func:`mpoa_ablate` here and ``ablated_copy(...,
+  norm_preserving=True)`` in weights; those two are equal. grimjim's norm-preserving
+  abliteration is a different, *column-wise* edit (each column one hidden unit writes keeps
+  its norm): ``norm="columns-renormalized"`` in :mod:`safetygeo.interventions.kernel`, which
+  also has heretic's ``"pre"`` mode and the layer kernel.
+* **biprojected** — not a mode but a basis: :func:`biprojected_bases` removes from the
+  refusal directions their component along the *harmless mean* of each layer, giving one
+  basis per layer ``[L+1, k, d]``; pass it with ``per_layer=True`` (the writes of block ``l``
+  use basis ``l + 1``, i.e. the harmless mean at the *output* of block ``l``; the
+  embeddings basis ``0``, the input of layer ``l`` basis ``l``). This is heretic's
+  projected direction in its per-layer scope only; heretic's global scope (the mean at the
+  direction's own layer, one vector for all blocks) and grimjim's (the mean at the *input*
+  of block ``l``) are ``projected="harmless-own-slot"`` / ``"harmless-block-input"`` in
+  :mod:`safetygeo.interventions.kernel`.
 
 Variants: ``basis`` ``[v, k, d]`` (or ``[v, L+1, k, d]`` per layer) applies ``v`` subspaces
 to ``v`` consecutive groups of the batch (the layout of
@@ -75,7 +81,7 @@ from safetygeo.models.handle import ModelHandle
 from safetygeo.models.hooks import resid_module
 
 __all__ = ["AblationMode", "ABLATION_MODES", "ablate_subspace", "add_vector", "as_bases",
-           "biprojected_bases", "embedding_modules", "matched_subspace_variants", "mpoa_ablate",
+           "biprojected_bases", "embedding_modules", "fill_unused_slots", "matched_subspace_variants", "mpoa_ablate",
            "mpoa_matrix", "output_projection", "project_out_basis"]
 
 AblationMode = Literal["project", "norm_preserving"]
@@ -135,6 +141,33 @@ def as_bases(basis: Any, d_model: int, *, differentiable: bool = False,
         raise SafetyGeoError("basis directions are linearly dependent (rank < k)")
     q = q * torch.sign(diag.detach())[:, None, :]
     return q.transpose(1, 2).reshape(b.shape)
+
+
+def fill_unused_slots(basis: Any, used: Sequence[int]) -> Any:
+    """A per-layer basis (``[n, d]``, ``[n, k, d]`` or ``[v, n, k, d]``) whose slots outside
+    ``used`` that are zero are filled with the first used slot (they are never applied), so
+    that e.g. diff-in-means at the last template token — whose slot 0 is zero, every prompt
+    embedding the same token there — can be ablated in a layer window. Anything else is
+    returned unchanged (validation happens in :func:`as_bases`).
+
+    Example:
+        >>> b = torch.stack([torch.zeros(3), torch.ones(3), torch.ones(3)])
+        >>> fill_unused_slots(b, [1, 2])[0].tolist()
+        [1.0, 1.0, 1.0]
+    """
+    if not torch.is_tensor(basis) or basis.ndim not in (2, 3, 4) or not used:
+        return basis
+    axis = 1 if basis.ndim == 4 else 0
+    n = basis.shape[axis]
+    keep = sorted({int(u) for u in used if 0 <= int(u) < n})
+    if not keep:
+        return basis
+    b = basis.clone()
+    view = b if axis == 0 else b.transpose(0, 1)
+    for slot in range(n):
+        if slot not in keep and bool((view[slot].detach().abs().amax() == 0).all()):
+            view[slot] = view[keep[0]]
+    return b
 
 
 def biprojected_bases(basis: Any, harmless_means: Any) -> Float[Tensor, "n k d"]:
@@ -224,6 +257,15 @@ def _check_layers(handle: ModelHandle, layers: Sequence[int] | None, top: int) -
     return out
 
 
+def _used_slots(handle: ModelHandle, layers: Sequence[int] | None, mode: str) -> list[int]:
+    """The per-layer basis slots an ablation reads: the layer inputs for
+    ``norm_preserving``; else slot 0 (embeddings, only with all layers) and ``l + 1`` per block."""
+    if mode == "norm_preserving":
+        return _check_layers(handle, layers, handle.n_layers)
+    blocks = _check_layers(handle, layers, handle.n_layers - 1)
+    return ([0] if layers is None else []) + [l + 1 for l in blocks]
+
+
 def _strength(strength: float | Tensor) -> float | Tensor:
     if torch.is_tensor(strength):
         return strength
@@ -265,6 +307,8 @@ def ablate_subspace(
     if mode not in ABLATION_MODES:
         raise SafetyGeoError(f"mode must be one of {ABLATION_MODES}, got {mode!r}")
     n_slots = handle.n_layers + 1
+    if per_layer:
+        basis = fill_unused_slots(basis, _used_slots(handle, layers, mode))
     bases = as_bases(basis, handle.d_model, differentiable=differentiable,
                      per_layer=n_slots if per_layer else None)
     s = _strength(strength)
@@ -327,8 +371,8 @@ def mpoa_matrix(weight_rows: Tensor, basis: Tensor, strength: float = 1.0) -> Te
 
     ``W`` is ``[d, in]`` (one row per residual coordinate). Rows are normalized, the
     subspace removed on the output side (``(I − sP) Ŵ``), and each row rescaled to the
-    norm the original row had (heretic's "full" row normalization, after grimjim's
-    norm-preserving biprojected abliteration): ``M = diag(‖W_i‖ / ‖((I − sP)Ŵ)_i‖)
+    norm the original row had (heretic's ``row_normalization="full"``; not grimjim's
+    column-wise edit): ``M = diag(‖W_i‖ / ‖((I − sP)Ŵ)_i‖)
     (I − sP) diag(1 / ‖W_i‖)``. Zero rows stay zero.
     """
     w = weight_rows.detach().double()
@@ -355,6 +399,8 @@ def mpoa_ablate(handle: ModelHandle, basis: Any, *, strength: float = 1.0,
     (no variants); ``layers``, ``per_layer`` and ``strength`` as in :func:`ablate_subspace`.
     """
     n_slots = handle.n_layers + 1
+    if per_layer:
+        basis = fill_unused_slots(basis, _used_slots(handle, layers, "project"))
     bases = as_bases(basis, handle.d_model, per_layer=n_slots if per_layer else None)
     if bases.shape[0] != 1:
         raise SafetyGeoError("mpoa_ablate takes one subspace, not variants")

@@ -7,7 +7,8 @@ that the copy computes what :func:`~safetygeo.interventions.subspace.ablate_subs
 layer window, and with per-layer (e.g. biprojected) bases:
 
 * plain: ``W_out ← (I − sP) W_out`` (``P = BᵀB``), embedding rows ``e ← (I − sP) e``;
-* ``norm_preserving=True`` (heretic's MPOA / grimjim's norm-preserving abliteration):
+* ``norm_preserving=True`` (heretic's row-wise ``row_normalization="full"``; grimjim's
+  column-wise edit is in :mod:`safetygeo.interventions.kernel`):
   ``W_out ← M W_out`` with :func:`~safetygeo.interventions.subspace.mpoa_matrix` (each row
   keeps its norm), biases ``b ← M b``, embedding rows projected and rescaled to their norm —
   equal to :func:`~safetygeo.interventions.subspace.mpoa_ablate`.
@@ -43,8 +44,10 @@ from safetygeo.interventions.orthogonalize import _orthogonalize_writer
 from safetygeo.interventions.subspace import (
     _check_layers,
     _strength,
+    _used_slots,
     as_bases,
     embedding_modules,
+    fill_unused_slots,
     mpoa_matrix,
     output_projection,
 )
@@ -140,6 +143,8 @@ def ablated_copy(
         preserving).
     """
     n_slots = handle.n_layers + 1
+    if per_layer:
+        basis = fill_unused_slots(basis, _used_slots(handle, layers, "project"))
     bases = as_bases(basis, handle.d_model, per_layer=n_slots if per_layer else None)
     if bases.shape[0] != 1:
         raise SafetyGeoError("ablated_copy takes one subspace, not variants")

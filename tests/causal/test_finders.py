@@ -21,7 +21,9 @@ from safetygeo.causal.finders import (
     representational_independence,
 )
 from safetygeo.data.records import IGNORE_INDEX
+from safetygeo.errors import SafetyGeoError
 from safetygeo.interventions.hooks import add
+from safetygeo.interventions.nulls import NullSpec
 from safetygeo.interventions.subspace import ablate_subspace
 from safetygeo.interventions.subspace_weights import ablated_copy
 from safetygeo.models import load_model
@@ -117,15 +119,23 @@ def test_rco_basis_directions_and_samples_are_evaluated_on_held_out_prompts() ->
 def test_representational_independence_criterion_on_the_two_dimensional_plant() -> None:
     pm = _planted(two_d=True)
     e0, e1 = pm.basis
-    indep = representational_independence(pm.handle, e0, e1, pm.harmful[:24], k_null=9)
+    indep = representational_independence(pm.handle, e0, e1, pm.harmful[:24],
+                                          nulls=NullSpec(k=9))
     assert indep.cosine == pytest.approx(0.0)
     assert indep.score < 1e-6 and indep.null.p > 0.1  # no more entangled than random
     dim = (e0 + e1) / 2 ** 0.5
-    entangled = representational_independence(pm.handle, e0, dim, pm.harmful[:24], k_null=9)
+    entangled = representational_independence(pm.handle, e0, dim, pm.harmful[:24],
+                                              nulls=NullSpec(k=9))
     assert entangled.score > 100 * max(indep.score, 1e-8)
     assert entangled.null.p <= 0.1
     assert list(entangled.per_layer.columns) == ["layer", "d_cos_b_when_a_ablated",
                                                  "d_cos_a_when_b_ablated"]
+    # a sequential spec stops a null-looking test at its first look (16 nulls, not 64)
+    seq = representational_independence(pm.handle, e0, e1, pm.harmful[:8],
+                                        nulls=NullSpec.sequential(h=2, k_max=64, tail=False))
+    assert seq.null.k == 16 and seq.null.p > 0.1
+    with pytest.raises(SafetyGeoError, match="NullSpec"):
+        representational_independence(pm.handle, e0, e1, pm.harmful[:8], nulls=9)
 
 
 def test_repind_direction_trains_with_the_independence_term() -> None:

@@ -147,3 +147,37 @@ def test_too_few_nulls_for_alpha_are_refused() -> None:
     with pytest.raises(SafetyGeoError, match="harmless means"):
         SubspaceEdit(pm.basis, mode="biprojected")
     assert np.isfinite(_mink(pm).to_row()["kl_k1"])
+
+
+def test_points_honour_a_sequential_null_spec_and_any_intervention_value() -> None:
+    from safetygeo.interventions.edits import KernelAbliteration
+    from safetygeo.interventions.kernel import AbliterationKernel
+
+    pm = _planted(False)
+    seq = NullSpec.sequential(h=2, k_max=32, batch=8, tail=False)
+    args = (pm.harmful[32:48], pm.harmless[32:48])
+    kw = dict(nulls=seq, settings=ONE_TOKEN, classifier=first_token_refusal, n_boot=50)
+    real = frontier_point(pm.handle, SubspaceEdit(pm.basis), *args, **kw)
+    assert real.refusals.value == 0 and real.refusals_null.k == 32  # never settled early
+    noise = frontier_point(pm.handle, SubspaceEdit(torch.randn(1, pm.handle.d_model)), *args, **kw)
+    assert noise.refusals_null.k < 32  # null-looking: stopped at the first look
+    dirs = pm.direction.double().expand(pm.handle.n_layers + 1, -1)
+    kern = frontier_point(pm.handle, KernelAbliteration(dirs, AbliterationKernel(embeddings=True)),
+                          *args, **{**kw, "nulls": NullSpec(k=4)})
+    assert kern.refusals.value == 0 and kern.refusals_null.null.tolist() == [16.0] * 4
+    assert kern.edit["edit"] == "abliterate"
+
+
+def test_biprojection_combines_with_magnitude_preservation() -> None:
+    from safetygeo.activations.extract import extract_activations
+
+    pm = _planted(False)
+    means = extract_activations(pm.handle, pm.harmless[:32], positions="last",
+                                progress=False).mean[:, 0]
+    p = frontier_point(pm.handle, SubspaceEdit(pm.basis, mode="biprojected+mpoa",
+                                               harmless_means=means),
+                       pm.harmful[32:48], pm.harmless[32:48], nulls=NullSpec(k=3),
+                       settings=ONE_TOKEN, classifier=first_token_refusal, n_boot=50)
+    assert p.edit["mode"] == "biprojected+mpoa" and p.refusals_null.k == 3
+    with pytest.raises(SafetyGeoError, match="harmless means"):
+        SubspaceEdit(pm.basis, mode="biprojected+mpoa")

@@ -82,3 +82,14 @@ def test_measure_frontier_needs_fit_sets_for_fitted_finders(planted: Path, tmp_p
                               str(planted / "carriers"), *_sets(planted, fit=False),
                               "--finders", "pca"])
     assert res.exit_code == 2 and "fit.harmful" in res.output
+
+
+def test_measure_frontier_sequential_nulls(planted: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["measure-frontier", str(planted / "model"), "--carriers",
+                              str(planted / "carriers"), *_sets(planted, fit=False),
+                              "--finders", "diff-in-means", "--k", "1", "--n-null", "32", "--sequential",
+                              "--max-new-tokens", "1",
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    t = pd.read_parquet(tmp_path / "frontier.parquet")
+    assert len(t) == 1 and 16 <= int(t.k_null[0]) <= 32
