@@ -391,6 +391,11 @@ def test_step_rows_equal_its_direct_run_and_html_has_its_section(name, tiny_repo
 # ----------------------------------------------------------------------------- interventions
 def _interventions() -> dict:
     """Every concrete Intervention class with a small example of it (``d``: d_model)."""
+    from safetygeo.interventions.edits import (
+        KernelAbliteration,
+        MagnitudePreservingAblation,
+        WindowAblation,
+    )
     from safetygeo.interventions.intervention import (
         DirectionAblation,
         DirectionAddition,
@@ -403,6 +408,10 @@ def _interventions() -> dict:
         DirectionAddition: lambda d: DirectionAddition(torch.randn(d) * 4, 1, 2.0),
         SubspaceAblation: lambda d: SubspaceAblation(torch.randn(2, d)),
         HeadAblation: lambda d: HeadAblation(1, (0, 2)),
+        WindowAblation: lambda d: WindowAblation(torch.randn(2, d), strength=1.0, layers=(1,)),
+        MagnitudePreservingAblation: lambda d: MagnitudePreservingAblation(torch.randn(1, d),
+                                                                           layers=(0, 1)),
+        KernelAbliteration: lambda d: KernelAbliteration(torch.randn(3, d)),  # 2 blocks + 1
     }
 
 
@@ -449,9 +458,11 @@ def test_intervention_applies_itself_leaves_no_hooks_and_its_stack_starts_with_i
     assert torch.equal(logits(), base), "hooks left behind after an exception"
     stack = iv.variants(h, NullSpec(k=2, seed=0))
     assert stack.size >= 2 and stack.family
-    with stack.apply([0, 0]):
+    # variants ride along the batch (one per row), or one at a time for weight edits
+    rows = (lambda i: [i]) if iv.one_variant_per_pass else (lambda i: [i, i])
+    with stack.apply(rows(0)):
         both = logits()
     torch.testing.assert_close(both, edited, rtol=1e-5, atol=1e-5)
-    with stack.apply([1, 1]):
+    with stack.apply(rows(1)):
         assert not torch.allclose(logits(), edited), "the null equals the real intervention"
     assert set(iv.columns()) >= {"op", "site", "layer"}

@@ -260,7 +260,7 @@ def frontier_point(
                                          classifier=classifier, batch_size=batch_size)
     iv = edit.intervention() if isinstance(edit, SubspaceEdit) else edit
     stack = iv.variants(handle, check_spec(nulls))
-    step = 1 if getattr(iv, "one_variant_per_pass", False) else stack.nulls.max_variants
+    step = 1 if iv.one_variant_per_pass else stack.nulls.max_variants
     blp = base.lp_harmless
     first: dict[str, np.ndarray] = {}
 

@@ -126,6 +126,8 @@ class Intervention(ABC):
 
     op: ClassVar[str]
     generation_set: ClassVar[Literal["harmful", "harmless"]]
+    #: variants cannot ride along the batch (weight edits): callers apply one at a time
+    one_variant_per_pass: ClassVar[bool] = False
 
     @property
     @abstractmethod
