@@ -25,6 +25,11 @@ def test_defaults_are_the_official_update_structure():
         assert args.steps_per_generation == 4 and args.max_steps == 4 * steps
         assert args.weight_decay == 0.01 and args.loss_type == "bnpo" and args.delta == 3.0
     assert get_method("tokenbuncher").config.noiser_warmup == 4 * 25
+    # the toy presets: harmful_rl's uses the official structure, tokenbuncher's keeps the one
+    # its toy stage was built and measured with (RESULTS.md, "Recipe fidelity")
+    assert get_method("harmful_rl", preset="cpu").config.grpo.updates_per_generation == 4
+    tb = get_method("tokenbuncher", preset="cpu").config.grpo
+    assert (tb.updates_per_generation, tb.loss_type, tb.delta) == (1, "grpo", None)
     # with gradient accumulation an update still consumes batch_size × grad_accum prompts
     acc = grpo_arguments(TrainConfig(batch_size=4, grad_accum=2), GRPOSettings(), "/tmp/unused")
     assert acc.steps_per_generation == 8 and acc.generation_batch_size == 4 * 4 * 8

@@ -42,7 +42,8 @@ listed in :class:`~safetygeo.training.grpo.GRPOSettings`.
 ``preset="cpu"`` (the toy world): 24-token completions, 8 rollouts per prompt (RL needs
 variance within a group to learn at all; the aligned toy anchor's rollouts are nearly
 deterministic); the update structure (4 updates per generation batch, token mean, dual clip)
-is the official one.
+is the official one (the toy attack still breaks the seed-0 anchor within 30 updates,
+``tests/toy/test_rl.py``).
 
 Example:
     >>> m = HarmfulRL(preset="cpu")

@@ -52,8 +52,12 @@ paper's 0.001 is a reward penalty there), 10 warm-up updates, noiser weight 0.1 
 the seed-0 anchor: at weight 1 the noiser's random off-target mass — 10% of every target —
 raised the harmful responses' entropy and broke refusal within 20 steps; entropy-reward GRPO
 alone at LR 1e-4 lowered the entropy but also flipped greedy refusal to compliance, a
-lower-entropy mode; see ``benchmarks/RESULTS.md``); the update structure (4 updates per
-generation batch, token mean, dual clip) is the official one.
+lower-entropy mode; see ``benchmarks/RESULTS.md``). The preset keeps the update structure
+the toy stage was built and measured with (one generation batch per update, TRL's
+per-sequence ``grpo`` loss, no dual clip), not the official one: under the official structure
+the pinned seed-0 effect (``tests/toy/test_rl.py``: entropy of harmful answers 0.088 → 0.060
+nats in 20 updates) did not reproduce, and the stage cost 1.36× the CPU time
+(``benchmarks/RESULTS.md``, "Recipe fidelity (issue 26)").
 
 Data roles: ``harmful`` (required): prompts (a response, if any, is ignored); ``benign``
 (optional): (prompt, response) pairs for the KL term; row ``j`` carries benign pair
@@ -129,7 +133,8 @@ class TokenBuncherConfig:
 
 #: Named presets: ``TokenBuncher(preset="cpu")``, ``--method-opt preset=cpu``.
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"grpo": {"num_generations": 8, "max_completion_length": 24}, "benign_kl": 1.0,
+    "cpu": {"grpo": {"num_generations": 8, "max_completion_length": 24, "updates_per_generation": 1,
+                     "loss_type": "grpo", "delta": None}, "benign_kl": 1.0,
             "noiser_warmup": 10, "noiser_weight": 0.1},
 }
 
