@@ -111,7 +111,8 @@ class GRPOSettings:
         epsilon: PPO clip range of the importance ratio.
         delta: dual clip: the ratio of a negative-advantage token counts at most ``delta``
             (verl's ``clip_ratio_c``; TRL's two-sided clip, which equals it, see
-            ``tests/training/test_grpo.py``); ``None`` disables it; must exceed ``1 + epsilon``.
+            ``tests/training/test_grpo_fidelity.py``); ``None`` disables it; must exceed
+            ``1 + epsilon``.
         loss_type: TRL's aggregation: ``bnpo`` (token mean over an update's completions,
             verl's ``token-mean``), ``grpo`` (per-sequence mean, then mean: the GRPO paper's),
             ``dr_grpo`` or ``dapo`` (token sum over the generation batch's average token
@@ -180,7 +181,8 @@ def grpo_arguments(config: TrainConfig, rl: GRPOSettings, output_dir: str, *,
     :meth:`TrainConfig.training_arguments`) and the GRPO settings ``rl``.
 
     ``config.batch_size`` counts prompts per micro-batch: TRL's per-device batch is
-    ``batch_size × num_generations`` completions, so each group is complete in a micro-batch.
+    ``batch_size × num_generations`` completions. Groups are complete in the generation batch,
+    where the advantages are computed (TRL then shuffles its completions into the updates).
     TRL's ``steps_per_generation`` counts micro-batches: ``updates_per_generation ×
     grad_accum``.
 
