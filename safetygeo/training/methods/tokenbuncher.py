@@ -56,7 +56,7 @@ lower-entropy mode; see ``benchmarks/RESULTS.md``). The preset keeps the update 
 the toy stage was built and measured with (one generation batch per update, TRL's
 per-sequence ``grpo`` loss, no dual clip), not the official one: under the official structure
 the pinned seed-0 effect (``tests/toy/test_rl.py``: entropy of harmful answers 0.088 → 0.060
-nats in 20 updates) did not reproduce (it rose to 0.164), and the stage cost 1.36× the CPU time
+nats in 20 updates) did not reproduce (it rose to 0.164), and the stage cost 1.2–1.4× the CPU time
 (``benchmarks/RESULTS.md``, "Recipe fidelity (issue 26)").
 
 Data roles: ``harmful`` (required): prompts (a response, if any, is ignored); ``benign``
