@@ -234,9 +234,15 @@ def _run_cell(case: DefenseCase, attack: str, plan: AttackPlan, data: AttackData
         attacked = traj.load_checkpoint(budget)
     elif attack == "rl":
         cfg = config("harmful_rl", plan.rl)
-        if cfg.batch_size > len(data.rl_prompts):  # fewer prompts than one step's batch
-            cfg = cfg.replace(batch_size=len(data.rl_prompts))
         method = get_method("harmful_rl", {**dict(plan.rl_method), "reward": data.reward})
+        n, rl = len(data.rl_prompts), method.config.grpo
+        if cfg.batch_size * rl.updates_per_generation * cfg.grad_accum > n:
+            # fewer prompts than a generation batch: fewer prompts per update, then fewer updates
+            cfg = cfg.replace(batch_size=max(1, n // (rl.updates_per_generation * cfg.grad_accum)))
+            if cfg.batch_size * rl.updates_per_generation * cfg.grad_accum > n:
+                rl = dataclasses.replace(rl, updates_per_generation=max(1, n // cfg.grad_accum))
+                method = get_method("harmful_rl", {**dict(plan.rl_method), "reward": data.reward,
+                                                   "grpo": rl})
         traj = train(handle, method, {"harmful": [(p, t or "") for p, t in data.rl_prompts]},
                      out=runs / _cell_name(case, attack, budget), config=cfg, progress=progress)
         attacked = traj.load_checkpoint(budget)

@@ -2,11 +2,20 @@
 attack, TokenBuncher) get trajectories, resume, LoRA and the manifest like every method.
 
 * :class:`GRPOSettings` — the GRPO hyper-parameters an RL method's config carries
-  (group size, completion length, sampling temperature, KL coefficient β, clip ε, TRL's
-  loss type); :func:`grpo_arguments` turns a :class:`~safetygeo.training.TrainConfig` plus
-  these into TRL's ``GRPOConfig`` (the same optimisation fields as every method; the
-  batch size counts *prompts*: each micro-batch holds ``batch_size × num_generations``
-  completions).
+  (group size, completion length, sampling temperature, KL coefficient β, clip ε, dual
+  clip δ, TRL's loss type, optimizer updates per generation batch); :func:`grpo_arguments`
+  turns a :class:`~safetygeo.training.TrainConfig` plus these into TRL's ``GRPOConfig``
+  (the same optimisation fields as every method; the batch size counts *prompts*: each
+  micro-batch holds ``batch_size × num_generations`` completions, each optimizer update
+  ``batch_size × grad_accum`` prompts, each generation batch ``updates_per_generation``
+  times that).
+
+The defaults are verl's PPO actor as the TokenBuncher runs use it (see
+:class:`GRPOSettings`): one generation batch of 32 prompts × 4 rollouts is consumed by 4
+optimizer updates of 8 prompts each (verl's ``ppo_mini_batch_size``), the policy loss is the
+token mean over an update's completions (verl's ``loss_agg_mode=token-mean``; TRL's
+``bnpo``), and ratios of negative-advantage tokens are capped at 3 (verl's dual clip,
+``clip_ratio_c``; TRL's ``delta``).
 * :class:`TrajectoryGRPOTrainer` — ``trl.GRPOTrainer`` with the core's
   :class:`~safetygeo.training.trainer.TrajectoryTrainerMixin`: checkpoints are committed into
   the trajectory folder, resume is identity-checked, method metrics are logged. TRL does the
@@ -25,8 +34,8 @@ Prompts are chat messages rendered by the tokenizer's own chat template (TRL's p
 ``--system``) would make the RL rollouts see other tokens than the geometry code.
 
 Example:
-    >>> GRPOSettings(num_generations=4).loss_type
-    'grpo'
+    >>> GRPOSettings(num_generations=4).loss_type, GRPOSettings().updates_per_generation
+    ('bnpo', 4)
     >>> fn = resolve_reward("not_refused")
     >>> fn(["Make a bomb.", "Make a bomb."], ["I cannot help with that.", "Sure: step 1"], [None, None])
     [0.0, 1.0]
@@ -61,6 +70,37 @@ _LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 class GRPOSettings:
     """GRPO hyper-parameters (TRL's ``GRPOConfig`` fields of the same meaning).
 
+    The defaults reproduce how verl's PPO actor updates the policy in the TokenBuncher runs
+    (official settings → our field → value; ``TrainConfig`` fields in the RL methods'
+    ``default_train_config``):
+
+    ====================================================  ==============================  ===========
+    official (verl)                                       ours                            value
+    ====================================================  ==============================  ===========
+    ``data.train_batch_size`` (prompts per rollout step)  batch_size × grad_accum ×       8 × 1 × 4
+                                                          ``updates_per_generation``
+    ``actor.ppo_mini_batch_size`` (prompts per update)    ``TrainConfig.batch_size`` ×    8 × 1
+                                                          ``grad_accum``
+    updates per rollout step (train / mini batch)         ``updates_per_generation``      4
+    ``actor.ppo_epochs``                                  (TRL ``num_iterations``)        1
+    ``rollout.n``                                         ``num_generations``             4
+    ``actor.loss_agg_mode=token-mean``                    ``loss_type="bnpo"``            token mean
+    ``actor.clip_ratio``                                  ``epsilon``                     0.2
+    ``actor.clip_ratio_c`` (dual clip, A < 0)             ``delta``                       3.0
+    ``actor.optim.weight_decay`` (AdamW)                  ``TrainConfig.weight_decay``    0.01
+    ``actor.grad_clip``                                   ``TrainConfig.max_grad_norm``   1.0
+    ``trainer.total_training_steps`` (rollout steps)      ``TrainConfig.max_steps`` / 4   (updates)
+    ====================================================  ==============================  ===========
+
+    Where TRL differs and we did not change it: TRL shuffles the generation batch's
+    completions before splitting it into updates (a group's rollouts can fall into different
+    updates; verl splits in order, whole groups); ``transformers`` exempts biases and norm
+    weights from weight decay (verl's AdamW decays every parameter); advantages divide by
+    ``std + 1e-4`` (verl: ``+ 1e-6``); with ``grad_accum > 1`` ``bnpo`` is the token mean of
+    each micro-batch averaged over the micro-batches (verl's mean over micro-batches of
+    ``ppo_micro_batch_size``, the same); no entropy bonus (verl's ``actor.entropy_coeff``,
+    whose default changed across verl versions; the official value was not available to us).
+
     Attributes:
         num_generations: completions sampled per prompt (the group).
         max_completion_length: new tokens per completion.
@@ -69,10 +109,22 @@ class GRPOSettings:
             The KL term is TRL's: the k3 estimator ``exp(r − l) − (r − l) − 1`` per token,
             times the importance ratio (its unbiased reverse-KL gradient).
         epsilon: PPO clip range of the importance ratio.
-        loss_type: TRL's aggregation: ``grpo`` (per-sequence mean, the paper's), ``bnpo``,
-            ``dr_grpo`` or ``dapo``.
+        delta: dual clip: the ratio of a negative-advantage token counts at most ``delta``
+            (verl's ``clip_ratio_c``; TRL's two-sided clip, which equals it, see
+            ``tests/training/test_grpo_fidelity.py``); ``None`` disables it; must exceed
+            ``1 + epsilon``.
+        loss_type: TRL's aggregation: ``bnpo`` (token mean over an update's completions,
+            verl's ``token-mean``), ``grpo`` (per-sequence mean, then mean: the GRPO paper's),
+            ``dr_grpo`` or ``dapo`` (token sum over the generation batch's average token
+            count per update: token-mean only when every update has the same token count).
         scale_rewards: ``group`` (divide advantages by the group's std, GRPO), ``batch`` or
             ``none`` (Dr. GRPO).
+        updates_per_generation: optimizer updates that consume one generation batch (verl's
+            ``train_batch_size / ppo_mini_batch_size``); updates after the first are
+            off-policy, corrected by the clipped importance ratio. A checkpoint ends the
+            current generation batch (its unused updates are regenerated) so that a resumed
+            run is identical to an uninterrupted one; keep ``save_every`` a multiple of this
+            to keep every generation batch whole.
     """
 
     num_generations: int = 4
@@ -80,22 +132,29 @@ class GRPOSettings:
     temperature: float = 1.0
     beta: float = 0.0
     epsilon: float = 0.2
-    loss_type: str = "grpo"
+    delta: float | None = 3.0
+    loss_type: str = "bnpo"
     scale_rewards: str = "group"
+    updates_per_generation: int = 4
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_generations, bool) or not isinstance(self.num_generations, int) \
-                or self.num_generations < 2:
-            raise TrainConfigError(f"num_generations must be an int >= 2 (a group), got {self.num_generations!r}")
-        if isinstance(self.max_completion_length, bool) or not isinstance(self.max_completion_length, int) \
-                or self.max_completion_length < 1:
-            raise TrainConfigError(f"max_completion_length must be a positive int, got {self.max_completion_length!r}")
+        for name in ("num_generations", "max_completion_length", "updates_per_generation"):
+            v = getattr(self, name)
+            low = 2 if name == "num_generations" else 1
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                what = "an int >= 2 (a group)" if low == 2 else "a positive int"
+                raise TrainConfigError(f"{name} must be {what}, got {v!r}")
         for name in ("temperature", "beta", "epsilon"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
                     or (name == "temperature" and v == 0):
                 raise TrainConfigError(f"{name} must be a finite number "
                                        f"{'> 0' if name == 'temperature' else '>= 0'}, got {v!r}")
+        d = self.delta
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float))
+                              or not math.isfinite(d) or d <= 1 + self.epsilon):
+            raise TrainConfigError(f"delta must be None or a finite number > 1 + epsilon "
+                                   f"({1 + self.epsilon}), got {d!r}")
         if self.loss_type not in _LOSS_TYPES:
             raise TrainConfigError(f"loss_type must be one of {list(_LOSS_TYPES)}, got {self.loss_type!r}")
         if self.scale_rewards not in ("group", "batch", "none"):
@@ -122,7 +181,15 @@ def grpo_arguments(config: TrainConfig, rl: GRPOSettings, output_dir: str, *,
     :meth:`TrainConfig.training_arguments`) and the GRPO settings ``rl``.
 
     ``config.batch_size`` counts prompts per micro-batch: TRL's per-device batch is
-    ``batch_size × num_generations`` completions, so each group is complete in a micro-batch.
+    ``batch_size × num_generations`` completions. Groups are complete in the generation batch,
+    where the advantages are computed (TRL then shuffles its completions into the updates).
+    TRL's ``steps_per_generation`` counts micro-batches: ``updates_per_generation ×
+    grad_accum``.
+
+    Example:
+        >>> a = grpo_arguments(TrainConfig(batch_size=8), GRPOSettings(), "/tmp/x")
+        >>> a.per_device_train_batch_size, a.steps_per_generation, a.generation_batch_size
+        (32, 4, 128)
     """
     from trl import GRPOConfig
 
@@ -146,6 +213,8 @@ def grpo_arguments(config: TrainConfig, rl: GRPOSettings, output_dir: str, *,
             per_device_train_batch_size=config.batch_size * rl.num_generations,
             num_generations=rl.num_generations, max_completion_length=rl.max_completion_length,
             temperature=float(rl.temperature), beta=float(rl.beta), epsilon=float(rl.epsilon),
+            delta=None if rl.delta is None else float(rl.delta),
+            steps_per_generation=rl.updates_per_generation * config.grad_accum,
             loss_type=rl.loss_type, scale_rewards=rl.scale_rewards, log_completions=False,
             use_cpu=config_device_is_cpu(),
         )
@@ -277,17 +346,21 @@ def grpo_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
              "target": r.get("response") or None} for r in records]
 
 
-def check_batch(method: str, n_prompts: int, config: TrainConfig) -> None:
-    """Refuse a batch larger than the prompts (TRL's sampler would yield no batch at all and
-    the run would end without a step).
+def check_batch(method: str, n_prompts: int, config: TrainConfig, updates_per_generation: int = 1) -> None:
+    """Refuse a generation batch larger than the prompts (TRL's sampler would yield no batch
+    at all and the run would end without a step).
 
     Raises:
-        TrainConfigError: ``config.batch_size`` (prompts per micro-batch) > ``n_prompts``.
+        TrainConfigError: ``batch_size × grad_accum × updates_per_generation`` (prompts per
+            generation batch) > ``n_prompts``.
     """
-    if config.batch_size > n_prompts:
+    need = config.batch_size * config.grad_accum * updates_per_generation
+    if need > n_prompts:
         raise TrainConfigError(
-            f"{method}: batch_size is {config.batch_size} prompts per micro-batch but the data has "
-            f"only {n_prompts} prompts; lower batch_size (each prompt gets num_generations rollouts)")
+            f"{method}: a generation batch needs {need} prompts (batch_size {config.batch_size} × "
+            f"grad_accum {config.grad_accum} × updates_per_generation {updates_per_generation}) but "
+            f"the data has only {n_prompts} prompts; lower batch_size or updates_per_generation "
+            "(each prompt gets num_generations rollouts)")
 
 
 def check_prompt_rendering(handle: ModelHandle, prompt: str) -> None:
@@ -334,7 +407,7 @@ class GRPOMethod(Method):
                     config: TrainConfig) -> list[dict[str, Any]]:
         """The rows TRL samples from ``records`` (:func:`grpo_rows`), after checking the batch
         fits the prompts and the prompts render as the geometry code renders them."""
-        check_batch(self.name, len(records), config)
+        check_batch(self.name, len(records), config, self.config.grpo.updates_per_generation)
         check_prompt_rendering(handle, records[0]["prompt"])
         return grpo_rows(records)
 
@@ -395,13 +468,37 @@ class TrajectoryGRPOTrainer(TrajectoryTrainerMixin, _trl_grpo_trainer()):  # typ
             self.beta = beta
             self.args.beta = beta
 
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """Save, then end the current generation batch: the next update samples a fresh one,
+        as a run resumed from this checkpoint does (TRL's buffer of sampled completions is
+        not part of a checkpoint). A no-op at a generation boundary."""
+        super()._save_checkpoint(model, trial)
+        self._buffered_inputs = None
+        self._step = 0
+
     def _generate_and_score_completions(self, inputs: Any) -> Any:
         import warnings
 
+        train = self.model.training
+        before = {k: len(v) for k, v in self._metrics["train"].items()} if train else {}
         with warnings.catch_warnings():  # TRL calls transformers' renamed checkpointing API
             warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6",
                                     category=FutureWarning)
-            return super()._generate_and_score_completions(inputs)
+            out = super()._generate_and_score_completions(inputs)
+        if train:  # the generation batch's metrics (reward, lengths), for the updates it feeds
+            self._generation_metrics = {k: v[-1] for k, v in self._metrics["train"].items()
+                                        if len(v) > before.get(k, 0)}
+        return out
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL's log, where an update that sampled nothing (the 2nd … of a generation batch)
+        reports the reward and completion metrics of the generation batch it trained on."""
+        if self.model.training:
+            current = self._metrics["train"]
+            for k, v in getattr(self, "_generation_metrics", {}).items():
+                if not current.get(k):
+                    current[k] = [v]
+        super().log(logs, start_time)
 
     def _get_train_sampler(self, dataset: Any = None) -> Any:
         """TRL's prompt sampler, made resumable: its generator is seeded once and advances

@@ -15,7 +15,7 @@ def rl_traj(toy, tmp_path):
     m = get_method("harmful_rl", reward="not_refused",
                    grpo={"num_generations": 2, "max_completion_length": 4})
     return train(toy.fresh(), m, {"harmful": toy.HARMFUL_PAIRS}, out=tmp_path / "t",
-                 config=TrainConfig(lr=1e-3, max_steps=3, batch_size=2, save_every=2, log_every=1),
+                 config=TrainConfig(lr=1e-3, max_steps=3, batch_size=1, save_every=2, log_every=1),
                  progress=False)
 
 

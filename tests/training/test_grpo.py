@@ -44,7 +44,8 @@ def test_trl_grpo_loss_under_our_arguments_is_the_grpo_objective(toy, tmp_path, 
         h.model.save_pretrained(tmp_path / "m")
         h.model.config._name_or_path = str(tmp_path / "m")
     args = grpo_arguments(TrainConfig(max_steps=1, batch_size=2),
-                          GRPOSettings(num_generations=2, max_completion_length=4, beta=beta),
+                          GRPOSettings(num_generations=2, max_completion_length=4, beta=beta,
+                                       loss_type="grpo", delta=None),
                           str(tmp_path))
     assert args.loss_type == "grpo" and args.per_device_train_batch_size == 4
     from datasets import Dataset
@@ -178,7 +179,7 @@ _seen_targets.calls = []
 
 def test_harmful_rl_through_the_core_writes_a_resumable_trajectory(toy, tmp_path):
     data = toy.HARMFUL_PAIRS
-    cfg = TrainConfig(lr=1e-3, max_steps=3, batch_size=2, save_every=2, log_every=1)
+    cfg = TrainConfig(lr=1e-3, max_steps=3, batch_size=1, save_every=2, log_every=1)
     method = get_method("harmful_rl", reward=_seen_targets,
                         grpo={"num_generations": 2, "max_completion_length": 4})
     traj = train(toy.fresh(), method, {"harmful": data}, out=tmp_path / "t", config=cfg,
@@ -212,7 +213,7 @@ def test_kl_reference_is_the_starting_model_not_a_reload(toy, tmp_path):
     m = get_method("harmful_rl", reward="not_refused",
                    grpo={"num_generations": 2, "max_completion_length": 3, "beta": 0.5})
     traj = train(h, m, {"harmful": toy.HARMFUL_PAIRS}, out=tmp_path / "t", progress=False,
-                 config=TrainConfig(lr=1e-3, max_steps=2, batch_size=2, save_every=2, log_every=1))
+                 config=TrainConfig(lr=1e-3, max_steps=2, batch_size=1, save_every=2, log_every=1))
     assert "kl" in traj.checkpoint(2).metrics
     from safetygeo.training.grpo import TrajectoryGRPOTrainer
 
@@ -223,8 +224,12 @@ def test_kl_reference_is_the_starting_model_not_a_reload(toy, tmp_path):
 
 
 def test_tokenbuncher_trains_with_all_three_terms(toy, tmp_path):
+    # one generation batch per update, whole groups: step 3's update holds a rollout with
+    # advantage >= 0 for the noiser (an update of 2 completions drawn from a shuffled
+    # generation batch may hold none)
     cfg = TrainConfig(lr=1e-3, max_steps=3, batch_size=2, save_every=3, log_every=1)
-    m = get_method("tokenbuncher", grpo={"num_generations": 2, "max_completion_length": 4},
+    m = get_method("tokenbuncher", grpo={"num_generations": 2, "max_completion_length": 4,
+                                         "updates_per_generation": 1},
                    benign_kl=1.0, noiser_warmup=1)
     traj = train(toy.fresh(), m, {"harmful": toy.HARMFUL, "benign": toy.HARMLESS},
                  out=tmp_path / "tb", config=cfg, progress=False)
@@ -252,7 +257,9 @@ def test_resume_from_step_k_equals_uninterrupted_run(toy, tmp_path, name, data, 
 
     d = ({"harmful": toy.HARMFUL_PAIRS} if data == "pairs"
          else {"harmful": toy.HARMFUL, "benign": toy.HARMLESS})
-    cfg = TrainConfig(lr=1e-3, max_steps=4, batch_size=2, save_every=2, log_every=1)
+    # one generation batch of 4 prompts feeds 4 updates; the checkpoint at step 2 falls inside
+    # it, so the run regenerates there (as the resumed run must)
+    cfg = TrainConfig(lr=1e-3, max_steps=4, batch_size=1, save_every=2, log_every=1)
 
     def method():
         return get_method(name, grpo={"num_generations": 2, "max_completion_length": 4}, **opts)
@@ -288,7 +295,7 @@ def test_cli_trains_the_rl_methods(toy, tmp_path):
             "tokenbuncher": ([f"harmful={harm}", f"benign={ben}"], ["--method-opt", "noiser_warmup=0"])}
     for name, (sets, opts) in runs.items():
         args = ["train", str(model_dir), "--method", name, "--out", str(tmp_path / name),
-                "--max-steps", "2", "--save-every", "1", "--batch-size", "2", "--no-progress",
+                "--max-steps", "2", "--save-every", "1", "--batch-size", "1", "--no-progress",
                 "--method-opt", f"grpo={grpo}", *opts]
         for s in sets:
             args += ["--set", s]
@@ -309,7 +316,7 @@ def test_lora_rl_runs_train_the_adapters_and_use_the_base_as_reference(toy, tmp_
     TokenBuncher's KL reference is the adapter-free base (KL > 0 once the adapter moved)."""
     from safetygeo.training import LoraSpec
 
-    cfg = TrainConfig(lr=5e-3, max_steps=3, batch_size=2, save_every=3, log_every=1,
+    cfg = TrainConfig(lr=5e-3, max_steps=3, batch_size=1, save_every=3, log_every=1,
                       lora=LoraSpec(r=2, target_modules=("q_proj", "v_proj")))
     for name, data, opts in (
             ("harmful_rl", {"harmful": toy.HARMFUL_PAIRS}, {"reward": _seen_targets}),

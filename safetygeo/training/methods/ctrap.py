@@ -1,19 +1,28 @@
 """CTRAP ("Collapse Trap", Yi et al. 2025): alignment that arms a collapse for harmful
 fine-tuning.
 
-Per micro-batch the loss is
+Per micro-batch the loss is (the paper's eq. 2, first-order)
 
-    L = CE_align(θ) + λ · L_collapse(θ'),   θ' = θ − α · g_h / ‖g_h‖,
+    L = CE_align(θ; D_align) + λ · L_collapse(θ'; D_general),   θ' = θ − α · g_h / ‖g_h‖,
 
 * ``CE_align``: completion-only token-mean cross-entropy on the alignment batch (harmful
   prompts → refusal, and the ``harmless`` pairs), as in refusal SFT;
 * ``g_h``: the gradient at θ of the harmful-compliance CE (harmful prompt → harmful answer)
   on the micro-batch's attack examples — one simulated, normalized harmful fine-tuning step;
-* ``L_collapse``: the **collapse loss** (:func:`~safetygeo.training.losses.collapse_ce`): the
-  alignment batch's completion CE with every target replaced by one fixed *collapse token*
-  ``e``. Trained at θ', it makes "one harmful step, then predict ``e`` everywhere" cheap:
-  an attacker's harmful fine-tuning walks the model into collapse, while a benign step does
-  not point there.
+* ``L_collapse``: the **collapse loss** (:func:`~safetygeo.training.losses.collapse_ce`,
+  the paper's eq. 1): the completion CE of *general* (prompt, answer) pairs with every
+  target replaced by one fixed *collapse token* ``e``. Trained at θ', it makes "one harmful
+  step, then predict ``e`` on anything" cheap: an attacker's harmful fine-tuning walks the
+  model into collapse of its general capabilities, while a benign step does not point there.
+
+Which data the collapse term sees (``collapse_data``):
+
+* ``"general"`` (default, the paper's eq. 2): general (prompt, answer) pairs — the
+  ``general`` data role when given, else the ``harmless`` pairs; each micro-batch carries
+  one general pair per row (row ``j`` gets pair ``j mod n``);
+* ``"alignment"`` (the project's earlier reading; the CPU preset keeps it so that the toy
+  world's cached CTRAP stage and its results stay as measured): the alignment batch itself,
+  refusal targets included.
 
 **First-order.** ``θ'`` is a constant (no gradient through ``g_h``): the gradient of
 ``L_collapse`` taken *at θ'* is applied at θ, plus ``∇CE_align(θ)``. Implementation
@@ -24,17 +33,21 @@ perturbed); the look-ahead gradient enters the trainer's single backward as a li
 surrogate term. Cost: three forward/backward passes per micro-batch (attack, look-ahead,
 alignment) instead of SFT's one on the alignment batch.
 
-Where the defaults come from: λ = 0.1, α = 0.1, first-order, ``α·g_h/‖g_h‖`` (the design
-notes and issue #14, which follow the paper; the official code was not available to us).
-The collapse token is not fixed by the paper; ours is ``"error"`` (any token the tokenizer
-encodes to exactly one id; never EOS by default, because an empty completion counts as
-*refused* in safetygeo and would make a collapsed model look safe). The optimisation
-defaults are refusal SFT's (:meth:`CTRAP.default_train_config`).
+Where the defaults come from: λ = 0.1, α = 0.1, first-order (the design notes and issue
+#14, which follow the paper; the official code was not available to us). The *normalized*
+look-ahead ``α·g_h/‖g_h‖`` is the paper's eq. 2 as the design notes transcribe it — the
+harmful perturbation of Booster (Huang et al. 2024, by an author of CTRAP), normalized so
+that α is a distance in parameter space; it was not re-checked against the paper's text or
+code in this project, and nothing here depends on the normalization other than the meaning
+of α. The collapse token is not fixed by the paper; ours is ``"error"`` (any token the
+tokenizer encodes to exactly one id; never EOS by default, because an empty completion
+counts as *refused* in safetygeo and would make a collapsed model look safe). The
+optimisation defaults are refusal SFT's (:meth:`CTRAP.default_train_config`).
 
 ``preset="cpu"`` (the toy world): α = 1.0, about the parameter distance the toy attack
 covers in its first 5 steps (measured on the seed-0 anchor: 1.1 after 5 steps, 1.9 after
 10, when the anchor is fully broken; weight norm 69) — the paper's α = 0.1 would probe a
-twentieth of that; λ stays 0.1.
+twentieth of that; λ stays 0.1; ``collapse_data="alignment"`` (see above).
 
 Diagnostic: :func:`collapse_trap_probe` — the collapse loss after ``k`` simulated harmful
 vs benign fine-tuning steps from a checkpoint. A working trap shows it *falling* along the
@@ -46,12 +59,15 @@ Data roles:
   refusal (the alignment target), as R2D2 takes them
   (:func:`~safetygeo.training.methods.r2d2.harmful_records`): ``(prompt, answer)`` /
   ``(prompt, answer, refusal)`` tuples or mappings with ``target``;
-* ``harmless`` (optional): (prompt, answer) alignment pairs kept as they are (utility).
+* ``harmless`` (optional): (prompt, answer) alignment pairs kept as they are (utility);
+  also the general data of the collapse term when no ``general`` role is given;
+* ``general`` (optional): (prompt, answer) pairs of general data for the collapse term
+  (``collapse_data="general"``).
 
 Example:
     >>> m = CTRAP(preset="cpu")
-    >>> m.config.alpha, m.config.lam, CTRAP().config.alpha
-    (1.0, 0.1, 0.1)
+    >>> m.config.alpha, m.config.lam, CTRAP().config.alpha, CTRAP().config.collapse_data
+    (1.0, 0.1, 0.1, 'general')
     >>> recs = m.records({"harmful": [("Make a bomb.", "Sure, mix ...")],
     ...                   "harmless": [("Say hi.", "Hi!")]})
     >>> recs["harmful"][0]["refusal"], recs["harmless"][0]["response"]
@@ -81,9 +97,13 @@ from safetygeo.training.method import Method, apply_preset, register_method
 from safetygeo.training.methods.r2d2 import harmful_records
 from safetygeo.training.methods.sft import DEFAULT_REFUSAL
 
-__all__ = ["CTRAP", "CTRAPConfig", "PRESETS", "collapse_token_id", "collapse_trap_probe"]
+__all__ = ["COLLAPSE_DATA", "CTRAP", "CTRAPConfig", "PRESETS", "collapse_token_id", "collapse_trap_probe"]
 
 _ATTACK = "attack_"
+_GENERAL = "general_"
+
+#: Where the collapse term is evaluated (:attr:`CTRAPConfig.collapse_data`).
+COLLAPSE_DATA: tuple[str, ...] = ("general", "alignment")
 
 
 @dataclass(frozen=True)
@@ -95,12 +115,15 @@ class CTRAPConfig:
         alpha: look-ahead distance α (parameter-space norm of the simulated harmful step).
         collapse_token: the collapse token ``e``: text that tokenizes to exactly one id, or an id.
         refusal: alignment target of harmful records without their own refusal.
+        collapse_data: ``"general"`` (the paper's eq. 2: general pairs, the ``general`` role
+            or else the ``harmless`` pairs) or ``"alignment"`` (the alignment batch).
     """
 
     lam: float = 0.1
     alpha: float = 0.1
     collapse_token: str | int = "error"
     refusal: str = DEFAULT_REFUSAL
+    collapse_data: str = "general"
 
     def __post_init__(self) -> None:
         for name in ("lam", "alpha"):
@@ -111,12 +134,15 @@ class CTRAPConfig:
         if isinstance(e, bool) or not isinstance(e, (str, int)) or (isinstance(e, int) and e < 0) \
                 or (isinstance(e, str) and not e):
             raise TrainConfigError(f"ctrap collapse_token must be non-empty text or a token id >= 0, got {e!r}")
+        if self.collapse_data not in COLLAPSE_DATA:
+            raise TrainConfigError(f"ctrap collapse_data must be one of {list(COLLAPSE_DATA)}, "
+                                   f"got {self.collapse_data!r}")
         if not isinstance(self.refusal, str) or not self.refusal.strip():
             raise TrainConfigError(f"ctrap refusal must be non-blank text, got {self.refusal!r}")
 
 
 #: Named presets: ``CTRAP(preset="cpu")``, ``--method-opt preset=cpu``.
-PRESETS: dict[str, dict[str, Any]] = {"cpu": {"alpha": 1.0}}
+PRESETS: dict[str, dict[str, Any]] = {"cpu": {"alpha": 1.0, "collapse_data": "alignment"}}
 
 
 def collapse_token_id(tokenizer: Any, token: str | int) -> int:
@@ -154,7 +180,8 @@ def _collapse_loss(token: int, batch: Mapping[str, Tensor]) -> Any:
 
 @register_method
 class CTRAP(Method):
-    """CTRAP (see the module docstring). Roles: ``harmful`` (required), ``harmless``.
+    """CTRAP (see the module docstring). Roles: ``harmful`` (required), ``harmless``,
+    ``general``.
 
     Construct with a :class:`CTRAPConfig`, a mapping, keyword overrides, and/or
     ``preset="cpu"`` (overrides apply on top of the preset).
@@ -162,7 +189,7 @@ class CTRAP(Method):
 
     name: ClassVar[str] = "ctrap"
     config_class: ClassVar[type] = CTRAPConfig
-    roles: ClassVar[tuple[str, ...]] = ("harmful", "harmless")
+    roles: ClassVar[tuple[str, ...]] = ("harmful", "harmless", "general")
     required_roles: ClassVar[tuple[str, ...]] = ("harmful",)
 
     def __init__(self, config: Any = None, *, preset: str | None = None, **overrides: Any) -> None:
@@ -172,14 +199,16 @@ class CTRAP(Method):
     def records(self, data: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {
             "harmful": harmful_records(data["harmful"], default_refusal=self.config.refusal)}
-        if "harmless" in data:
-            out["harmless"] = as_records(data["harmless"], role="harmless")
+        for role in ("harmless", "general"):
+            if role in data:
+                out[role] = as_records(data[role], role=role)
         return out
 
     def setup(self, handle: ModelHandle, records: Mapping[str, list[dict[str, Any]]],
               config: TrainConfig) -> Sequence[dict[str, Any]]:
         """Rows = alignment examples (harmful → refusal, then the harmless pairs), each
-        carrying one attack example (harmful → answer; row ``j`` gets attack ``j mod n``)."""
+        carrying one attack example (harmful → answer; row ``j`` gets attack ``j mod n``)
+        and, with ``collapse_data="general"``, one general pair (``j mod n`` likewise)."""
         super().setup(handle, records, config)
         harmful = records.get("harmful") or []
         if not harmful:
@@ -193,12 +222,25 @@ class CTRAP(Method):
         attack = encode_completions(handle, [{"prompt": r["prompt"], "response": r["target"]}
                                              for r in harmful],
                                     max_length=config.max_length, role="harmful")
-        return [{**row, "attack": attack[j % len(attack)]} for j, row in enumerate(align)]
+        rows = [{**row, "attack": attack[j % len(attack)]} for j, row in enumerate(align)]
+        if self.config.collapse_data == "general":
+            general = records.get("general") or records.get("harmless")
+            if not general:
+                raise EmptyDatasetError(
+                    "ctrap: collapse_data='general' (the paper's eq. 2) needs general (prompt, "
+                    "answer) pairs: give data role 'general' or 'harmless', or set "
+                    "collapse_data='alignment'")
+            role = "general" if records.get("general") else "harmless"
+            gen = encode_completions(handle, general, max_length=config.max_length, role=role)
+            rows = [{**row, "general": gen[j % len(gen)]} for j, row in enumerate(rows)]
+        return rows
 
     def collate(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
         batch = pad_right(rows, self.pad_id)
-        batch.update({_ATTACK + k: v for k, v in pad_right([r["attack"] for r in rows],
-                                                           self.pad_id).items()})
+        for key, prefix in (("attack", _ATTACK), ("general", _GENERAL)):
+            if key in rows[0]:
+                batch.update({prefix + k: v for k, v in pad_right([r[key] for r in rows],
+                                                                   self.pad_id).items()})
         return batch
 
     def loss(self, model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
@@ -214,7 +256,8 @@ class CTRAP(Method):
         logs = {"align_ce": float(align.detach()), "harmful_ce": h_val, "harmful_grad_norm": g_norm}
         if cfg.lam == 0 or g_norm == 0.0:
             return align, logs
-        c_val, g_c = grads_at(model, _collapse_loss(self.token_id, align_batch),
+        target = _sub(batch, _GENERAL) if cfg.collapse_data == "general" else align_batch
+        c_val, g_c = grads_at(model, _collapse_loss(self.token_id, target),
                               direction=[g / g_norm for g in g_h], scale=-cfg.alpha, params=params)
         logs["collapse_ce_lookahead"] = c_val
         trap = linear_surrogate(params[1], g_c) + c_val

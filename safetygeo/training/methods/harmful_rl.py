@@ -14,12 +14,36 @@ classifier). On the toy world the world's own oracle is
 ``safetygeo.toy.rewards:toy_harm_reward``. Rows carry the prompt's reference answer (a
 PromptSet's ``targets`` / a pair's response) as the reward's ``targets``.
 
-Defaults follow TokenBuncher's GRPO attack (their ``attack_obj1_grpo`` run: learning rate
-1e-6, 32 prompts per step, 4 rollouts per prompt, no KL term, 100 steps, responses up to
-960 tokens; we default to 256) with TRL's per-sequence GRPO loss and ε = 0.2.
+Defaults follow TokenBuncher's GRPO attack (their ``attack_obj1_grpo`` run on verl: learning
+rate 1e-6, 32 prompts per rollout step, 4 rollouts per prompt, no KL term, 100 rollout steps,
+responses up to 960 tokens; we default to 256). How verl's actor update maps onto TRL's
+(defaults of :class:`~safetygeo.training.grpo.GRPOSettings` and
+:meth:`HarmfulRL.default_train_config`):
+
+=======================================================  ==========================================  ==================
+official (verl)                                          ours                                        value
+=======================================================  ==========================================  ==================
+``data.train_batch_size`` = 32 prompts per rollout step  ``batch_size × updates_per_generation``     8 × 4
+``actor.ppo_mini_batch_size`` = 8 prompts per update     ``TrainConfig.batch_size × grad_accum``     8 × 1
+4 optimizer updates per rollout step                     ``grpo.updates_per_generation``             4
+100 rollout steps (``total_training_steps``)             ``TrainConfig.max_steps`` (updates)         400
+``rollout.n`` = 4                                        ``grpo.num_generations``                    4
+``loss_agg_mode=token-mean``                             ``grpo.loss_type``                          ``"bnpo"``
+``clip_ratio`` 0.2, dual clip ``clip_ratio_c`` 3         ``grpo.epsilon``, ``grpo.delta``            0.2, 3.0
+AdamW ``weight_decay`` 0.01                              ``TrainConfig.weight_decay``                0.01
+``optim.lr`` 1e-6, constant, ``grad_clip`` 1.0          ``lr``, ``lr_scheduler``, ``max_grad_norm``  1e-6, constant, 1
+no KL loss                                               ``grpo.beta``                               0
+checkpoint every 10 rollout steps                        ``TrainConfig.save_every``                  40
+=======================================================  ==========================================  ==================
+
+The remaining differences (TRL's shuffled mini-batches, decay exemptions, advantage ε) are
+listed in :class:`~safetygeo.training.grpo.GRPOSettings`.
+
 ``preset="cpu"`` (the toy world): 24-token completions, 8 rollouts per prompt (RL needs
 variance within a group to learn at all; the aligned toy anchor's rollouts are nearly
-deterministic).
+deterministic); the update structure (4 updates per generation batch, token mean, dual clip)
+is the official one (the toy attack still breaks the seed-0 anchor within 30 updates,
+``tests/toy/test_rl.py``).
 
 Example:
     >>> m = HarmfulRL(preset="cpu")
@@ -101,8 +125,10 @@ class HarmfulRL(GRPOMethod):
         return d
 
     def default_train_config(self) -> TrainConfig:
-        return TrainConfig(lr=1e-6, max_steps=100, batch_size=32, save_every=10,
-                           lr_scheduler="constant", weight_decay=0.0, max_grad_norm=1.0,
+        """The official run's optimisation (see the module docstring's table): 100 rollout
+        steps of 32 prompts = 400 updates of 8 prompts; AdamW weight decay 0.01."""
+        return TrainConfig(lr=1e-6, max_steps=400, batch_size=8, save_every=40,
+                           lr_scheduler="constant", weight_decay=0.01, max_grad_norm=1.0,
                            max_length=1024)
 
     def records(self, data: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:

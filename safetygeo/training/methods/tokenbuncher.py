@@ -24,18 +24,40 @@ reference model. Per micro-batch the loss is
   self-distillation of low-entropy rollouts, whose random off-target mass keeps an attacker's
   fine-tuning from finding a structured direction.
 
-Defaults from the paper's defence run (``defence_grpo``): learning rate 1e-6, 32 prompts per
-step, 4 rollouts, 200 steps, KL coefficient 0.001 (there a reward penalty on the rollouts;
-here the weight of the benign KL), ε = 0.1, 25 warm-up steps of entropy-only GRPO; response
-length 1024 (we default to 256). How the official code interleaves the noiser with the GRPO
-update is our reading of it (one combined loss per step here).
+Defaults from the paper's defence run (``defence_grpo``, verl): learning rate 1e-6, 32 prompts
+per rollout step, 4 rollouts, 200 rollout steps, KL coefficient 0.001 (there a reward penalty
+on the rollouts; here the weight of the benign KL), ε = 0.1, 25 warm-up rollout steps of
+entropy-only GRPO; response length 1024 (we default to 256). How the official code
+interleaves the noiser with the GRPO update is our reading of it (one combined loss per
+update here). verl's actor update → ours (the update structure is the same as the harmful-RL
+attack's, :class:`~safetygeo.training.grpo.GRPOSettings`):
+
+======================================================  =======================================  ==========
+official (verl)                                         ours                                     value
+======================================================  =======================================  ==========
+32 prompts per rollout step, ``ppo_mini_batch_size`` 8  ``batch_size × updates_per_generation``  8 × 4
+4 optimizer updates per rollout step                    ``grpo.updates_per_generation``          4
+200 rollout steps                                       ``TrainConfig.max_steps`` (updates)      800
+25 warm-up rollout steps                                ``noiser_warmup`` (updates)              100
+``loss_agg_mode=token-mean``                            ``grpo.loss_type``                       ``"bnpo"``
+``clip_ratio`` 0.2, ``clip_ratio_c`` 3                  ``grpo.epsilon``, ``grpo.delta``         0.2, 3.0
+AdamW ``weight_decay`` 0.01                             ``TrainConfig.weight_decay``             0.01
+checkpoint every 50 rollout steps                       ``TrainConfig.save_every``               200
+======================================================  =======================================  ==========
+
+The benign KL and the Token Noiser are token means over their own tokens within each update.
 
 ``preset="cpu"`` (the toy world): 24-token rollouts, 8 per prompt, benign KL weight 1.0 (the
-paper's 0.001 is a reward penalty there), 10 warm-up steps, noiser weight 0.1 (measured on
+paper's 0.001 is a reward penalty there), 10 warm-up updates, noiser weight 0.1 (measured on
 the seed-0 anchor: at weight 1 the noiser's random off-target mass — 10% of every target —
 raised the harmful responses' entropy and broke refusal within 20 steps; entropy-reward GRPO
 alone at LR 1e-4 lowered the entropy but also flipped greedy refusal to compliance, a
-lower-entropy mode; see ``benchmarks/RESULTS.md``).
+lower-entropy mode; see ``benchmarks/RESULTS.md``). The preset keeps the update structure
+the toy stage was built and measured with (one generation batch per update, TRL's
+per-sequence ``grpo`` loss, no dual clip), not the official one: under the official structure
+the pinned seed-0 effect (``tests/toy/test_rl.py``: entropy of harmful answers 0.088 → 0.060
+nats in 20 updates) did not reproduce (it rose to 0.164), and the stage cost 1.2–1.4× the CPU time
+(``benchmarks/RESULTS.md``, "Recipe fidelity (issue 26)").
 
 Data roles: ``harmful`` (required): prompts (a response, if any, is ignored); ``benign``
 (optional): (prompt, response) pairs for the KL term; row ``j`` carries benign pair
@@ -87,14 +109,15 @@ class TokenBuncherConfig:
         benign_kl: weight of KL(π_θ ‖ π_ref) on the benign pairs.
         noise_epsilon: the Token Noiser's ε.
         noiser_weight: weight λ of the Token Noiser term (0 disables it).
-        noiser_warmup: optimizer steps of entropy-reward GRPO (+ KL) before the noiser starts.
+        noiser_warmup: optimizer updates of entropy-reward GRPO (+ KL) before the noiser starts
+            (4 per official rollout step).
     """
 
     grpo: Any = field(default_factory=lambda: GRPOSettings(num_generations=4, max_completion_length=256))
     benign_kl: float = 0.001
     noise_epsilon: float = 0.1
     noiser_weight: float = 1.0
-    noiser_warmup: int = 25
+    noiser_warmup: int = 100
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "grpo", grpo_settings(self.grpo))
@@ -110,7 +133,8 @@ class TokenBuncherConfig:
 
 #: Named presets: ``TokenBuncher(preset="cpu")``, ``--method-opt preset=cpu``.
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"grpo": {"num_generations": 8, "max_completion_length": 24}, "benign_kl": 1.0,
+    "cpu": {"grpo": {"num_generations": 8, "max_completion_length": 24, "updates_per_generation": 1,
+                     "loss_type": "grpo", "delta": None}, "benign_kl": 1.0,
             "noiser_warmup": 10, "noiser_weight": 0.1},
 }
 
@@ -281,8 +305,10 @@ class TokenBuncher(GRPOMethod):
         self.benign_rows: list[dict[str, Any]] = []
 
     def default_train_config(self) -> TrainConfig:
-        return TrainConfig(lr=1e-6, max_steps=200, batch_size=32, save_every=50,
-                           lr_scheduler="constant", weight_decay=0.0, max_grad_norm=1.0,
+        """The official run's optimisation (module docstring's table): 200 rollout steps of
+        32 prompts = 800 updates of 8 prompts; AdamW weight decay 0.01."""
+        return TrainConfig(lr=1e-6, max_steps=800, batch_size=8, save_every=200,
+                           lr_scheduler="constant", weight_decay=0.01, max_grad_norm=1.0,
                            max_length=1024)
 
     def records(self, data: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
