@@ -285,6 +285,20 @@ def _remeasure(case: DefenseCase, cell: Mapping[str, Any], data: AttackData, run
     return {**cell, "values": _values(data.measure(handle, texts))}
 
 
+def _resolved_methods(plan: AttackPlan) -> dict[str, Any]:
+    """The attack methods' full configs (their defaults included), so that cells made under
+    other method defaults — e.g. GRPO's updates per generation before issue 26 — are not
+    silently reused: the plan names only what it sets."""
+    from safetygeo.training import get_method
+
+    out = {}
+    for name, opts in (("harmful_sft", {}), ("harmful_rl", dict(plan.rl_method))):
+        cfg = dataclasses.asdict(get_method(name, opts).config)
+        cfg.pop("reward", None)  # recorded as the plan's "reward"
+        out[name] = json.loads(json.dumps(cfg, default=str))
+    return out
+
+
 def evaluate_defenses(cases: Sequence[DefenseCase], data: AttackData, plan: AttackPlan,
                       out: str | os.PathLike[str], *, progress: bool = True,
                       remeasure: bool = False) -> pd.DataFrame:
@@ -308,7 +322,8 @@ def evaluate_defenses(cases: Sequence[DefenseCase], data: AttackData, plan: Atta
     (out / "cells").mkdir(parents=True, exist_ok=True)
     from safetygeo.training.grpo import reward_name
 
-    ident: dict[str, Any] = {"plan": {**plan.to_dict(), "reward": reward_name(data.reward)},
+    ident: dict[str, Any] = {"plan": {**plan.to_dict(), "reward": reward_name(data.reward),
+                                      "methods": _resolved_methods(plan)},
                              "format": "safetygeo-defenses/1"}
     meta_path = out / "evaluation.json"
     if meta_path.is_file():

@@ -74,6 +74,13 @@ def test_cells_resume_and_a_changed_plan_is_refused(toy, tmp_path):
     with pytest.raises(SafetyGeoError, match="budgets"):
         evaluate_defenses(cases, _data(calls), AttackPlan(attacks=("sft",), budgets={"sft": 2}),
                           tmp_path, progress=False)
+    # cells made under other method defaults (e.g. GRPO before issue 26: one update per
+    # generation batch) are another plan too, though the plan's own fields are equal
+    meta = json.loads((tmp_path / "evaluation.json").read_text())
+    meta["plan"]["methods"]["harmful_rl"]["grpo"]["updates_per_generation"] = 1
+    (tmp_path / "evaluation.json").write_text(json.dumps(meta))
+    with pytest.raises(SafetyGeoError, match="methods"):
+        evaluate_defenses(cases, _data(calls), plan, tmp_path, progress=False)
 
 
 def _renders_in_a_browser(page: Path, shot: Path) -> None:
