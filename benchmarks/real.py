@@ -231,9 +231,26 @@ def bench_stages(seed: int, n: int, tokens: int = 32) -> dict[str, Any]:
     return out
 
 
-def trajectory_protocol(n: int, layer_step: int, stride: int) -> str:
-    """The CPU-sized report protocol of the ``trajectories`` section, as YAML text."""
+REPORT_STEPS = ("carriers", "rank", "drift", "coupling", "behavior")
+
+
+def trajectory_protocol(n: int, layer_step: int, stride: int,
+                        steps: tuple[str, ...] = REPORT_STEPS,
+                        carrier_layers: list[int] | None = None) -> str:
+    """The CPU-sized report protocol of the ``trajectories`` section, as YAML text (only
+    ``steps``, plus what they need; ``carrier_layers``: candidate layers of the carriers
+    step, default every ``layer_step``-th below ⌊0.8·L⌋)."""
     layers = list(range(0, 24, layer_step))  # ⌊0.8·30⌋ = 24: later layers are never admissible
+    cand = layers if carrier_layers is None else carrier_layers
+    settings = {"carriers": f"{{layers: {cand}, test_top_k: 1}}",
+                "rank": "{layer: all, n_boot: 200}",
+                "drift": f"{{layers: {layers}, n_boot: 200}}",
+                "coupling": "{n_boot: 200}",
+                "behavior": "{max_new_tokens: 24, n_boot: 200}"}
+    unknown = [x for x in steps if x not in settings]
+    if unknown:
+        raise SystemExit(f"unknown report step(s) {unknown}; choose from {list(settings)}")
+    body = "".join(f"  {x}: {settings[x]}\n" for x in steps)
     return f"""sets:
   harmful: real:harmful
   harmless: real:harmless
@@ -243,17 +260,14 @@ def trajectory_protocol(n: int, layer_step: int, stride: int) -> str:
 checkpoints: {{base: true, stride: {stride}}}
 load: {{dtype: float32, batch_size: 16}}
 steps:
-  carriers: {{layers: {layers}, test_top_k: 1}}
-  rank: {{layer: all, n_boot: 200}}
-  drift: {{layers: {layers}, n_boot: 200}}
-  coupling: {{n_boot: 200}}
-  behavior: {{max_new_tokens: 24, n_boot: 200}}
-"""
+{body}"""
 
 
 def bench_trajectories(seed: int, n: int, out_dir: Path, *, layer_step: int = 3,
                        stride: int = 2, stages: tuple[str, ...] = TRAJECTORY_STAGES,
-                       gradients: tuple[str, ...] = TRAJECTORY_STAGES) -> dict[str, Any]:
+                       gradients: tuple[str, ...] = TRAJECTORY_STAGES,
+                       report_steps: tuple[str, ...] = REPORT_STEPS,
+                       carrier_layers: list[int] | None = None) -> dict[str, Any]:
     import subprocess
 
     import pandas as pd
@@ -273,7 +287,7 @@ def bench_trajectories(seed: int, n: int, out_dir: Path, *, layer_step: int = 3,
     res: dict[str, Any] = {"trajectories": [f.name for f in folders], "n": n,
                            "layer_step": layer_step, "stride": stride}
     proto = out_dir / "protocol-trajectories.yaml"
-    proto.write_text(trajectory_protocol(n, layer_step, stride))
+    proto.write_text(trajectory_protocol(n, layer_step, stride, report_steps, carrier_layers))
     report = out_dir / f"report-trajectories-s{seed}"
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "safetygeo.cli", "report", *map(str, folders), "--protocol",
@@ -328,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stride", type=int, default=2, help="trajectories: every N-th checkpoint")
     ap.add_argument("--stages", default=",".join(TRAJECTORY_STAGES),
                     help="trajectories: stages to report (comma list; the report is incremental)")
+    ap.add_argument("--carrier-layers", default=None,
+                    help="trajectories: candidate layers of the carriers step (comma list)")
+    ap.add_argument("--report-steps", default=",".join(REPORT_STEPS),
+                    help="trajectories: report steps (comma list)")
     ap.add_argument("--gradients", default=",".join(TRAJECTORY_STAGES),
                     help="trajectories: stages whose gradient geometry is measured")
     ap.add_argument("--out", type=Path, default=Path("artifacts/bench-real"))
@@ -353,7 +371,10 @@ def main(argv: list[str] | None = None) -> int:
                                                      layer_step=args.layer_step,
                                                      stride=args.stride,
                                                      stages=tuple(args.stages.split(",")),
-                                                     gradients=tuple(args.gradients.split(",")))
+                                                     gradients=tuple(args.gradients.split(",")),
+                                                     report_steps=tuple(args.report_steps.split(",")),
+                                                     carrier_layers=None if args.carrier_layers is None
+                                                     else [int(x) for x in args.carrier_layers.split(",")])
     path = args.out / f"real-{'-'.join(sections)}-s{args.seed}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     print(f"wrote {path}")
