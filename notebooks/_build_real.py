@@ -76,8 +76,9 @@ for p, a, b in zip(prompts, before, after):
 Arditi et al.'s filters on validation prompts (bypass, induce ≥ 0, KL ≤ 0.1, layer < 0.8 L).
 The null-relative variant (`kl_null_quantile=0.95`) lets a candidate cost as much KL as the
 95th percentile of ablating *random* directions — on a 135M model noise alone costs more
-than 0.1 nats. Real: three layers × six post-instruction positions, 16 train / 8 val / 8
-test prompts per class (the benchmark uses more).
+than 0.1 nats. Toy: every layer, the world's own splits. Real: two layers × six
+post-instruction positions, 16 train / 8 val / 8 test prompts per class (the benchmark uses
+more).
 """),
         code("""
 from safetygeo.causal import CarrierThresholds, select_refusal_carrier
@@ -89,8 +90,8 @@ def small(splits, n_train, n_eval):
 
 rel = CarrierThresholds(kl_null_quantile=0.95, kl_null_k=8)
 sel = {}
-for name, h, sp, layers in (("toy", toy, small(toy_split, 64, 32), "all"),
-                            ("real", real, small(real_splits, 16, 8), [6, 15, 21])):
+for name, h, sp, layers in (("toy", toy, toy_split, "all"),
+                            ("real", real, small(real_splits, 16, 8), [15, 21])):
     for filt, th in (("absolute", CarrierThresholds()), ("null-relative", rel)):
         s = select_refusal_carrier(h, sp["harmful"], sp["harmless"], layers=layers,
                                    thresholds=th, test_top_k=1, progress=False)
@@ -140,12 +141,13 @@ null_figure(eff["d_refusal_harmful"], f"Δ refusal score, harmful (layer {int(be
 * **Real (135M)**: the refusal that 40 LoRA steps trained in *is* carried along single
   directions — ablating the best one moves the harmful refusal score far beyond every random
   direction — but those directions also move harmless prompts and cost KL well above
-  Arditi et al.'s 0.1. Random directions alone cost KL of the order of 0.1–0.5 nats here, so
-  the absolute filter says little on a model this small; the null-relative filter is the
-  fairer test, and the candidates' KL still sits above it in the benchmark's full run.
-  The anchor also over-refuses safe look-alikes (XSTest), which a shared "edgy request"
-  component in these directions would explain. This disagrees with the toy world and the
-  papers, and is reported as found (`benchmarks/RESULTS.md`).
+  Arditi et al.'s 0.1. Random directions alone cost KL of the order of 0.1–0.8 nats here, so
+  the absolute filter says little on a model this small; yet even the null-relative filter
+  admits nothing, mostly because adding the raw vector *lowers* the harmless refusal score
+  (induce < 0) for all but the last post-instruction position, and there KL still exceeds
+  the noise level. The anchor also over-refuses safe look-alikes (XSTest), which a shared
+  "edgy request" component in these directions would explain. This disagrees with the toy
+  world and the papers, and is reported as found (`benchmarks/RESULTS.md`).
 """),
     ]
     return nb
