@@ -309,7 +309,7 @@ def bench_trajectories(seed: int, n: int, out_dir: Path, *, layer_step: int = 3,
     comply = list(zip(world.prompts("harmful", "train")[:recipe.attack_examples],
                       distilled(root, "harmful", recipe)))[:n]
     probe = GradientProbe(loss_a=LossSpec.from_data(harmful, "refusal_ce", refusal=REFUSAL),
-                          loss_b=LossSpec.from_data(benign), objectives=("GA", "NPO"),
+                          loss_b=LossSpec.from_data(benign), objectives=("ga", "npo"),
                           forget=LossSpec.from_data(comply), retain=LossSpec.from_data(benign))
     res["gradients"] = {}
     for folder in folders:

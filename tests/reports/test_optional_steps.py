@@ -73,3 +73,31 @@ def test_entropy_rows_equal_the_api(opt_report, toy_zoo):
         assert math.isclose(got.value, want.value, rel_tol=1e-6)
         assert got.ci_low <= got.value <= got.ci_high and got.n == want.n
         assert 0 <= got.value <= math.log(h.model.config.vocab_size)
+
+
+def test_rank_at_every_layer_skips_undefined_layers(toy_zoo, tmp_path):
+    """``rank: {layer: all}``: layer 0 at template tokens has a zero diff-in-means (every
+    prompt embeds the same tokens there) — NaN rows with the reason, not a failed step;
+    every other layer equals carrier_rank called directly."""
+    from safetygeo.activations import extract_activations
+    from safetygeo.geometry import carrier_rank
+    from safetygeo.reports import run_report
+    from safetygeo.reports.sources import resolve_sets
+    from safetygeo.training import Trajectory
+
+    p = small_protocol((300,), base=False).with_steps(
+        drift=None, coupling=None, ablation=None, behavior=None, transfer=None,
+        rank={"layer": "all", "n_boot": 20})
+    rep = run_report([toy_zoo["anchor"]], tmp_path / "rank", p, html=False)
+    assert not (rep.status.status == "failed").any(), rep.status
+    er = rep.table[rep.table.metric == "erank"].set_index("layer")
+    assert math.isnan(er.value.loc[0]) and "zero matrix" in er.note.loc[0]
+    assert er.drop(index=0).value.notna().all() and len(er) == 9
+    sets = resolve_sets(p.sets)
+    h = Trajectory.load(toy_zoo["anchor"]).load_checkpoint(300, dtype="float32")
+    kw = dict(positions="t_inst+post_instruction", keep_vectors=True, progress=False)
+    a = extract_activations(h, sets.harmful["test"].prompts, **kw)
+    b = extract_activations(h, sets.harmless["test"].prompts, **kw)
+    post = [x for x in a.positions.labels if x != "t_inst"]
+    want = carrier_rank(a, b, layer=5, positions=post, n_boot=20)["erank"].value
+    assert math.isclose(er.value.loc[5], want, rel_tol=1e-6)

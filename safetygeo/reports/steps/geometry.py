@@ -86,8 +86,18 @@ def run_rank(ctx: CheckpointContext, s: RankSettings) -> StepOutput:
         layers = [int(s.layer)]
     rows = []
     for layer in layers:
-        est = carrier_rank(harmful, harmless, layer=layer, positions=positions, n_boot=s.n_boot,
-                           seed=s.seed)
+        try:
+            est = carrier_rank(harmful, harmless, layer=layer, positions=positions,
+                               n_boot=s.n_boot, seed=s.seed)
+        except SafetyGeoError as err:
+            if s.layer != "all":  # a layer the user named: its error is the answer
+                raise
+            # e.g. layer 0 at template tokens: every prompt has the same embedding there, so
+            # diff-in-means is exactly zero and its rank is undefined; the other layers stand
+            rows += [{"metric": m, "value": float("nan"), "method": "diff-in-means",
+                      "layer": layer, "position": "+".join(positions), "note": str(err)}
+                     for m in ("erank", "pr")]
+            continue
         for e in est.values():
             rows.append(estimate_row(e, layer=layer, position="+".join(positions)))
     return StepOutput(rows)
