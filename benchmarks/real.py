@@ -310,7 +310,8 @@ def bench_trajectories(seed: int, n: int, out_dir: Path, *, layer_step: int = 3,
                       distilled(root, "harmful", recipe)))[:n]
     probe = GradientProbe(loss_a=LossSpec.from_data(harmful, "refusal_ce", refusal=REFUSAL),
                           loss_b=LossSpec.from_data(benign), objectives=("ga", "npo"),
-                          forget=LossSpec.from_data(comply), retain=LossSpec.from_data(benign))
+                          forget=LossSpec.from_data(comply), retain=LossSpec.from_data(benign),
+                          include_frozen=True)  # merged LoRA checkpoints load frozen
     res["gradients"] = {}
     for folder in folders:
         if folder.name.rsplit("-", 1)[0] not in gradients:
