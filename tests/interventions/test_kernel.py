@@ -210,8 +210,14 @@ def test_saved_edited_checkpoint_reproduces_the_in_memory_logits(tmp_path) -> No
     edited.model.save_pretrained(tmp_path, safe_serialization=True)
     h.tokenizer.save_pretrained(tmp_path)
     back = load_model(str(tmp_path), dtype="float32", template=h.template)
+    # the saved weights are the edited ones, bit for bit ...
+    saved = dict(back.model.named_parameters())
+    for name, p in edited.model.named_parameters():
+        assert torch.equal(saved[name], p), name
+    # ... and the logits agree to float32 rounding (kernels may sum in another order: a
+    # CI run under load differed by 1.4e-6 in 16 of 2560 log-probs)
     torch.testing.assert_close(last_logprobs(back, PROMPTS, progress=False),
-                               last_logprobs(edited, PROMPTS, progress=False), atol=1e-6, rtol=0)
+                               last_logprobs(edited, PROMPTS, progress=False), atol=1e-5, rtol=1e-5)
 
 
 def test_an_unused_zero_slot_is_accepted() -> None:
