@@ -21,6 +21,7 @@ from safetygeo.cli.app import app
 from safetygeo.cli.common import (
     BATCH_SIZE,
     BatchSize,
+    CarriersDir,
     Limit,
     ModelArg,
     ModelOptions,
@@ -35,9 +36,6 @@ from safetygeo.cli.common import (
     print_table,
 )
 
-CarriersDir = Annotated[Path, typer.Option("--carriers", "-c", help="Folder written by "
-                                           "`safetygeo select-carrier` (its directions at "
-                                           "every layer).", show_default=False)]
 Position = Annotated[Optional[str], typer.Option(help="Position label of the directions "
                                                       "(default: the chosen carrier's, else "
                                                       "the last).")]

@@ -555,3 +555,8 @@ def print_table(rows: Any, columns: Sequence[str] | Mapping[str, str], *,
     con.print(table)
     if note:
         con.print(note, highlight=False)
+
+
+#: ``--carriers``: a folder written by ``select-carrier`` (sweep, measure-frontier, abliterate)
+CarriersDir = Annotated[Path, typer.Option("--carriers", "-c", help="Folder written by "
+                                           "`safetygeo select-carrier`.", show_default=False)]

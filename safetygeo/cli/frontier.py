@@ -13,6 +13,7 @@ from safetygeo.cli.common import (
     BATCH_SIZE,
     MAX_VARIANTS,
     BatchSize,
+    CarriersDir,
     Limit,
     MaxVariants,
     ModelArg,
@@ -29,8 +30,6 @@ from safetygeo.cli.common import (
     parse_layers,
 )
 
-CarriersDir = Annotated[Path, typer.Option("--carriers", "-c", help="Folder written by "
-                                           "`safetygeo select-carrier`.", show_default=False)]
 FINDER_NAMES = ("diff-in-means", "pca", "som", "rdo", "rco")
 MODES = ("project", "norm_preserving", "biprojected", "mpoa", "biprojected+mpoa")
 ROLES = ("harmful", "harmless", "fit.harmful", "fit.harmless")

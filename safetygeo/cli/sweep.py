@@ -12,6 +12,7 @@ from safetygeo.cli.common import (
     BATCH_SIZE,
     MAX_VARIANTS,
     BatchSize,
+    CarriersDir,
     Limit,
     MaxVariants,
     ModelArg,
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
     from safetygeo.interventions.intervention import HeadAblation
     from safetygeo.models.handle import ModelHandle
 
-CarriersDir = Annotated[Path, typer.Option("--carriers", "-c", help="Folder written by "
-                                           "`safetygeo select-carrier`.", show_default=False)]
 Candidate = Annotated[Optional[list[str]], typer.Option(
     help="Extra candidate LAYER:POSITION (repeat, e.g. 3:eoi-1); default: the chosen carrier.",
     show_default=False)]
