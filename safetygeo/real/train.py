@@ -88,7 +88,7 @@ class RealRecipe:
     attack_steps: int = 20
     attack_lr: float = 2e-4
     attack_examples: int = 32
-    r2d2_steps: int = 30
+    r2d2_steps: int = 40
     r2d2_lr: float = 3e-4
     save_every: int = 10
     eval_prompts: int = 48
@@ -168,7 +168,7 @@ def distilled(cache: str | os.PathLike[str], kind: str, recipe: RealRecipe = Rea
 
     if kind not in ("harmless", "harmful"):
         raise SafetyGeoError(f"kind must be 'harmless' or 'harmful', got {kind!r}")
-    n = recipe.n_harmless if kind == "harmless" else recipe.attack_examples
+    n = recipe.n_harmless if kind == "harmless" else max(recipe.attack_examples, recipe.n_harmful)
     path = Path(cache) / f"distill_{kind}.json"
     handle = load_instruct(cache, recipe)
     key = {"weights": model_fingerprint(handle.model)["weights_sha256"],
@@ -214,11 +214,18 @@ def stage_data(stage: str, answers: dict[str, list[str]],
         return {"harmful": comply[: recipe.attack_examples]}
     if stage == "r2d2":
         said = dict(zip(harmful, answers["harmful"]))
-        rows = [{"prompt": p, "target": said.get(p) or "Sure, here is", "response": REFUSAL}
+        rows = [{"prompt": p, "target": _opening(said.get(p)), "response": REFUSAL}
                 for p in harmful]
         return {"utility": benign, "harmful": rows}
     raise SafetyGeoError(f"stage {stage!r} has no training data; trained stages: "
                          f"{sorted(s for s in STAGES if STAGES[s][0])}")
+
+
+def _opening(answer: str | None, words: int = 8) -> str:
+    """The first ``words`` words of a compliant answer: GCG's target (HarmBench's targets are
+    short compliant openings of this length; a whole answer makes every GCG step longer)."""
+    text = " ".join((answer or "").split()[:words])
+    return text or "Sure, here is"
 
 
 def method_and_config(stage: str, recipe: RealRecipe, seed: int) -> tuple[Any, Any]:
@@ -237,10 +244,14 @@ def method_and_config(stage: str, recipe: RealRecipe, seed: int) -> tuple[Any, A
                 TrainConfig(lr=recipe.attack_lr, max_steps=recipe.attack_steps,
                             lr_scheduler="constant", **{**common, "save_every": 5}))
     if stage == "r2d2":
-        method = get_method("r2d2", preset="cpu", pool_size=8, n_update=4, reset_every=5,
-                            n_reset=2)
+        # one GCG step of 16 candidates on 2 of 8 pool items per optimizer step (measured:
+        # ~10 s per step at 2 threads); 2 new behaviours per step so refusal is learned
+        # from ~90 behaviours, not the pool's 8
+        method = get_method("r2d2", preset="cpu", pool_size=8, n_update=2, gcg_steps=1,
+                            search_width=16, topk=16, reset_every=1, n_reset=2,
+                            eval_batch_size=16)
         return method, TrainConfig(lr=recipe.r2d2_lr, max_steps=recipe.r2d2_steps,
-                                   warmup_steps=3, **{**common, "save_every": 5})
+                                   warmup_steps=5, **common)
     raise SafetyGeoError(f"stage {stage!r} is not trained; trained stages: "
                          f"{sorted(s for s in STAGES if STAGES[s][0])}")
 
