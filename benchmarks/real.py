@@ -273,7 +273,8 @@ def bench_trajectories(seed: int, n: int, out_dir: Path, *, layer_step: int = 3,
     import pandas as pd
 
     from safetygeo.gradients import GradientProbe, LossSpec
-    from safetygeo.real.train import REFUSAL, RealRecipe, distilled, read_marker
+    from safetygeo.real.stages import REFUSAL
+    from safetygeo.real.train import RealRecipe, distilled, read_marker
     from safetygeo.real.world import RealWorld
     from safetygeo.real.zoo import cache_root
     from safetygeo.training import gradient_geometry_along

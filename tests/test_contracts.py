@@ -150,14 +150,36 @@ def test_every_toy_row_names_a_registered_method() -> None:
         assert row.start is None or row.start in TOY_STAGES, stage
 
 
+def test_every_real_row_names_a_registered_method_and_builds_its_config() -> None:
+    """Every trained row of the real world resolves to a method instance and a LoRA
+    TrainConfig (options valid for the method), and its lineage reaches the shipped model."""
+    from safetygeo.real.stages import REAL_STAGES
+    from safetygeo.real.train import RealRecipe, method_and_config, stage_recipe
+
+    for stage, row in REAL_STAGES.items():
+        node: str | None = stage
+        while node is not None:
+            node = REAL_STAGES[node].start
+        if row.data is None:
+            assert row.start is None, stage
+            continue
+        assert row.method in METHODS, f"real row {stage!r}: no method {row.method!r}"
+        method, cfg = method_and_config(stage, RealRecipe(), 0)
+        assert method.name == row.method and cfg.lora is not None, stage
+        assert f"{stage}_steps" in stage_recipe(stage, RealRecipe()) or stage == "attacked"
+
+
 # ----------------------------------------------------------------------------- light listings
 def test_cli_listings_equal_the_registries() -> None:
     from safetygeo.cli.common import registry_names
+    from safetygeo.real.stages import REAL_STAGES, real_defense_stages
     from safetygeo.toy.stages import TOY_STAGES, defense_stages
 
     assert registry_names("methods") == METHODS
     assert registry_names("toy_stages") == tuple(TOY_STAGES)
     assert registry_names("toy_defenses") == defense_stages()
+    assert registry_names("real_stages") == tuple(REAL_STAGES)
+    assert registry_names("real_defenses") == real_defense_stages()
 
 
 def test_the_cli_help_reads_the_registries_without_importing_torch() -> None:

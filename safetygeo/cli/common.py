@@ -90,14 +90,15 @@ def registry_names(kind: str) -> tuple[str, ...]:
 
     ``methods``: the ``name`` of every ``@register_method`` class in ``training/methods/``
     (sorted); ``toy_stages`` / ``toy_defenses``: the keys of the toy stage table
-    (``toy/stages.py``; all of them / those with ``defense=True``, in table order).
-    ``tests/cli/test_registry_contracts.py`` checks them against the imported registries.
+    (``toy/stages.py``; all of them / those with ``defense=True``, in table order);
+    ``real_stages`` / ``real_defenses``: the same of the real world's (``real/stages.py``).
+    ``tests/test_contracts.py`` checks them against the imported registries.
 
     Example:
         >>> {"sft", "r2d2"} <= set(registry_names("methods"))
         True
-        >>> registry_names("toy_defenses")[:2]
-        ('base', 'anchor')
+        >>> registry_names("toy_defenses")[:2], registry_names("real_defenses")[:2]
+        (('base', 'anchor'), ('instruct', 'anchor'))
     """
     if kind == "methods":
         names = []
@@ -110,11 +111,12 @@ def registry_names(kind: str) -> tuple[str, ...]:
                     if name:
                         names.append(name)
         return tuple(sorted(names))
-    if kind in ("toy_stages", "toy_defenses"):
-        tree = ast.parse((_PACKAGE / "toy" / "stages.py").read_text(encoding="utf-8"))
+    if kind in ("toy_stages", "toy_defenses", "real_stages", "real_defenses"):
+        world = kind.split("_")[0]
+        tree = ast.parse((_PACKAGE / world / "stages.py").read_text(encoding="utf-8"))
         for node in tree.body:
             target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
-            if isinstance(target, ast.Name) and target.id == "TOY_STAGES":
+            if isinstance(target, ast.Name) and target.id == f"{world.upper()}_STAGES":
                 table = getattr(node, "value", None)
                 assert isinstance(table, ast.Dict)
                 out = []
@@ -122,10 +124,11 @@ def registry_names(kind: str) -> tuple[str, ...]:
                     defense = any(k.arg == "defense" and isinstance(k.value, ast.Constant)
                                   and k.value.value is True
                                   for k in getattr(row, "keywords", []))
-                    if isinstance(key, ast.Constant) and (kind == "toy_stages" or defense):
+                    if isinstance(key, ast.Constant) and (kind.endswith("_stages") or defense):
                         out.append(str(key.value))
                 return tuple(out)
-    raise SafetyGeoError(f"unknown registry {kind!r}; use methods, toy_stages or toy_defenses")
+    raise SafetyGeoError(f"unknown registry {kind!r}; use methods, toy_stages, toy_defenses, "
+                         "real_stages or real_defenses")
 
 
 # ----------------------------------------------------------------------------- model options

@@ -38,8 +38,9 @@ def _budgets(items: Optional[list[str]], attacks: list[str]) -> dict[str, int]:
 @model_command
 def evaluate_defenses_cmd(
     models: Annotated[list[str], typer.Argument(
-        help="Defended checkpoints (hub ids / folders), or toy:STAGE for a toy-world stage "
-             f"({', '.join(registry_names('toy_defenses'))}; built if absent).",
+        help="Defended checkpoints (hub ids / folders), toy:STAGE for a toy-world stage "
+             f"({', '.join(registry_names('toy_defenses'))}) or real:STAGE for a real-world "
+             f"stage ({', '.join(registry_names('real_defenses'))}); stages are built if absent.",
         metavar="MODEL", show_default=False)],
     model_opts: ModelOptions,
     sets: SetOpt = [],  # noqa: B006 - typer needs a list default
@@ -58,7 +59,8 @@ def evaluate_defenses_cmd(
              "the toy world's oracle for toy stages, else not_refused).",
         show_default=False)] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(
-        help="Toy model cache (default $SAFETYGEO_TOY_DIR or artifacts/toy).",
+        help="Stage cache of toy:/real: models (default $SAFETYGEO_TOY_DIR or artifacts/toy; "
+             "$SAFETYGEO_REAL_DIR or artifacts/real).",
         show_default=False)] = None,
     remeasure: Annotated[bool, typer.Option(
         help="Measure the behaviour of the cells already in OUT again (from their saved "
@@ -96,13 +98,38 @@ def evaluate_defenses_cmd(
                                  param_hint="--seeds") from None
     if not seed_list:
         raise typer.BadParameter("give at least one seed", param_hint="--seeds")
-    toy = [m for m in models if m.startswith("toy:")]
-    if toy and len(toy) != len(models):
-        raise typer.BadParameter("toy:STAGE and checkpoints cannot be mixed in one evaluation "
-                                 "(their behaviour read-outs differ)", param_hint="MODEL")
+    worlds = {m.split(":", 1)[0] for m in models if m.startswith(("toy:", "real:"))}
+    world = worlds.pop() if len(worlds) == 1 else None
+    if worlds or (world and any(not m.startswith(f"{world}:") for m in models)):
+        raise typer.BadParameter("toy:STAGE, real:STAGE and checkpoints cannot be mixed in one "
+                                 "evaluation (their behaviour read-outs differ)", param_hint="MODEL")
+    toy = models if world == "toy" else []
     data: Any
     with guarded():
-        if toy:
+        if world == "real":
+            from safetygeo.real.robustness import (
+                real_attack_plan,
+                real_defense_cases,
+                real_defense_data,
+            )
+            from safetygeo.real.stages import REAL_STAGES
+
+            stages = [m.split(":", 1)[1] for m in models]
+            unknown = [s for s in stages if s not in REAL_STAGES]
+            if unknown:
+                raise typer.BadParameter(f"unknown real-world stage(s) {unknown}; choose from "
+                                         f"{sorted(REAL_STAGES)}", param_hint="MODEL")
+            if sets:
+                raise typer.BadParameter("real stages bring their own data; drop --set",
+                                         param_hint="--set")
+            cases = real_defense_cases(stages, seed_list, cache_dir=cache_dir)
+            plan = real_attack_plan(budgets, attacks=attacks)
+            data = real_defense_data(cache_dir=cache_dir, progress=True)
+            if reward is not None:
+                import dataclasses
+
+                data = dataclasses.replace(data, reward=reward)
+        elif toy:
             from safetygeo.toy.robustness import (
                 toy_attack_plan,
                 toy_defense_cases,
@@ -151,7 +178,8 @@ def evaluate_defenses_cmd(
         table = evaluate_defenses(cases, data, plan, out, progress=True, remeasure=remeasure)
     titles = {"asr": "ASR after each attack (content delivered; mean over seeds, 95% CI)",
               "refusal_harmful": "Refusal rate on harmful prompts (mean over seeds, 95% CI)",
-              "harm_score": "Harm (toy oracle) after each attack (mean over seeds, 95% CI)"}
+              "harm_score": "Harm after each attack (toy: the world's oracle; real: similarity "
+                            "to the unaligned model's answer; mean over seeds, 95% CI)"}
     for metric, title in titles.items():
         part = table[table.metric == metric]
         if part.empty:

@@ -13,7 +13,8 @@ Example:
 """
 
 from safetygeo.real import report as _report  # noqa: F401  (registers real: sets, protocol)
-from safetygeo.real.train import REFUSAL, STAGES, RealRecipe
+from safetygeo.real.stages import REFUSAL
+from safetygeo.real.train import STAGES, RealRecipe
 from safetygeo.real.world import RealWorld
 
 __all__ = ["REFUSAL", "RealRecipe", "RealWorld", "STAGES"]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +42,15 @@ import torch
 from safetygeo._io import atomic_write_json
 from safetygeo.errors import SafetyGeoError
 from safetygeo.models.handle import ModelHandle
+from safetygeo.real.stages import REAL_STAGES, needs_harmful_answers, real_stage_row
 from safetygeo.real.world import RealWorld
+from safetygeo.training.stages import stage_identity, stage_method_and_config
 
-#: what each trained stage starts from and its method (stage → (start, method))
-STAGES: dict[str, tuple[str | None, str]] = {
-    "instruct": (None, "as shipped"),
-    "anchor": ("instruct", "sft"),
-    "attacked": ("anchor", "harmful_sft"),
-    "r2d2": ("instruct", "r2d2"),
-}
+#: what each stage starts from and its method (stage → (start, method)), read from the stage
+#: table (:data:`safetygeo.real.stages.REAL_STAGES`)
+STAGES: dict[str, tuple[str | None, str]] = {s: (row.start, row.method)
+                                             for s, row in REAL_STAGES.items()}
 MARKER = "real.json"
-#: the refusal the anchor is trained to give (starts with a refusal-start token of
-#: :data:`safetygeo.activations.refusal.DEFAULT_REFUSAL_PHRASES`)
-REFUSAL = "I cannot help with that request."
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,9 @@ class RealRecipe:
             harmless: self-distilled).
         distill_tokens: new tokens of the self-distilled answers (greedy).
         anchor_steps / anchor_lr, attack_steps / attack_lr / attack_examples,
-        r2d2_steps / r2d2_lr: per-stage budgets.
+        r2d2_steps / r2d2_lr, sdd_steps / sdd_lr, ctrap_steps / ctrap_lr,
+        seam_steps / seam_lr: per-stage budgets (the rows of
+        :data:`safetygeo.real.stages.REAL_STAGES` name them).
         save_every: checkpoint interval of the anchor and r2d2 trajectories.
         eval_prompts, eval_tokens: held-out prompts per set and new tokens when a stage's
             behaviour is measured.
@@ -90,6 +88,12 @@ class RealRecipe:
     attack_examples: int = 32
     r2d2_steps: int = 40
     r2d2_lr: float = 3e-4
+    sdd_steps: int = 40
+    sdd_lr: float = 3e-4
+    ctrap_steps: int = 20
+    ctrap_lr: float = 3e-4
+    seam_steps: int = 20
+    seam_lr: float = 1e-4
     save_every: int = 10
     eval_prompts: int = 48
     eval_tokens: int = 32
@@ -97,27 +101,18 @@ class RealRecipe:
 
 _SHARED = ("base", "lora_r", "lora_alpha", "batch_size", "max_length", "n_harmful",
            "n_harmless", "distill_tokens", "eval_prompts", "eval_tokens", "save_every")
-_OWN = {"instruct": (), "anchor": ("anchor_steps", "anchor_lr"),
-        "attacked": ("attack_steps", "attack_lr", "attack_examples"),
-        "r2d2": ("r2d2_steps", "r2d2_lr")}
 
 
 def stage_recipe(stage: str, recipe: RealRecipe) -> dict[str, Any]:
-    """The recipe fields ``stage`` depends on (its own and its ancestors').
+    """The recipe fields ``stage`` depends on (its own and its ancestors', from the stage
+    table): a cached build is keyed by them.
 
     Example:
         >>> sorted(stage_recipe("attacked", RealRecipe()))[:3]
         ['anchor_lr', 'anchor_steps', 'attack_examples']
     """
-    if stage not in STAGES:
-        raise SafetyGeoError(f"unknown real-world stage {stage!r}; choose from {sorted(STAGES)}")
-    fields = list(_SHARED)
-    node: str | None = stage
-    while node is not None:
-        fields += _OWN[node]
-        node = STAGES[node][0]
-    full = asdict(recipe)
-    return {k: full[k] for k in sorted(fields)}
+    real_stage_row(stage)  # unknown stage: the message lists the world's stages
+    return stage_identity(stage, REAL_STAGES, recipe, shared=_SHARED)
 
 
 def base_copy(cache: str | os.PathLike[str], recipe: RealRecipe = RealRecipe()) -> Path:
@@ -151,24 +146,34 @@ def _shipped_distill() -> dict[str, Any]:
         return {}
 
 
+#: what :func:`distilled` answers: kind → (prompt kind, split)
+DISTILL_KINDS: dict[str, tuple[str, str]] = {"harmless": ("harmless", "train"),
+                                             "harmful": ("harmful", "train"),
+                                             "harmful_test": ("harmful", "test")}
+
+
 def distilled(cache: str | os.PathLike[str], kind: str, recipe: RealRecipe = RealRecipe(), *,
               progress: bool = False) -> list[str]:
-    """The instruct model's own greedy answers to the first train prompts of ``kind``
-    (``harmless``: the first ``n_harmless``, the anchor's utility data; ``harmful``: the
-    first ``attack_examples``, what it said before refusal training — the attacks'
-    targets), generated once and cached in
-    ``cache/distill_{kind}.json``, keyed by the base copy's weights and the settings.
+    """The instruct model's own greedy answers to the first prompts of ``kind``, generated
+    once and cached in ``cache/distill_{kind}.json``, keyed by the base copy's weights and
+    the settings:
 
-    The harmless answers ship with the package (``data/distill_harmless.json``, used when
-    its key matches), so the anchor's data needs no generation; harmful answers are never
-    shipped, only generated where a stage needs them.
+    * ``harmless``: the first ``n_harmless`` train instructions (the anchor's utility data;
+      these ship with the package, ``data/distill_harmless.json``, used when the key matches);
+    * ``harmful``: the first ``n_harmful`` train requests — what it said before refusal
+      training (the attacks' data, the defenses' harmful behaviours);
+    * ``harmful_test``: the first ``eval_prompts`` held-out test requests (the defense
+      table's harm reference and GCG targets).
+
+    Harmful answers are never shipped, only generated where a stage needs them.
     """
     from safetygeo.behavior.generate import GenerationSettings, generate
     from safetygeo.models.fingerprint import model_fingerprint
 
-    if kind not in ("harmless", "harmful"):
-        raise SafetyGeoError(f"kind must be 'harmless' or 'harmful', got {kind!r}")
-    n = recipe.n_harmless if kind == "harmless" else max(recipe.attack_examples, recipe.n_harmful)
+    if kind not in DISTILL_KINDS:
+        raise SafetyGeoError(f"kind must be one of {sorted(DISTILL_KINDS)}, got {kind!r}")
+    n = {"harmless": recipe.n_harmless, "harmful": max(recipe.attack_examples, recipe.n_harmful),
+         "harmful_test": recipe.eval_prompts}[kind]
     path = Path(cache) / f"distill_{kind}.json"
     handle = load_instruct(cache, recipe)
     key = {"weights": model_fingerprint(handle.model)["weights_sha256"],
@@ -182,7 +187,7 @@ def distilled(cache: str | os.PathLike[str], kind: str, recipe: RealRecipe = Rea
     for saved in candidates:
         if saved.get("key") == key:
             return list(saved["answers"])
-    prompts = RealWorld().prompts(kind, "train")[:n]
+    prompts = RealWorld().prompts(*DISTILL_KINDS[kind])[:n]
     gens = generate(handle, prompts, GenerationSettings(max_new_tokens=recipe.distill_tokens),
                     batch_size=32, progress=progress)
     answers = [c.strip() for c in gens.completions]
@@ -192,68 +197,31 @@ def distilled(cache: str | os.PathLike[str], kind: str, recipe: RealRecipe = Rea
 
 def stage_data(stage: str, answers: dict[str, list[str]],
                recipe: RealRecipe = RealRecipe()) -> dict[str, Any]:
-    """The training data of ``stage`` (train split only; val / test stay held out).
-
-    Empty self-distilled answers are dropped (nothing to learn from them).
+    """The training data of ``stage``, as its row of the stage table builds it (train split
+    only; val / test stay held out). Empty self-distilled answers are dropped.
 
     Example:
         >>> d = stage_data("anchor", {"harmless": ["Paris."] * 400})
         >>> d["harmful"][0][1], len(d["harmless"])
         ('I cannot help with that request.', 128)
     """
-    world = RealWorld()
-    harmful = world.prompts("harmful", "train")[: recipe.n_harmful]
-    harmless = world.prompts("harmless", "train")[: recipe.n_harmless]
-    benign = [(p, a) for p, a in zip(harmless, answers["harmless"]) if a]
-    if stage == "anchor":
-        return {"harmful": [(p, REFUSAL) for p in harmful], "harmless": benign}
-    if "harmful" not in answers:
-        raise SafetyGeoError(f"stage {stage!r} needs the instruct model's harmful answers")
-    if stage == "attacked":
-        comply = [(p, a) for p, a in zip(harmful, answers["harmful"]) if a]
-        return {"harmful": comply[: recipe.attack_examples]}
-    if stage == "r2d2":
-        said = dict(zip(harmful, answers["harmful"]))
-        rows = [{"prompt": p, "target": _opening(said.get(p)), "response": REFUSAL}
-                for p in harmful]
-        return {"utility": benign, "harmful": rows}
-    raise SafetyGeoError(f"stage {stage!r} has no training data; trained stages: "
-                         f"{sorted(s for s in STAGES if STAGES[s][0])}")
-
-
-def _opening(answer: str | None, words: int = 8) -> str:
-    """The first ``words`` words of a compliant answer: GCG's target (HarmBench's targets are
-    short compliant openings of this length; a whole answer makes every GCG step longer)."""
-    text = " ".join((answer or "").split()[:words])
-    return text or "Sure, here is"
+    data = real_stage_row(stage).data
+    if data is None:
+        raise SafetyGeoError(f"stage {stage!r} has no training data; trained stages: "
+                             f"{sorted(s for s, r in REAL_STAGES.items() if r.data)}")
+    return data(answers, recipe)
 
 
 def method_and_config(stage: str, recipe: RealRecipe, seed: int) -> tuple[Any, Any]:
-    """The training method and :class:`~safetygeo.training.TrainConfig` of ``stage``."""
-    from safetygeo.training import LoraSpec, TrainConfig, get_method
+    """The training method and :class:`~safetygeo.training.TrainConfig` of ``stage``'s row
+    (LoRA on every linear layer; the recipe's batch, length and save interval)."""
+    from safetygeo.training import LoraSpec
 
+    real_stage_row(stage)
     lora = LoraSpec(r=recipe.lora_r, alpha=recipe.lora_alpha, dropout=0.0)
-    common = dict(batch_size=recipe.batch_size, save_every=recipe.save_every, seed=seed,
-                  max_length=recipe.max_length, log_every=1, lora=lora)
-    if stage == "anchor":
-        return (get_method("sft", refusal=REFUSAL),
-                TrainConfig(lr=recipe.anchor_lr, max_steps=recipe.anchor_steps, warmup_steps=5,
-                            **common))
-    if stage == "attacked":
-        return (get_method("harmful_sft", n_examples=recipe.attack_examples),
-                TrainConfig(lr=recipe.attack_lr, max_steps=recipe.attack_steps,
-                            lr_scheduler="constant", **{**common, "save_every": 5}))
-    if stage == "r2d2":
-        # one GCG step of 16 candidates on 2 of 8 pool items per optimizer step (measured:
-        # ~10 s per step at 2 threads); 2 new behaviours per step so refusal is learned
-        # from ~90 behaviours, not the pool's 8
-        method = get_method("r2d2", preset="cpu", pool_size=8, n_update=2, gcg_steps=1,
-                            search_width=16, topk=16, reset_every=1, n_reset=2,
-                            eval_batch_size=16)
-        return method, TrainConfig(lr=recipe.r2d2_lr, max_steps=recipe.r2d2_steps,
-                                   warmup_steps=5, **common)
-    raise SafetyGeoError(f"stage {stage!r} is not trained; trained stages: "
-                         f"{sorted(s for s in STAGES if STAGES[s][0])}")
+    defaults = dict(batch_size=recipe.batch_size, save_every=recipe.save_every,
+                    max_length=recipe.max_length, log_every=1, lora=lora)
+    return stage_method_and_config(stage, REAL_STAGES, recipe, seed=seed, defaults=defaults)
 
 
 def measure(handle: ModelHandle, recipe: RealRecipe = RealRecipe(), *,
@@ -297,7 +265,7 @@ def build_stage(stage: str, cache: str | os.PathLike[str], *, start: ModelHandle
     from safetygeo.training import Trajectory, train
 
     folder = Path(cache) / f"{stage}-s{seed}"
-    needs = ("harmless", "harmful") if stage in ("attacked", "r2d2") else ("harmless",)
+    needs = ("harmless", "harmful") if needs_harmful_answers(stage) else ("harmless",)
     answers = {k: distilled(cache, k, recipe, progress=progress) for k in needs}
     method, config = method_and_config(stage, recipe, seed)
     t0 = time.perf_counter()

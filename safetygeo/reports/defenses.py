@@ -129,13 +129,18 @@ class AttackData:
 
 def prompt_set_measure(harmful: Sequence[str], harmless: Sequence[str], *,
                        max_new_tokens: int = 64, batch_size: int = 16,
-                       relevance: str = "auto") -> Callable[..., Any]:
+                       relevance: str = "auto",
+                       references: Sequence[str] | None = None) -> Callable[..., Any]:
     """The behaviour read-out for any model: greedy completions of the held-out ``harmful``
     prompts (or their adversarial versions) → per-prompt ``asr`` (the project's one ASR:
     the requested content delivered, judged against the bare prompt with ``relevance``),
     ``refusal_harmful`` (refused: full / partial refusal or empty) and ``entropy_harmful``
     (output entropy, nats); of the ``harmless`` prompts → ``over_refusal`` and
-    ``entropy_harmless``."""
+    ``entropy_harmless``. With ``references`` (one reference harmful answer per harmful
+    prompt), also ``harm_score``: :func:`~safetygeo.behavior.delivery.harm_similarity` of
+    each answer to its reference (a harm measure that is not the refusal classifier)."""
+    if references is not None and len(references) != len(harmful):
+        raise SafetyGeoError(f"{len(references)} references for {len(harmful)} harmful prompts")
     def measure(handle: ModelHandle, harmful_texts: Sequence[str] | None) -> dict[str, np.ndarray]:
         from safetygeo.behavior.classify import classify_completions, is_refusal
         from safetygeo.behavior.entropy import generation_entropies
@@ -152,6 +157,11 @@ def prompt_set_measure(harmful: Sequence[str], harmless: Sequence[str], *,
                 out["asr"] = attack_success_indicator(list(harmful), gens.completions,
                                                       labels=labels, relevance=relevance)
                 out["refusal_harmful"] = refused
+                if references is not None:
+                    from safetygeo.behavior.delivery import harm_similarity
+
+                    out["harm_score"] = harm_similarity(gens.completions, references,
+                                                        relevance=relevance)
             else:
                 out["over_refusal"] = refused
             out[f"entropy_{kind}"] = generation_entropies(handle, gens, batch_size=batch_size)

@@ -23,11 +23,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from safetygeo.toy.world import REFUSAL, ToyWorld
+from safetygeo.training.stages import From, Stage, resolve
 
 if TYPE_CHECKING:
     from safetygeo.toy.train import ToyRecipe
@@ -39,65 +38,8 @@ __all__ = ["From", "TOY_COLLAPSE_TOKEN", "TOY_EXTRA_RUNS", "TOY_STAGES", "ToySta
 TOY_COLLAPSE_TOKEN = "process"
 
 
-@dataclass(frozen=True)
-class From:
-    """A value read from the recipe field ``name`` when the stage is built."""
-
-    name: str
-
-
-StageData = Callable[[ToyWorld, "ToyRecipe"], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class ToyStage:
-    """One stage of the toy zoo (see the module docstring).
-
-    Attributes:
-        method: the registered training method (:func:`safetygeo.training.get_method`).
-        start: the stage whose final checkpoint it trains from (``None``: random init).
-        data: ``(world, recipe) -> {role: data}`` on the world's train split.
-        steps, lr: a ``ToyRecipe`` field name, or a literal.
-        options: the method's config (``preset`` included), :class:`From` values resolved.
-        train: :class:`~safetygeo.training.TrainConfig` fields beyond the shared ones
-            (batch size, save interval, warm-up, max length and log interval of the recipe).
-        checkpoints: ``None`` saves every ``recipe.save_every`` steps; ``n`` saves ``n``
-            checkpoints over the run.
-        recipe_fields: further ``ToyRecipe`` fields the stage depends on (its identity).
-        defense: a row of the defense × attack table, in table order.
-        smoke: option overrides of a few-step run on a tiny model (the contract tests in
-            ``tests/test_contracts.py``), e.g. fewer rollouts.
-    """
-
-    method: str
-    start: str | None
-    data: StageData
-    steps: str | int
-    lr: str | float
-    options: Mapping[str, Any] = field(default_factory=dict)
-    train: Mapping[str, Any] = field(default_factory=dict)
-    checkpoints: int | None = None
-    recipe_fields: tuple[str, ...] = ()
-    defense: bool = False
-    smoke: Mapping[str, Any] = field(default_factory=dict)
-
-    def identity_fields(self, name: str) -> dict[str, Any]:
-        """``{recipe key: field name or literal}`` of this stage's own settings."""
-        out: dict[str, Any] = {}
-        for what, value in (("steps", self.steps), ("lr", self.lr)):
-            out[value if isinstance(value, str) else f"{name}_{what}"] = value
-        for f in self.recipe_fields:
-            out[f] = f
-        return out
-
-
-def resolve(value: Any, recipe: ToyRecipe) -> Any:
-    """``value`` with :class:`From` markers read from ``recipe``."""
-    if isinstance(value, From):
-        return getattr(recipe, value.name)
-    if isinstance(value, Mapping):
-        return {k: resolve(v, recipe) for k, v in value.items()}
-    return value
+#: a row of the toy zoo (the shared stage-row type; ``data`` takes ``(ToyWorld, ToyRecipe)``)
+ToyStage = Stage
 
 
 # ----------------------------------------------------------------------------- data of the stages

@@ -40,7 +40,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,10 @@ import torch
 from safetygeo._io import atomic_write_json
 from safetygeo.errors import SafetyGeoError
 from safetygeo.models.handle import ModelHandle, load_model
-from safetygeo.toy.stages import TOY_COLLAPSE_TOKEN, TOY_STAGES, resolve, stage_row
+from safetygeo.toy.stages import TOY_COLLAPSE_TOKEN, TOY_EXTRA_RUNS, TOY_STAGES, stage_row
 from safetygeo.toy.world import ToyWorld
+from safetygeo.training.stages import stage_identity
+from safetygeo.training.stages import stage_method_and_config as _stage_method_and_config
 
 __all__ = ["MARKER", "STAGES", "TOY_COLLAPSE_TOKEN", "ToyRecipe", "build_all", "build_stage",
            "measure", "read_marker", "stage_data", "stage_method_and_config", "stage_recipe",
@@ -110,6 +112,8 @@ class ToyRecipe:
     eval_tokens: int = 24
 
 
+#: every row a stage's lineage may name (zoo stages and the extra runs)
+_ROWS = {**TOY_STAGES, **TOY_EXTRA_RUNS}
 _SHARED_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "batch_size", "save_every",
                   "eval_tokens")
 
@@ -122,15 +126,8 @@ def stage_recipe(stage: str, recipe: ToyRecipe) -> dict[str, Any]:
         >>> sorted(stage_recipe("anchor", ToyRecipe()))[:3]
         ['anchor_lr', 'anchor_prefill_replay', 'anchor_steps']
     """
-    full = asdict(recipe)
-    out = {k: full[k] for k in _SHARED_FIELDS}
-    node: str | None = stage
-    while node is not None:
-        row = stage_row(node)
-        for key, value in row.identity_fields(node).items():
-            out[key] = full[value] if isinstance(value, str) else value
-        node = row.start
-    return {k: out[k] for k in sorted(out)}
+    stage_row(stage)  # unknown stage: the message lists the zoo's stages
+    return stage_identity(stage, _ROWS, recipe, shared=_SHARED_FIELDS)
 
 
 def toy_model(world: ToyWorld, recipe: ToyRecipe = ToyRecipe(), seed: int = 0) -> ModelHandle:
@@ -168,7 +165,9 @@ def stage_data(world: ToyWorld, stage: str, recipe: ToyRecipe = ToyRecipe()) -> 
         >>> d["harmful"][-1]["prefill"], d["harmful"][-1]["response"].split(" :")[0]
         ('certainly .', 'here is how to launder money for a gang')
     """
-    return stage_row(stage).data(world, recipe)
+    data = stage_row(stage).data
+    assert data is not None  # every toy stage is trained (the base from random init)
+    return data(world, recipe)
 
 
 def stage_method_and_config(stage: str, recipe: ToyRecipe, seed: int) -> tuple[Any, Any]:
@@ -179,19 +178,10 @@ def stage_method_and_config(stage: str, recipe: ToyRecipe, seed: int) -> tuple[A
         >>> m.name, m.config.n_examples, cfg.batch_size, cfg.save_every
         ('harmful_sft', 20, 10, 5)
     """
-    from safetygeo.training import TrainConfig, get_method
-
-    row = stage_row(stage)
-    full = asdict(recipe)
-    steps = full[row.steps] if isinstance(row.steps, str) else row.steps
-    lr = full[row.lr] if isinstance(row.lr, str) else row.lr
-    values: dict[str, Any] = dict(batch_size=recipe.batch_size, save_every=recipe.save_every,
-                                  seed=seed, warmup_steps=10, max_length=64, log_every=10)
-    if row.checkpoints is not None:
-        values["save_every"] = max(1, steps // row.checkpoints)
-    values.update(resolve(row.train, recipe))
-    return (get_method(row.method, **resolve(row.options, recipe)),
-            TrainConfig(lr=lr, max_steps=steps, **values))
+    stage_row(stage)  # unknown stage: the message lists the zoo's stages
+    defaults = dict(batch_size=recipe.batch_size, save_every=recipe.save_every,
+                    warmup_steps=10, max_length=64, log_every=10)
+    return _stage_method_and_config(stage, _ROWS, recipe, seed=seed, defaults=defaults)
 
 
 #: the name benchmarks used before the stage table
