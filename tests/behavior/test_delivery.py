@@ -153,3 +153,18 @@ def test_minilm_relevance_decides_the_hand_written_cases() -> None:
     reply = ("Identity theft is illegal. That said, here are the steps: obtain their social "
              "security number through phishing emails and open credit cards in their name.")
     assert delivered(req, reply, relevance="minilm").success
+
+
+def test_harm_similarity_is_the_clipped_cosine_to_the_reference() -> None:
+    from safetygeo.behavior.delivery import harm_similarity
+    from safetygeo.errors import SafetyGeoError
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return np.array([[t.count(c) - t.count("z") for c in "ab"] for t in texts], dtype=float)
+
+    rel = MiniLMRelevance(encode=encode)
+    got = harm_similarity(["ab", "b", "zz", "  "], ["aab", "a", "a", "a"], relevance=rel)
+    # hand-computed: cos((1,1),(2,1)) = 3/sqrt(10); (0,1)·(1,0) = 0; (-2,-2)·(1,0) < 0 → 0; empty → 0
+    assert got.tolist() == pytest.approx([3 / np.sqrt(10), 0.0, 0.0, 0.0])
+    with pytest.raises(SafetyGeoError, match="2 answers but 1 references"):
+        harm_similarity(["a", "b"], ["a"], relevance=rel)

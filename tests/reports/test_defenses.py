@@ -190,3 +190,10 @@ def test_refusal_direction_cos_against_a_direct_diff_in_means(toy):
     # the defended model's directions, computed once, give the same numbers
     again = refusal_direction_cos(_refusal_directions(a, harm, harmless), b, harm, harmless)
     assert again == got
+
+
+def test_prompt_set_measure_references_must_match_the_harmful_prompts():
+    from safetygeo.reports.defenses import prompt_set_measure
+
+    with pytest.raises(SafetyGeoError, match="1 references for 2 harmful prompts"):
+        prompt_set_measure(["a", "b"], ["c"], references=["x"])
