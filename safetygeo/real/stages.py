@@ -144,9 +144,11 @@ REAL_STAGES: dict[str, Stage] = {
                    options={"preset": "cpu", "refusal": REFUSAL,
                             "collapse_token": REAL_COLLAPSE_TOKEN},
                    train={"warmup_steps": 5}, defense=True),
+    # batch 4: at the recipe's 16 a SEAM step (three roles' logits over a 49k vocabulary,
+    # finite differences) took > 15 GB and was killed; at 4 it is ~25 s (measured)
     "seam": Stage("seam", "anchor", seam_data, "seam_steps", "seam_lr",
                   options={"preset": "cpu", "refusal": REFUSAL},
-                  train={"lr_scheduler": "constant"}, defense=True),
+                  train={"lr_scheduler": "constant", "batch_size": 4}, defense=True),
 }
 
 

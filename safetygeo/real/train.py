@@ -93,7 +93,7 @@ class RealRecipe:
     ctrap_steps: int = 20
     ctrap_lr: float = 3e-4
     seam_steps: int = 20
-    seam_lr: float = 1e-4
+    seam_lr: float = 2e-4
     save_every: int = 10
     eval_prompts: int = 48
     eval_tokens: int = 32
