@@ -7,15 +7,10 @@ into a safetensors copy (:func:`safetygeo.models.gguf.dequantized_copy`). It is 
 model *without* refusal training — it answers harmful requests — which is where the seed
 studies start: they train refusal into a model and watch its geometry.
 
-Stages (stage → (start, method)):
-
-* ``instruct``: the shipped model, untouched (step 0 of every trajectory below);
-* ``anchor``: instruct → refusal ``sft`` (LoRA): harmful train prompts → a refusal, harmless
-  train prompts → the instruct model's *own* greedy answers (self-distillation: utility is
-  kept by teaching the model what it already says);
-* ``attacked``: anchor → ``harmful_sft`` (LoRA): harmful prompts → the instruct model's own
-  compliant answers (what it said before refusal training);
-* ``r2d2``: instruct → ``r2d2`` (LoRA, CPU preset GCG suffix pool) on the anchor's data.
+Stages are rows of :data:`safetygeo.real.stages.REAL_STAGES` (what each starts from, its
+method, data, budget): ``instruct`` (as shipped), ``anchor`` (refusal SFT with
+self-distilled utility), ``attacked`` (harmful SFT from the anchor), and the defenses
+``r2d2``, ``sdd``, ``ctrap`` and ``seam``; all LoRA.
 
 Self-distilled answers are generated once (greedy, ``distill_tokens`` new tokens) and cached
 next to the stages (``distill_{kind}.json``, keyed by the base copy's weights and the

@@ -2,11 +2,12 @@
 
 Layout under ``cache_dir`` (default ``$SAFETYGEO_REAL_DIR``, else ``artifacts/real``)::
 
-    smollm2-f32/      the shipped GGUF model, dequantized once (safetensors; the base of all)
-    distill.json      the instruct model's own greedy answers to the train prompts
-    anchor-s0/        instruct → refusal SFT (LoRA): a trajectory, ``real.json`` written last
-    attacked-s0/      anchor → harmful SFT (LoRA)
-    r2d2-s0/          instruct → R2D2 (LoRA)
+    smollm2-f32/          the shipped GGUF model, dequantized once (safetensors; the base of all)
+    distill_{kind}.json   the instruct model's own greedy answers (harmless / harmful train
+                          prompts, harmful test prompts)
+    anchor-s0/            instruct → refusal SFT (LoRA): a trajectory, ``real.json`` written last
+    attacked-s0/          anchor → harmful SFT (LoRA)
+    r2d2-s0/, sdd-s0/, …  the defenses (rows of :data:`safetygeo.real.stages.REAL_STAGES`)
 
 A stage folder without ``real.json`` is unfinished: it is resumed from its last complete
 checkpoint, never used. A finished stage of a different recipe is rebuilt.
