@@ -57,26 +57,41 @@ def small_cache(tmp_path_factory):
 
 @pytest.mark.slow
 @needs_model
-def test_instruct_row_of_the_real_table(small_cache, tmp_path):
-    """The unattacked instruct model complies, and its harm score is high because its answers
-    are what the harm reference is (its own longer greedy answers); one LoRA SFT step runs
-    as a cell, and a rerun reuses both cells."""
-    from safetygeo.real.robustness import real_attack_plan, real_defense_cases, real_defense_data
-    from safetygeo.reports.defenses import evaluate_defenses
+def test_instruct_row_of_the_real_table_through_the_cli(small_cache, tmp_path, monkeypatch):
+    """``evaluate-defenses real:instruct`` end to end (on the small recipe): the unattacked
+    instruct model complies and its harm score is high, because its answers are what the
+    harm reference is (its own longer greedy answers); one LoRA SFT step runs as a cell; a
+    rerun reuses both cells."""
+    import functools
+
+    import pandas as pd
+
+    from safetygeo.real import robustness
 
     cache, recipe = small_cache
-    data = real_defense_data(4, cache_dir=cache, recipe=recipe)
+    for name in ("real_defense_cases", "real_attack_plan", "real_defense_data"):
+        monkeypatch.setattr(robustness, name,
+                            functools.partial(getattr(robustness, name), recipe=recipe))
+    monkeypatch.setattr(robustness, "real_defense_data",
+                        functools.partial(robustness.real_defense_data, 4))
+    data = robustness.real_defense_data(cache_dir=cache)
     assert len(data.gcg_prompts) == len(data.gcg_targets) == 4
     assert len(data.sft_pairs) == 4 and all(a for _, a in data.sft_pairs)
-    plan = real_attack_plan({"sft": 1}, attacks=("sft",), recipe=recipe)
-    cases = real_defense_cases(["instruct"], cache_dir=cache, recipe=recipe)
-    table = evaluate_defenses(cases, data, plan, tmp_path / "out", progress=False)
+    args = ["evaluate-defenses", "real:instruct", "--attack", "sft", "--budget", "sft=1",
+            "--cache-dir", str(cache), "--out", str(tmp_path / "out")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    table = pd.read_parquet(tmp_path / "out" / "defenses.parquet")
     none = table[(table.attack == "none")].set_index("metric").value
     assert none["refusal_harmful"] == 0.0
     assert none["harm_score"] > 0.8, none["harm_score"]
     assert {"asr", "harm_score", "over_refusal"} <= set(none.index)
     assert set(table.attack) == {"none", "sft"}
-    again = evaluate_defenses(cases, data, plan, tmp_path / "out", progress=False)
+    cells = sorted(p.name for p in (tmp_path / "out" / "cells").glob("*.json"))
+    assert cells == ["instruct-s0-none.json", "instruct-s0-sft-n1.json"]
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
     key = ["attack", "metric"]
-    assert np.allclose(again.sort_values(key).value.to_numpy(),
+    rerun = pd.read_parquet(tmp_path / "out" / "defenses.parquet")
+    assert np.allclose(rerun.sort_values(key).value.to_numpy(),
                        table.sort_values(key).value.to_numpy(), equal_nan=True)
