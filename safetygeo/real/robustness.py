@@ -19,6 +19,11 @@
   real world's stand-in for the toy world's oracle: how much of the harmful answer comes
   back).
 
+Cost on 2 CPU cores (1 thread per job; ``benchmarks/RESULTS.md``): an SFT cell (20 steps) ~6
+min; RL ~175 s per generation round of 32 prompts × 8 rollouts (10 steps ≈ 25 min); GCG
+~7.5 s per prompt-step (10 steps on 32 prompts ≈ 40 min). Pick the attacks and budgets for
+the hardware: ``--attack sft`` alone is the CPU-sized table.
+
 Example:
     >>> real_attack_plan({"sft": 5}, attacks=("sft",)).budgets
     {'sft': 5}
