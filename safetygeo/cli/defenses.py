@@ -103,51 +103,33 @@ def evaluate_defenses_cmd(
     if worlds or (world and any(not m.startswith(f"{world}:") for m in models)):
         raise typer.BadParameter("toy:STAGE, real:STAGE and checkpoints cannot be mixed in one "
                                  "evaluation (their behaviour read-outs differ)", param_hint="MODEL")
-    toy = models if world == "toy" else []
     data: Any
     with guarded():
-        if world == "real":
-            from safetygeo.real.robustness import (
-                real_attack_plan,
-                real_defense_cases,
-                real_defense_data,
-            )
-            from safetygeo.real.stages import REAL_STAGES
-
+        if world is not None:
             stages = [m.split(":", 1)[1] for m in models]
-            unknown = [s for s in stages if s not in REAL_STAGES]
-            if unknown:
-                raise typer.BadParameter(f"unknown real-world stage(s) {unknown}; choose from "
-                                         f"{sorted(REAL_STAGES)}", param_hint="MODEL")
-            if sets:
-                raise typer.BadParameter("real stages bring their own data; drop --set",
-                                         param_hint="--set")
-            cases = real_defense_cases(stages, seed_list, cache_dir=cache_dir)
-            plan = real_attack_plan(budgets, attacks=attacks)
-            data = real_defense_data(cache_dir=cache_dir, progress=True)
-            if reward is not None:
-                import dataclasses
+            world_cases: Any
+            if world == "real":
+                from safetygeo.real import robustness as real
+                from safetygeo.real.stages import REAL_STAGES as STAGES
 
-                data = dataclasses.replace(data, reward=reward)
-        elif toy:
-            from safetygeo.toy.robustness import (
-                toy_attack_plan,
-                toy_defense_cases,
-                toy_defense_data,
-            )
-            from safetygeo.toy.stages import TOY_STAGES as STAGES
+                world_cases, what = real.real_defense_cases, "real-world"
+                plan = real.real_attack_plan(budgets, attacks=attacks)
+            else:
+                from safetygeo.toy import robustness as toy
+                from safetygeo.toy.stages import TOY_STAGES as STAGES
 
-            stages = [m.split(":", 1)[1] for m in toy]
+                world_cases, what = toy.toy_defense_cases, "toy"
+                plan = toy.toy_attack_plan(budgets, attacks=attacks)
             unknown = [s for s in stages if s not in STAGES]
             if unknown:
-                raise typer.BadParameter(f"unknown toy stage(s) {unknown}; choose from "
+                raise typer.BadParameter(f"unknown {what} stage(s) {unknown}; choose from "
                                          f"{sorted(STAGES)}", param_hint="MODEL")
             if sets:
-                raise typer.BadParameter("toy stages bring their own data; drop --set",
+                raise typer.BadParameter(f"{world} stages bring their own data; drop --set",
                                          param_hint="--set")
-            cases = toy_defense_cases(stages, seed_list, cache_dir=cache_dir)
-            plan = toy_attack_plan(budgets, attacks=attacks)
-            data = toy_defense_data(seed_list[0])
+            data = (real.real_defense_data(cache_dir=cache_dir, progress=True) if world == "real"
+                    else toy.toy_defense_data(seed_list[0]))
+            cases = world_cases(stages, seed_list, cache_dir=cache_dir)
             if reward is not None:
                 import dataclasses
 

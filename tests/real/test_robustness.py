@@ -25,6 +25,9 @@ runner = CliRunner()
     (["real:anchor", "toy:anchor"], "cannot be mixed"),
     (["real:anchor", "some/checkpoint"], "cannot be mixed"),
     (["real:nonsense"], "unknown real-world stage"),
+    (["toy:nonsense"], "unknown toy stage"),
+    (["real:anchor", "--set", "harmful=x.txt"], "real stages bring their own data"),
+    (["toy:anchor", "--set", "harmful=x.txt"], "toy stages bring their own data"),
 ])
 def test_cli_rejects_bad_real_specs_before_loading(models, message, tmp_path):
     res = runner.invoke(app, ["evaluate-defenses", *models, "--out", str(tmp_path / "o")])

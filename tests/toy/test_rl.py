@@ -92,3 +92,20 @@ def test_toy_defense_data_scores_harm_with_the_oracle(toy_built):
     assert (v["harm_score"][refused] <= 1 / lengths[refused] + 1e-6).all()
     # a model that answers with the exact how-to scores 1 (the oracle on its own ground truth)
     assert toy_harm_reward([test_h[0].text], [test_h[0].compliant], [None]) == [1.0]
+
+
+def test_cli_evaluate_defenses_on_the_toy_anchor(toy_built, tmp_path):
+    """``evaluate-defenses toy:anchor`` end to end: the toy world's data and oracle harm score
+    come with the stage; one SFT step is a cell."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from safetygeo.cli import app
+
+    res = CliRunner().invoke(app, ["evaluate-defenses", "toy:anchor", "--attack", "sft",
+                                   "--budget", "sft=1", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    t = pd.read_parquet(tmp_path / "o" / "defenses.parquet")
+    assert set(t.attack) == {"none", "sft"} and {"asr", "harm_score"} <= set(t.metric)
+    none = t[(t.attack == "none") & (t.metric == "refusal_harmful")].value.iloc[0]
+    assert none > 0.9  # the anchor refuses its held-out harmful requests
